@@ -1,0 +1,553 @@
+"""Load, validate and describe siip-watcher's configuration.
+
+The TOML file is validated into one typed :class:`Config`. Every key may be overridden by an
+environment variable ``SIIP_WATCHER_<SECTION>_<KEY>`` (``SIIP_WATCHER_NAME`` for the top-level
+``name``). Secrets never live in the file: the SMTP password comes from ``password_env`` or
+``password_file`` and is read only when it is needed (:func:`read_secret`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "SIIP_WATCHER_"
+CONFIG_ENV = "SIIP_WATCHER_CONFIG"
+DEFAULT_CONFIG_FILE = "siip-watcher.toml"
+
+DEFAULT_EXCLUDES = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/"]
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded as one line the admin can act on (exit code 2)."""
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    root: Path = Path("/srv/siip")
+    databases: list[str] = field(default_factory=lambda: ["siip_database.db"])
+    exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
+
+    def database_paths(self) -> list[Path]:
+        """Absolute paths of the configured databases (relative ones are under ``root``)."""
+        return [p if p.is_absolute() else self.root / p for p in map(Path, self.databases)]
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    enabled: bool = True
+    interval_hours: float = 24.0
+    only_if_changed: bool = True
+    debounce_seconds: float = 300.0
+    max_delay_seconds: float = 3600.0
+    heavy_change_events: int = 200
+    watch: str = "auto"
+    stop_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    dir: Path = Path("/var/backups/siip")
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    keep_last: int = 3
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    level: int = 3
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    enabled: bool = False
+    folder_id: str = ""
+    auth: str = "oauth"
+    credentials_file: str = ""
+    token_file: str = ""
+    shared_drive_id: str = ""
+    impersonate: str = ""
+    chunk_mib: int = 16
+    api_root: str = "https://www.googleapis.com/"
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    enabled: bool = False
+    smtp_host: str = "smtp.gmail.com"
+    smtp_port: int = 587
+    security: str = "starttls"
+    username: str = ""
+    password_env: str = "SIIP_WATCHER_SMTP_PASSWORD"
+    password_file: str = ""
+    ca_file: str = ""
+    sender: str = ""
+    to: list[str] = field(default_factory=list)
+    on: list[str] = field(default_factory=lambda: ["success", "failure", "recovery"])
+    language: str = "es"
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    file: str = ""
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole, validated configuration."""
+
+    name: str = "siip"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    local: LocalConfig = field(default_factory=LocalConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    drive: DriveConfig = field(default_factory=DriveConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    #: the file this was loaded from (None for a configuration built in code)
+    path: Path | None = None
+
+
+SECTIONS: dict[str, type] = {
+    "source": SourceConfig,
+    "schedule": ScheduleConfig,
+    "local": LocalConfig,
+    "retention": RetentionConfig,
+    "compression": CompressionConfig,
+    "drive": DriveConfig,
+    "email": EmailConfig,
+    "heartbeat": HeartbeatConfig,
+    "log": LogConfig,
+}
+
+#: keys whose value must never be written in the file; the hint says where it goes instead
+FORBIDDEN_SECRET_KEYS = {
+    "password": "put the password in an environment variable named by email.password_env "
+    "(default SIIP_WATCHER_SMTP_PASSWORD) or in a file named by email.password_file (mode 0600)",
+    "smtp_password": "use email.password_env or email.password_file instead",
+    "client_secret": "keep it in the JSON file named by drive.credentials_file",
+    "token": "`siip-watcher drive login` keeps the token in drive.token_file",
+}
+
+ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("schedule", "watch"): ("auto", "native", "polling"),
+    ("drive", "auth"): ("oauth", "service_account"),
+    ("email", "security"): ("starttls", "ssl", "none"),
+    ("email", "language"): ("es", "en"),
+    ("log", "level"): ("debug", "info", "warning", "error"),
+}
+EMAIL_EVENTS = ("success", "warning", "failure", "recovery")
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def config_file_from(cli_value: str | None) -> Path:
+    """The config file to read: ``-c`` value, else ``$SIIP_WATCHER_CONFIG``, else the default."""
+    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+def load(path: Path, environ: dict[str, str] | None = None, *, check_paths: bool = True) -> Config:
+    """Read ``path``, apply environment overrides and validate.
+
+    Raises :class:`ConfigError` with one line naming the file, the key and what is expected.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: configuration file not found; create one with "
+            f"`siip-watcher config init > {path}` or pass -c FILE"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from None
+    return from_mapping(raw, source=path, environ=environ, check_paths=check_paths)
+
+
+def from_mapping(
+    raw: dict[str, Any],
+    *,
+    source: Path | None = None,
+    environ: dict[str, str] | None = None,
+    check_paths: bool = True,
+) -> Config:
+    """Validate an already parsed mapping (the TOML document) into a :class:`Config`."""
+    where = str(source) if source else "<configuration>"
+    env = os.environ if environ is None else environ
+    base_dir = source.resolve().parent if source else Path.cwd()
+
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table (a [{key}] section)")
+            sections[key] = dict(value)
+        elif key == "name":
+            top[key] = value
+        else:
+            _refuse_secret(where, key, key)
+            raise ConfigError(
+                f"{where}: unknown key '{key}'; expected 'name' or one of the sections "
+                f"{', '.join('[' + s + ']' for s in SECTIONS)}"
+            )
+
+    # environment overrides: only for keys we know, so unrelated SIIP_WATCHER_* variables
+    # (the config path, the SMTP password) are never mistaken for settings.
+    env_name = ENV_PREFIX + "NAME"
+    if env_name in env:
+        top["name"] = env[env_name]
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            var = f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+            if var in env:
+                sections.setdefault(section, {})[f.name] = _parse_env(
+                    var, env[var], f.type, where=where, key=f"{section}.{f.name}"
+                )
+
+    built: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        values = sections.get(section, {})
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            _refuse_secret(where, key, dotted)
+            if key not in known:
+                raise ConfigError(
+                    f"{where}: unknown key '{dotted}'; known keys in [{section}]: "
+                    f"{', '.join(known)}"
+                )
+            kwargs[key] = _coerce(where, dotted, value, known[key].type)
+        built[section] = cls(**kwargs)
+
+    name = top.get("name", "siip")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise ConfigError(
+            f"{where}: name: expected a short archive prefix of letters, digits, '.', '_' or "
+            f"'-', got {name!r}"
+        )
+
+    built = _resolve_paths(built, base_dir)
+    cfg = Config(name=name, path=source, **built)
+    _validate(cfg, where, check_paths=check_paths)
+    return cfg
+
+
+def _refuse_secret(where: str, key: str, dotted: str) -> None:
+    hint = FORBIDDEN_SECRET_KEYS.get(key)
+    if hint:
+        # The value is deliberately not echoed: it is a secret that should not be in the file.
+        raise ConfigError(f"{where}: '{dotted}' must not be written in the file; {hint}")
+
+
+_TYPE_NAMES = {"bool": "true or false", "int": "a whole number", "float": "a number",
+               "str": "a string", "Path": "a path (string)", "list[str]": "a list of strings"}
+
+
+def _coerce(where: str, key: str, value: Any, type_name: Any) -> Any:
+    t = str(type_name)
+    expected = _TYPE_NAMES.get(t, t)
+
+    def bad() -> ConfigError:
+        return ConfigError(f"{where}: {key}: expected {expected}, got {value!r}")
+
+    if t == "bool":
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if t == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad()
+    if t == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad()
+    if t == "str":
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if t == "Path":
+        if isinstance(value, str) and value:
+            return Path(value).expanduser()
+        raise bad()
+    if t == "list[str]":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise bad()
+    raise AssertionError(f"unhandled config type {t}")  # pragma: no cover
+
+
+def _parse_env(var: str, text: str, type_name: Any, *, where: str, key: str) -> Any:
+    """Turn an environment string into the value the TOML would hold."""
+    t = str(type_name)
+    if t == "bool":
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment {var} ({key}): expected true or false, got {text!r}")
+    if t in ("int", "float"):
+        try:
+            return int(text) if t == "int" else float(text)
+        except ValueError:
+            raise ConfigError(
+                f"environment {var} ({key}): expected {_TYPE_NAMES[t]}, got {text!r}"
+            ) from None
+    if t == "list[str]":
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                return tomllib.loads(f"v = {stripped}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ConfigError(
+                    f"environment {var} ({key}): expected a TOML list like [\"a\", \"b\"] "
+                    f"or comma-separated values"
+                ) from None
+        return [part.strip() for part in stripped.split(",") if part.strip()]
+    return text
+
+
+def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Relative paths in the file are relative to the file's folder, not to the cwd."""
+    from dataclasses import replace
+
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base_dir / p)
+
+    def absolute_str(s: str) -> str:
+        return str(absolute(Path(s).expanduser())) if s else s
+
+    built["source"] = replace(built["source"], root=absolute(built["source"].root))
+    built["local"] = replace(built["local"], dir=absolute(built["local"].dir))
+    d = built["drive"]
+    built["drive"] = replace(
+        d, credentials_file=absolute_str(d.credentials_file), token_file=absolute_str(d.token_file)
+    )
+    e = built["email"]
+    built["email"] = replace(
+        e, password_file=absolute_str(e.password_file), ca_file=absolute_str(e.ca_file)
+    )
+    lg = built["log"]
+    built["log"] = replace(lg, file=absolute_str(lg.file))
+    return built
+
+
+def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
+    def fail(key: str, expected: str, got: Any) -> None:
+        raise ConfigError(f"{where}: {key}: expected {expected}, got {got!r}")
+
+    for (section, key), allowed in ENUMS.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            fail(f"{section}.{key}", "one of " + ", ".join(repr(a) for a in allowed), value)
+
+    s = cfg.schedule
+    if not s.interval_hours > 0:
+        fail("schedule.interval_hours", "a number of hours above 0 (fractions allowed)",
+             s.interval_hours)
+    if s.debounce_seconds < 0:
+        fail("schedule.debounce_seconds", "0 or more seconds", s.debounce_seconds)
+    if s.max_delay_seconds < s.debounce_seconds:
+        fail("schedule.max_delay_seconds",
+             f"at least debounce_seconds ({s.debounce_seconds:g})", s.max_delay_seconds)
+    if s.heavy_change_events < 1:
+        fail("schedule.heavy_change_events", "1 or more", s.heavy_change_events)
+    if s.stop_timeout_seconds < 0:
+        fail("schedule.stop_timeout_seconds", "0 or more seconds", s.stop_timeout_seconds)
+
+    r = cfg.retention
+    for key in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"):
+        if getattr(r, key) < 0:
+            fail(f"retention.{key}", "0 or more", getattr(r, key))
+    if r.keep_last < 1:
+        fail("retention.keep_last", "1 or more (the newest snapshot is always kept)",
+             r.keep_last)
+
+    c = cfg.compression
+    if not -7 <= c.level <= 22:
+        fail("compression.level", "a zstd level from -7 to 22 (3 is a good default)", c.level)
+    if c.threads < 0:
+        fail("compression.threads", "0 (all cores) or a positive number", c.threads)
+
+    if not cfg.source.databases and not cfg.source.root:
+        fail("source.root", "the project folder", "")
+    for db in cfg.source.databases:
+        if not db.strip():
+            fail("source.databases", "database file names", db)
+    try:
+        from pathspec import GitIgnoreSpec
+
+        GitIgnoreSpec.from_lines(cfg.source.exclude)
+    except Exception as exc:  # pathspec raises several types for bad patterns
+        fail("source.exclude", f"gitignore-style patterns ({exc})", cfg.source.exclude)
+
+    d = cfg.drive
+    if d.chunk_mib < 1:
+        fail("drive.chunk_mib", "1 or more MiB", d.chunk_mib)
+    api = urlsplit(d.api_root)
+    if api.scheme not in ("https", "http") or not api.hostname:
+        fail("drive.api_root", "an https:// URL", d.api_root)
+    if api.scheme == "http" and not _is_loopback(api.hostname or ""):
+        fail("drive.api_root", "https:// (plain http only for 127.0.0.1 or localhost)",
+             d.api_root)
+    if d.enabled:
+        if not d.folder_id and not d.shared_drive_id:
+            fail("drive.folder_id", "the id of the Drive folder to upload into "
+                 "(the last part of its URL) when drive.enabled = true", d.folder_id)
+        if not d.credentials_file:
+            fail("drive.credentials_file", "the OAuth client JSON or service-account key "
+                 "JSON when drive.enabled = true", d.credentials_file)
+        if d.auth == "oauth" and not d.token_file:
+            fail("drive.token_file", "where `siip-watcher drive login` keeps the token "
+                 "when drive.auth = 'oauth'", d.token_file)
+
+    e = cfg.email
+    if not 0 < e.smtp_port < 65536:
+        fail("email.smtp_port", "a TCP port (587 for starttls, 465 for ssl)", e.smtp_port)
+    for event in e.on:
+        if event not in EMAIL_EVENTS:
+            fail("email.on", "a list drawn from " + ", ".join(EMAIL_EVENTS), e.on)
+    if e.timeout_seconds <= 0:
+        fail("email.timeout_seconds", "a number of seconds above 0", e.timeout_seconds)
+    if e.enabled:
+        if not e.to:
+            fail("email.to", "at least one recipient when email.enabled = true", e.to)
+        if not e.sender and not e.username:
+            fail("email.sender", "the From address when email.enabled = true", e.sender)
+    for addr in [*e.to, e.sender]:
+        if addr and ("@" not in addr or any(ch in addr for ch in "\r\n")):
+            fail("email.to" if addr in e.to else "email.sender", "an email address", addr)
+
+    hb = cfg.heartbeat.url
+    if hb and urlsplit(hb).scheme not in ("http", "https"):
+        fail("heartbeat.url", "an http:// or https:// URL", "<redacted>")
+
+    if check_paths:
+        root = cfg.source.root
+        if not root.is_dir():
+            fail("source.root", "an existing folder (the project to back up)", str(root))
+        try:
+            local = cfg.local.dir.resolve()
+            if local == root.resolve():
+                fail("local.dir", "a folder other than source.root itself", str(cfg.local.dir))
+        except OSError:
+            pass
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def read_secret(env_name: str, file_name: str, what: str) -> str:
+    """Return a secret from the file ``file_name`` if set, else from ``$env_name``.
+
+    Raises :class:`ConfigError` naming where the secret was looked for, never its value.
+    """
+    if file_name:
+        path = Path(file_name)
+        try:
+            st = path.stat()
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{what}: cannot read the secret file {path}: "
+                              f"{exc.strerror or exc}") from None
+        if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s: %s is readable by other users; run `chmod 600 %s`", what, path, path
+            )
+        if not value:
+            raise ConfigError(f"{what}: the secret file {path} is empty")
+        return value
+    if env_name:
+        value = os.environ.get(env_name, "")
+        if value:
+            return value
+        raise ConfigError(
+            f"{what}: the environment variable {env_name} is not set; set it "
+            f"(systemd: EnvironmentFile= or LoadCredential=) or use a password_file"
+        )
+    raise ConfigError(f"{what}: no password_env or password_file is configured")
+
+
+# --- describing -----------------------------------------------------------------------------
+
+
+def redacted_heartbeat(url: str) -> str:
+    """A heartbeat URL usually embeds its secret check id: show only scheme and host."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/…(redacted)"
+
+
+def to_toml(cfg: Config) -> str:
+    """The effective configuration as TOML, with secrets redacted (``config check``)."""
+    lines = [f"name = {_toml_value(cfg.name)}"]
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        lines.append("")
+        lines.append(f"[{section}]")
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if section == "heartbeat" and f.name == "url":
+                value = redacted_heartbeat(value)
+            lines.append(f"{f.name} = {_toml_value(value)}")
+            if section == "email" and f.name == "password_env" and value:
+                state = "set" if os.environ.get(value) else "NOT set"
+                lines[-1] += f"  # the variable is {state}; its value is never shown"
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(type(value))

@@ -1,0 +1,88 @@
+"""The one small interface every destination implements.
+
+A destination holds copies of archives under their snapshot id. Everything it needs to be
+resumable (a Drive resumable-session URI and offset, say) is an opaque JSON-able ``state``
+dict that the caller persists in the catalog through ``save_state`` and hands back on the next
+attempt, so a restarted service resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ProgressFn = Callable[[int], None]
+"""Called with the number of bytes just transferred."""
+
+
+class DestinationError(Exception):
+    """A destination operation failed.
+
+    ``retryable`` says whether trying again later may succeed (network down, 5xx) or not
+    (no quota, a folder that does not exist): the queue stops retrying the latter.
+    The message is one line an admin can act on and never holds a secret.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One archive as a destination holds it."""
+
+    snapshot_id: str
+    name: str
+    size: int
+    remote_id: str
+    sha256: str | None = None
+    created_at: datetime | None = None
+    link: str | None = None
+
+
+class Destination(ABC):
+    """Stores, lists, fetches and deletes archives somewhere other than the local dir."""
+
+    #: short name used in the catalog, the CLI (`--from NAME`) and reports
+    name: str
+
+    @abstractmethod
+    def put(
+        self,
+        archive: Path,
+        *,
+        snapshot_id: str,
+        sha256: str,
+        state: dict[str, Any] | None = None,
+        save_state: Callable[[dict[str, Any]], None] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> RemoteFile:
+        """Copy ``archive`` here exactly once and verify it; return the stored copy.
+
+        If a verified copy of ``snapshot_id`` is already here, return it without uploading.
+        """
+
+    @abstractmethod
+    def find(self, snapshot_id: str) -> RemoteFile | None:
+        """The copy of ``snapshot_id`` held here, if any."""
+
+    @abstractmethod
+    def list(self) -> list[RemoteFile]:
+        """Every archive held here, newest first."""
+
+    @abstractmethod
+    def get(self, remote: RemoteFile, target: Path, *, progress: ProgressFn | None = None) -> Path:
+        """Download ``remote`` to the file ``target`` (resuming a partial download where the
+        service allows), check its sha256 when known, and return ``target``."""
+
+    @abstractmethod
+    def delete(self, remote: RemoteFile) -> None:
+        """Remove ``remote`` from here."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has nothing to release."""

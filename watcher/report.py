@@ -1,0 +1,140 @@
+"""The result of one backup run: what the CLI prints, the catalog stores and the email tells.
+
+Plain data only; no I/O here. Each problem carries one line on what to do about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+# exit codes, as DESIGN.md fixes them
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DESTINATION_PENDING = 3
+
+TRIGGERS = ("manual", "start", "interval", "change")
+
+
+@dataclass
+class Problem:
+    """A warning or an error: what happened, and one line on what to do."""
+
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class DatabaseResult:
+    """One database as it went into the snapshot."""
+
+    path: str          # as configured (relative to the root, or absolute)
+    member: str        # archive member name, databases/<file name>
+    pages: int
+    page_size: int
+    size: int
+    check: str         # "ok", or what integrity_check said
+
+
+@dataclass
+class SnapshotInfo:
+    """The archive a run stored locally."""
+
+    id: str
+    file: str                      # absolute path of the .tar.zst
+    created_at: datetime
+    size: int                      # bytes of the archive
+    sha256: str
+    files: int                     # members under files/ (regular files, links, folders)
+    bytes_in: int                  # uncompressed bytes of every member
+    databases: list[DatabaseResult] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Uncompressed over compressed size (2.0 means half the size)."""
+        return self.bytes_in / self.size if self.size else 0.0
+
+
+@dataclass
+class DestinationResult:
+    """Where one destination's copy of the snapshot stands after the run."""
+
+    name: str
+    state: str                     # uploaded, pending, failed, skipped
+    link: str | None = None
+    error: str | None = None
+    hint: str | None = None
+    snapshot_id: str | None = None
+
+
+@dataclass
+class RunReport:
+    """Everything about one run, from start to notification."""
+
+    name: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = "running"        # ok, warning, failed
+    snapshot: SnapshotInfo | None = None
+    warnings: list[Problem] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    destinations: list[DestinationResult] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    free_bytes: int | None = None
+    next_run: datetime | None = None
+    previous_status: str | None = None   # of the run before this one, for "recovery"
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to finish (to now while running)."""
+        end = self.finished_at or datetime.now(self.started_at.tzinfo)
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def recovered(self) -> bool:
+        """The first good run after one or more failed runs."""
+        return self.status != "failed" and self.previous_status == "failed"
+
+    @property
+    def exit_code(self) -> int:
+        """0 all done; 1 no new snapshot; 3 stored locally but a destination is pending."""
+        if self.status == "failed" or self.snapshot is None:
+            return EXIT_RUN_FAILED
+        if any(d.state in ("pending", "failed") for d in self.destinations):
+            return EXIT_DESTINATION_PENDING
+        return EXIT_OK
+
+    def finish(self, now: datetime) -> None:
+        """Close the report and settle its status from what it holds."""
+        self.finished_at = now
+        if self.snapshot is None or self.errors:
+            self.status = "failed"
+        elif self.warnings or any(d.state != "uploaded" and d.state != "skipped"
+                                  for d in self.destinations):
+            self.status = "warning"
+        else:
+            self.status = "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (datetimes as ISO 8601)."""
+        data = asdict(self)
+        data["duration_seconds"] = round(self.duration, 3)
+        data["exit_code"] = self.exit_code
+        data["recovered"] = self.recovered
+        if self.snapshot:
+            data["snapshot"]["ratio"] = round(self.snapshot.ratio, 3)
+        return _jsonable(data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
