@@ -1,0 +1,105 @@
+"""The manifest: the last member of every archive, describing every other member.
+
+It makes a snapshot self-describing (a new machine needs nothing else to list, verify or
+restore it). Entries are spooled to a file as they are produced, so memory stays flat however
+many files the tree holds; the finished document is ordinary JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+MANIFEST_MEMBER = "manifest.json"
+FILES_PREFIX = "files/"
+DATABASES_PREFIX = "databases/"
+FORMAT_VERSION = 1
+
+
+def member_entry(path: str, kind: str, size: int, mode: int, mtime_ns: int,
+                 sha256: str | None = None, target: str | None = None,
+                 warning: str | None = None) -> dict[str, Any]:
+    """One member's record: path, type, size, mode, mtime and sha256 (or link target)."""
+    entry: dict[str, Any] = {"path": path, "type": kind, "size": size, "mode": mode & 0o7777,
+                             "mtime": mtime_ns / 1e9, "mtime_ns": mtime_ns}
+    if sha256 is not None:
+        entry["sha256"] = sha256
+    if target is not None:
+        entry["target"] = target
+    if warning:
+        entry["warning"] = warning
+    return entry
+
+
+class ManifestSpool:
+    """Writes the manifest document incrementally to ``path``."""
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self._fh: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish
+        head = json.dumps(header, ensure_ascii=False)
+        # the members list goes last so it can be streamed; the header keys stay readable
+        self._fh.write(head[:-1] + ', "members": [\n')
+        self._first = True
+
+    def add(self, entry: dict[str, Any]) -> None:
+        """Append one member record."""
+        if not self._first:
+            self._fh.write(",\n")
+        self._first = False
+        self._fh.write(json.dumps(entry, ensure_ascii=False))
+
+    def finish(self, trailer: dict[str, Any]) -> int:
+        """Close the members list, add ``trailer`` keys, and return the file's size."""
+        self._fh.write("\n]")
+        for key, value in trailer.items():
+            self._fh.write(f", {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+        self._fh.write("}\n")
+        self._fh.close()
+        return self.path.stat().st_size
+
+    def discard(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class Manifest:
+    """A parsed manifest."""
+
+    data: dict[str, Any]
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Manifest:
+        """Parse the manifest member's bytes; raises ValueError when it is not one."""
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+            raise ValueError("not a siip-watcher manifest (unknown format)")
+        members = {m["path"]: m for m in data.get("members", [])}
+        return cls(data=data, members=members)
+
+    @property
+    def databases(self) -> list[dict[str, Any]]:
+        return list(self.data.get("databases", []))
+
+    def restore_path(self, member: str) -> str | None:
+        """Where ``member`` goes in a restored project folder (POSIX, relative), or None.
+
+        Tree members go back to their place under the root; each database goes back to its
+        configured relative path, or under ``databases/`` when it was configured absolute.
+        """
+        if member.startswith(FILES_PREFIX):
+            return member[len(FILES_PREFIX):]
+        for db in self.databases:
+            if db.get("member") == member:
+                configured = str(db.get("path", ""))
+                if configured and not Path(configured).is_absolute() and \
+                        not configured.startswith(("/", "\\")) and ".." not in \
+                        Path(configured).parts:
+                    return Path(configured).as_posix()
+                return member
+        return None

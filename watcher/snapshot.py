@@ -1,0 +1,328 @@
+"""Take one snapshot: consistent database copies plus the tree, into one ``.tar.zst``.
+
+Layout (DESIGN.md): ``files/<path under root>``, ``databases/<file name>``, ``manifest.json``
+last. Written as ``<archive>.partial``, fsynced, then renamed after its ``.sha256`` sidecar, so a
+file named ``*.tar.zst`` in the local dir is always complete. The database copies run in a
+thread alongside the tree (SQLite releases the GIL), so their time is mostly hidden.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+import platform
+import shutil
+import stat
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from watcher import __version__
+from watcher.config import Config
+from watcher.manifest import (
+    DATABASES_PREFIX,
+    FILES_PREFIX,
+    FORMAT_VERSION,
+    MANIFEST_MEMBER,
+    ManifestSpool,
+    member_entry,
+)
+from watcher.report import DatabaseResult, Problem, SnapshotInfo
+from watcher.sqlite_copy import DatabaseCopy, DatabaseCopyError, copy_database
+from watcher.store import LocalStore
+from watcher.tarstream import Aborted, CompressedSink, SinkError, TarProducer
+from watcher.tree import TreeFilter, summarize, tree_fingerprint, walk
+
+__all__ = ["SnapshotError", "SnapshotResult", "take_snapshot", "tree_fingerprint", "Aborted"]
+
+#: files up to this size are read whole before their header is written, so their member is
+#: always internally consistent even when the app rewrites them mid-read
+SMALL_FILE = 4 << 20
+#: room left free beyond the estimate, for the filesystem and the catalog
+FREE_SPACE_MARGIN = 64 << 20
+
+
+class SnapshotError(Exception):
+    """The snapshot could not be taken; one line saying what failed and what to do."""
+
+
+@dataclass
+class SnapshotResult:
+    """A stored snapshot, its warnings, and the tree fingerprint it was taken from."""
+
+    info: SnapshotInfo
+    warnings: list[Problem] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+def take_snapshot(
+    cfg: Config,
+    store: LocalStore,
+    *,
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> SnapshotResult:
+    """Write a complete snapshot of ``cfg`` into ``store`` and return what was stored.
+
+    Raises :class:`SnapshotError` (nothing stored), or :class:`Aborted` when ``stop`` is set.
+    Either way no partial file is left behind.
+    """
+    root = cfg.source.root
+    if not root.is_dir():
+        raise SnapshotError(f"source.root {root} is not a folder; fix source.root in "
+                            f"the configuration")
+    missing = [p for p in cfg.source.database_paths() if not p.is_file()]
+    if missing:
+        raise SnapshotError(f"database {missing[0]} not found; fix source.databases in the "
+                            f"configuration (paths are relative to source.root)")
+
+    summary = summarize(cfg)
+    if on_total:
+        on_total(summary.bytes)
+    _check_free_space(store.dir, summary.bytes)
+
+    snapshot_id = store.new_snapshot_id(now)
+    archive = store.archive_path(snapshot_id)
+    partial = store.partial_path(archive)
+    spool_path = store.dir / f".{snapshot_id}.manifest.partial"
+    warnings: list[Problem] = []
+    db_copies: list[DatabaseCopy] = []
+
+    # the database copies start at once: every commit made before the run began is in them
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-copy")
+    db_future = pool.submit(_copy_databases, cfg, store, snapshot_id)
+    sink: CompressedSink | None = None
+    spool: ManifestSpool | None = None
+    try:
+        sink = CompressedSink(partial, level=cfg.compression.level,
+                              threads=cfg.compression.threads)
+        producer = TarProducer(sink, progress=progress, stop=stop)
+        spool = ManifestSpool(spool_path, {
+            "format": FORMAT_VERSION,
+            "tool": "siip-watcher",
+            "version": __version__,
+            "id": snapshot_id,
+            "name": cfg.name,
+            "host": platform.node(),
+            "created_at": now.isoformat(),
+            "source_root": str(root),
+        })
+        files, bytes_in = _add_tree(cfg, producer, spool, warnings)
+        producer.check_stop()
+        db_copies = db_future.result()
+        db_results = _add_databases(cfg, producer, spool, db_copies)
+        bytes_in += sum(d.size for d in db_results)
+        manifest_size = spool.finish({
+            "databases": [d.__dict__ for d in db_results],
+            "totals": {"files": files, "bytes": bytes_in},
+            "warnings": [w.message for w in warnings],
+        })
+        with open(spool_path, "rb") as fh:
+            producer.add_stream(MANIFEST_MEMBER, fh, manifest_size, 0o600, now.timestamp(),
+                                os.getuid() if hasattr(os, "getuid") else 0,
+                                os.getgid() if hasattr(os, "getgid") else 0)
+        producer.end()
+        size, sha256 = sink.close()
+        sink = None
+        store.commit(partial, archive, sha256)
+    except DatabaseCopyError as exc:
+        raise SnapshotError(str(exc)) from None
+    except SinkError as exc:
+        raise SnapshotError(str(exc)) from None
+    except OSError as exc:
+        raise SnapshotError(f"the snapshot failed: {exc}; check the backup dir "
+                            f"{store.dir} and the source") from None
+    finally:
+        if sink is not None:
+            sink.abort()
+        if spool is not None:
+            spool.discard()
+        if not db_future.done():
+            db_future.cancel()
+        pool.shutdown(wait=True)
+        for copy in db_copies or _result_or_empty(db_future):
+            copy.copy.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+
+    info = SnapshotInfo(id=snapshot_id, file=str(archive), created_at=now, size=size,
+                        sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results)
+    return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint)
+
+
+def _result_or_empty(future: concurrent.futures.Future[list[DatabaseCopy]]
+                     ) -> list[DatabaseCopy]:
+    try:
+        return future.result(timeout=0) if future.done() else []
+    except BaseException:
+        return []
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    # incompressible photos dominate such trees: plan for the archive being as big as the input
+    want = needed + FREE_SPACE_MARGIN
+    if free < want:
+        raise SnapshotError(
+            f"not enough free space in {folder}: the snapshot may need {_mb(want)} and "
+            f"{_mb(free)} is free; free space there or lower the retention.keep_* settings"
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+def _copy_databases(cfg: Config, store: LocalStore, snapshot_id: str) -> list[DatabaseCopy]:
+    copies: list[DatabaseCopy] = []
+    try:
+        for i, db in enumerate(cfg.source.database_paths()):
+            target = store.dir / f".{snapshot_id}.db{i}.partial"
+            copies.append(copy_database(db, target))
+    except BaseException:
+        for c in copies:
+            c.copy.unlink(missing_ok=True)
+        raise
+    return copies
+
+
+def _db_member_names(paths: list[Path]) -> list[str]:
+    """``databases/<file name>``, disambiguated when two databases share a file name."""
+    names: list[str] = []
+    for i, p in enumerate(paths):
+        name = DATABASES_PREFIX + p.name
+        if name in names:
+            name = f"{DATABASES_PREFIX}{i}-{p.name}"
+        names.append(name)
+    return names
+
+
+def _add_databases(cfg: Config, producer: TarProducer, spool: ManifestSpool,
+                   copies: list[DatabaseCopy]) -> list[DatabaseResult]:
+    results: list[DatabaseResult] = []
+    members = _db_member_names([c.source for c in copies])
+    for configured, copy, member in zip(cfg.source.databases, copies, members, strict=True):
+        src_st = os.stat(copy.source)
+        with open(copy.copy, "rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            sha, _ = producer.add_stream(member, fh, size, src_st.st_mode, src_st.st_mtime,
+                                         src_st.st_uid, src_st.st_gid)
+        entry = member_entry(member, "file", size, src_st.st_mode, src_st.st_mtime_ns, sha)
+        spool.add(entry)
+        results.append(DatabaseResult(path=configured, member=member, pages=copy.pages,
+                                      page_size=copy.page_size, size=size, check=copy.check))
+    return results
+
+
+def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
+              warnings: list[Problem]) -> tuple[int, int]:
+    """Stream every kept entry of the tree; returns (members, bytes of file content)."""
+    members = content = 0
+    for entry in walk(cfg.source.root, TreeFilter.for_config(cfg)):
+        producer.check_stop()
+        st = entry.st
+        name = FILES_PREFIX + entry.rel
+        if entry.kind == "error":
+            err = getattr(st, "error", None)
+            warnings.append(Problem(
+                f"could not read {entry.path}: {getattr(err, 'strerror', None) or err}",
+                "give the service user read access to it, or exclude it in source.exclude"))
+            continue
+        if entry.kind == "other":
+            warnings.append(Problem(f"skipped {entry.path}: not a regular file, folder or link",
+                                    "exclude it in source.exclude to silence this warning"))
+            continue
+        if entry.kind == "dir":
+            producer.add_dir(name, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+            spool.add(member_entry(name, "dir", 0, st.st_mode, st.st_mtime_ns))
+            members += 1
+            continue
+        if entry.kind == "symlink":
+            try:
+                target = os.readlink(entry.path)
+            except OSError:
+                continue  # vanished since the walk
+            producer.add_symlink(name, target, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+            spool.add(member_entry(name, "symlink", 0, st.st_mode, st.st_mtime_ns,
+                                   target=target))
+            members += 1
+            continue
+        added = _add_file(entry.path, name, producer, spool, warnings)
+        if added is not None:
+            members += 1
+            content += added
+    return members, content
+
+
+def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
+              warnings: list[Problem]) -> int | None:
+    """Add one regular file; returns its size, or None when it vanished before reading."""
+    try:
+        fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        warnings.append(Problem(f"{path} vanished while the snapshot was taken; it is not in "
+                                f"this snapshot", "nothing to do if the app deleted it"))
+        return None
+    except OSError as exc:
+        warnings.append(Problem(f"could not read {path}: {exc.strerror or exc}",
+                                "give the service user read access to it, or exclude it "
+                                "in source.exclude"))
+        return None
+    with fh:
+        before = os.fstat(fh.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        warning = None
+        if before.st_size <= SMALL_FILE:
+            data = _read_all(fh, before.st_size)
+            after = os.fstat(fh.fileno())
+            size = len(data)
+            sha = hashlib.sha256(data).hexdigest()
+            producer.add_bytes(name, data, before.st_mode, before.st_mtime, before.st_uid,
+                               before.st_gid)
+            if _changed(before, after) or size != before.st_size:
+                warning = "changed while being read"
+        else:
+            size = before.st_size
+            sha, got = producer.add_stream(name, fh, size, before.st_mode, before.st_mtime,
+                                           before.st_uid, before.st_gid)
+            after = os.fstat(fh.fileno())
+            if got < size:
+                warning = (f"shrank while being read: the last {size - got} bytes of the "
+                           f"member are zeros")
+            elif _changed(before, after):
+                warning = "changed while being read"
+        entry = member_entry(name, "file", size, before.st_mode, before.st_mtime_ns, sha,
+                             warning=warning)
+        spool.add(entry)
+        if warning:
+            warnings.append(Problem(f"{path} {warning}; this snapshot may hold a mix of old "
+                                    f"and new content for it",
+                                    "the next snapshot will hold it whole; nothing to do "
+                                    "unless it keeps happening"))
+        return size
+
+
+def _read_all(fh: Any, expected: int) -> bytes:
+    chunks = []
+    # one byte more than expected tells a file that grew from one that did not
+    want = expected + 1
+    while want > 0:
+        data = fh.read(want)
+        if not data:
+            break
+        chunks.append(data)
+        want -= len(data)
+    data = b"".join(chunks)
+    if len(data) > expected:
+        data = data[:expected]
+    return data
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size != after.st_size or before.st_mtime_ns != after.st_mtime_ns)

@@ -1,0 +1,257 @@
+"""Streaming tar into zstd into a file, hashing the output, with reads and compression overlapped.
+
+The producer (the caller's thread) builds tar blocks: it reads files and hashes them, both of
+which release the GIL. A sink thread feeds zstd (multi-threaded in C, GIL released) and writes
+and hashes the compressed output. A bounded queue between them keeps memory flat whatever the
+data size. The output is an ordinary POSIX (pax) tar in one zstd frame: `tar --zstd -xf` reads it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import queue
+import tarfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import zstandard
+
+BLOCK = tarfile.BLOCKSIZE            # 512
+RECORD = tarfile.RECORDSIZE          # 10240: what tar pads an archive to
+BATCH = 1 << 20                      # small members are batched into ~1 MiB writes
+QUEUE_DEPTH = 24                     # at most ~24 MiB in flight between the two threads
+
+_names: dict[tuple[str, int], str] = {}
+
+
+def _owner_name(kind: str, ident: int) -> str:
+    """User or group name for a numeric id, cached (lookups are slow on big trees)."""
+    key = (kind, ident)
+    if key not in _names:
+        name = ""
+        try:
+            if kind == "u":
+                import pwd
+
+                name = pwd.getpwuid(ident).pw_name
+            else:
+                import grp
+
+                name = grp.getgrgid(ident).gr_name
+        except (ImportError, KeyError):
+            pass
+        _names[key] = name
+    return _names[key]
+
+
+def tar_header(name: str, kind: str, *, size: int = 0, mode: int = 0o644, mtime: float = 0,
+               uid: int = 0, gid: int = 0, linkname: str = "") -> bytes:
+    """The header block(s) of one member, in pax format (long and UTF-8 names just work)."""
+    info = tarfile.TarInfo(name)
+    info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE,
+                 "symlink": tarfile.SYMTYPE}[kind]
+    info.size = size if kind == "file" else 0
+    info.mode = mode & 0o7777
+    # whole seconds in the header (no per-member pax record); the manifest keeps nanoseconds
+    info.mtime = int(mtime)
+    info.uid, info.gid = uid, gid
+    info.uname, info.gname = _owner_name("u", uid), _owner_name("g", gid)
+    info.linkname = linkname
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+def padding(size: int) -> bytes:
+    """Zero bytes that round a member's data up to a whole block."""
+    return b"\0" * (-size % BLOCK)
+
+
+class SinkError(Exception):
+    """Writing the archive failed (disk full, I/O error); the message says what to do."""
+
+
+class CompressedSink:
+    """Compress and write a byte stream to ``path`` (created 0600, never overwritten)."""
+
+    def __init__(self, path: Path, *, level: int, threads: int) -> None:
+        self.path = path
+        self.bytes_in = 0
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o600)
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=threads if threads > 0 else -1, write_checksum=True
+        )
+        self._zw = zstandard.ZstdCompressor(compression_params=params).stream_writer(
+            self, write_size=BATCH, closefd=False
+        )
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="archive-writer", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    # the file-like side zstd writes compressed bytes into
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        self._hash.update(view)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(data)
+        return len(data)
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                chunk = self._queue.get()
+                if chunk is None:
+                    break
+                self._zw.write(chunk)
+            self._zw.flush(zstandard.FLUSH_FRAME)
+        except BaseException as exc:  # reported to the producer on its next put or at close
+            self._error = exc
+            # keep draining so the producer never blocks on a full queue
+            while self._queue.get() is not None:
+                pass
+
+    def put(self, data: bytes | bytearray) -> None:
+        """Queue uncompressed bytes; raises :class:`SinkError` once writing has failed."""
+        if self._error is not None:
+            raise self._as_sink_error(self._error)
+        self.bytes_in += len(data)
+        self._queue.put(data)
+
+    def close(self) -> tuple[int, str]:
+        """Finish the frame, fsync, and return (compressed size, sha256 hex)."""
+        self._finish_thread()
+        if self._error is not None:
+            raise self._as_sink_error(self._error)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise self._as_sink_error(exc) from None
+        finally:
+            os.close(self._fd)
+            self._closed = True
+        return self._size, self._hash.hexdigest()
+
+    def abort(self) -> None:
+        """Stop and delete the partial file."""
+        self._finish_thread()
+        if not self._closed:
+            os.close(self._fd)
+            self._closed = True
+        self.path.unlink(missing_ok=True)
+
+    def _finish_thread(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _as_sink_error(self, exc: BaseException) -> SinkError:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return SinkError(f"the disk holding {self.path.parent} is full; free space there or "
+                             f"lower the retention.keep_* settings, then run again")
+        if isinstance(exc, OSError):
+            return SinkError(f"writing {self.path} failed: {exc.strerror or exc}")
+        return SinkError(f"compressing the archive failed: {exc}")
+
+
+class TarProducer:
+    """Builds the tar stream into a :class:`CompressedSink`, batching small writes."""
+
+    def __init__(self, sink: CompressedSink, progress: Callable[[int], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.sink = sink
+        self.progress = progress
+        self.stop = stop
+        self._batch = bytearray()
+        self.total = 0
+
+    def check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Aborted("the run was asked to stop")
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Append bytes of the tar stream."""
+        self.total += len(data)
+        if len(data) >= BATCH:
+            self.flush()
+            self.sink.put(data)
+            return
+        self._batch += data
+        if len(self._batch) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._batch:
+            self.sink.put(self._batch)
+            self._batch = bytearray()
+
+    def add_dir(self, name: str, mode: int, mtime: float, uid: int, gid: int) -> None:
+        self.write(tar_header(name, "dir", mode=mode, mtime=mtime, uid=uid, gid=gid))
+
+    def add_symlink(self, name: str, target: str, mode: int, mtime: float, uid: int,
+                    gid: int) -> None:
+        self.write(tar_header(name, "symlink", mode=mode, mtime=mtime, uid=uid, gid=gid,
+                              linkname=target))
+
+    def add_bytes(self, name: str, data: bytes, mode: int, mtime: float, uid: int = 0,
+                  gid: int = 0) -> None:
+        """A member whose whole content is in memory (small files, the manifest)."""
+        self.write(tar_header(name, "file", size=len(data), mode=mode, mtime=mtime, uid=uid,
+                              gid=gid))
+        self.write(data)
+        self.write(padding(len(data)))
+        if self.progress:
+            self.progress(len(data))
+
+    def add_stream(self, name: str, fh: object, size: int, mode: int, mtime: float, uid: int,
+                   gid: int, chunk: int = BATCH) -> tuple[str, int]:
+        """A member read from the open raw file ``fh`` for exactly ``size`` bytes.
+
+        Returns (sha256 of the member's bytes, bytes actually read). When the file shrank
+        while being read, the member is padded with zeros to its declared size (the caller
+        records a warning): the tar stays valid and nothing silently pretends to be whole.
+        """
+        self.write(tar_header(name, "file", size=size, mode=mode, mtime=mtime, uid=uid,
+                              gid=gid))
+        self.flush()
+        digest = hashlib.sha256()
+        remaining = size
+        read_total = 0
+        while remaining:
+            self.check_stop()
+            data = fh.read(min(chunk, remaining))  # type: ignore[attr-defined]
+            if not data:
+                break
+            digest.update(data)
+            self.sink.put(data)
+            self.total += len(data)
+            read_total += len(data)
+            remaining -= len(data)
+            if self.progress:
+                self.progress(len(data))
+        if remaining:
+            filler = b"\0" * min(remaining, BATCH)
+            while remaining:
+                part = filler[:remaining]
+                digest.update(part)
+                self.write(part)
+                remaining -= len(part)
+        self.write(padding(size))
+        return digest.hexdigest(), read_total
+
+    def end(self) -> None:
+        """Two zero blocks, then pad to a whole tar record, as tar itself does."""
+        self.write(b"\0" * (2 * BLOCK))
+        self.write(b"\0" * (-self.total % RECORD))
+        self.flush()
+
+
+class Aborted(Exception):
+    """The run was stopped on request (service shutdown); nothing partial is kept."""
