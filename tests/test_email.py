@@ -1,0 +1,384 @@
+"""Email reports against a real aiosmtpd server on 127.0.0.1 (STARTTLS or implicit TLS, AUTH
+required), plus the failures an admin meets: wrong password, nothing listening, a hung server,
+an untrusted certificate. A failed notification must leave the run's report untouched and must
+never print the password anywhere."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import smtplib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from smtp_server import (
+    IGNORE_AUTH_WARNING,
+    TEST_PASSWORD,
+    TEST_USER,
+    SilentServer,
+    SmtpTestServer,
+    TlsFiles,
+    closed_port,
+    make_tls_files,
+)
+
+from watcher.catalog import Catalog
+from watcher.config import Config, ConfigError, from_mapping
+from watcher.notify import notify
+from watcher.notify.email import EmailError, explain, send_test
+from watcher.report import DatabaseResult, DestinationResult, Problem, RunReport, SnapshotInfo
+
+pytestmark = pytest.mark.filterwarnings(IGNORE_AUTH_WARNING)
+
+PASSWORD_ENV = "SIIP_TEST_SMTP_PASSWORD"
+WRONG_PASSWORD = "Wr0ng-b4d1-pass-zz"
+FAST = (0.05, 0.05)  # retry waits for the tests: three tries, almost no waiting
+STARTED = datetime(2026, 11, 27, 18, 15, 0, tzinfo=UTC)
+SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+DRIVE_LINK = "https://drive.google.com/file/d/1AbC/view?usp=drivesdk&x=<1>"
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def server(tls: TlsFiles) -> Iterator[SmtpTestServer]:
+    with SmtpTestServer(tls, "starttls") as s:
+        yield s
+
+
+@pytest.fixture
+def ssl_server(tls: TlsFiles) -> Iterator[SmtpTestServer]:
+    with SmtpTestServer(tls, "ssl") as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def password(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(PASSWORD_ENV, TEST_PASSWORD)
+    return TEST_PASSWORD
+
+
+def make_cfg(tmp_path: Path, port: int, *, tls: TlsFiles | None, security: str = "starttls",
+             language: str = "es", on: list[str] | None = None, timeout: float = 10,
+             **email: Any) -> Config:
+    section: dict[str, Any] = {
+        "enabled": True, "smtp_host": "127.0.0.1", "smtp_port": port, "security": security,
+        "username": TEST_USER, "password_env": PASSWORD_ENV, "sender": "watcher@example.test",
+        "to": ["admin@example.test", "boss@example.test"], "language": language,
+        "timeout_seconds": timeout, "ca_file": str(tls.ca_cert) if tls else "",
+    }
+    if on is not None:
+        section["on"] = on
+    section.update(email)
+    raw = {"name": "siip", "source": {"root": str(tmp_path / "src")},
+           "local": {"dir": str(tmp_path / "backups")}, "email": section}
+    (tmp_path / "backups").mkdir(exist_ok=True)
+    return from_mapping(raw, environ={}, check_paths=False)
+
+
+def good_report(**changes: Any) -> RunReport:
+    snap = SnapshotInfo(
+        id="siip-20261127T181500Z", file="/var/backups/siip/siip-20261127T181500Z.tar.zst",
+        created_at=STARTED, size=48_200_000, sha256=SHA, files=15_234, bytes_in=131_000_000,
+        databases=[DatabaseResult("siip_database.db", "databases/siip_database.db", 78_125,
+                                  4096, 320_000_000, "ok")])
+    report = RunReport(
+        name="siip", trigger="change", started_at=STARTED,
+        snapshot=snap,
+        destinations=[DestinationResult("drive", "uploaded", link=DRIVE_LINK,
+                                        snapshot_id=snap.id)],
+        kept=["siip-20261127T181500Z", "siip-20261126T181500Z", "siip-20261125T181500Z"],
+        pruned=["siip-20261101T181500Z"],
+        free_bytes=123_400_000_000,
+        next_run=STARTED + timedelta(hours=24),
+    )
+    for key, value in changes.items():
+        setattr(report, key, value)
+    report.finish(STARTED + timedelta(seconds=83))
+    return report
+
+
+def failed_report(**changes: Any) -> RunReport:
+    report = RunReport(name="siip", trigger="interval", started_at=STARTED,
+                       errors=[Problem("the database siip_database.db is locked by another "
+                                       "program", "close the program holding it, then run "
+                                       "`siip-watcher once`")],
+                       free_bytes=2_000_000, next_run=STARTED + timedelta(hours=24))
+    for key, value in changes.items():
+        setattr(report, key, value)
+    report.finish(STARTED + timedelta(seconds=4))
+    return report
+
+
+def local(dt: datetime) -> str:
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def parts(received: Any) -> tuple[str, str]:
+    msg = received.message
+    plain = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    return plain, html
+
+
+# --- the report arrives -----------------------------------------------------------------------
+
+
+def test_report_arrives_in_spanish_over_starttls(tmp_path: Path, server: SmtpTestServer,
+                                                 tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, server.port, tls=tls)
+    catalog = Catalog(cfg.local.dir)
+    run_id = catalog.start_run("change", STARTED)
+
+    notify(cfg, good_report(), catalog, run_id, retry_delays=FAST)
+
+    [got] = server.received
+    assert got.login == TEST_USER
+    assert sorted(got.rcpt_tos) == ["admin@example.test", "boss@example.test"]
+    assert got.mail_from == "watcher@example.test"
+    msg = got.message
+    assert msg["Subject"] == f"[SIIP Backup] OK siip {local(STARTED)}"
+    assert "admin@example.test" in msg["To"] and "boss@example.test" in msg["To"]
+    plain, html = parts(got)
+    assert plain.startswith('La copia de seguridad de "siip" terminó correctamente.')
+    for expected in ("Estado: Correcta", "Motivo: cambios detectados en los datos",
+                     "Duración: 1 min 23 s", "siip-20261127T181500Z.tar.zst", "48,2 MB",
+                     "2,72 veces más pequeño (131,0 MB sin comprimir)", SHA,
+                     "15.234 archivos, 131,0 MB en total",
+                     "siip_database.db: íntegra (integrity_check: ok)",
+                     "drive: subida", DRIVE_LINK, "123,4 GB", local(STARTED + timedelta(hours=24)),
+                     "Copias conservadas tras la limpieza: 3 (siip-20261127T181500Z",
+                     "siip-20261101T181500Z"):
+        assert expected in plain, expected
+    # the HTML alternative says the same, escaped, with the Drive link clickable
+    assert "Correcta" in html and SHA in html
+    assert 'href="https://drive.google.com/file/d/1AbC/view?usp=drivesdk&amp;x=&lt;1&gt;"' in html
+    assert "<1>" not in html
+    assert catalog.last_notification("email") == {
+        "run_id": run_id, "state": "sent", "error": None,
+        "at": catalog.last_notification("email")["at"]}  # type: ignore[index]
+
+
+def test_warning_in_english_over_implicit_tls_even_when_only_failures_are_chosen(
+        tmp_path: Path, ssl_server: SmtpTestServer, tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, ssl_server.port, tls=tls, security="ssl", language="en",
+                   on=["failure"])
+    report = good_report(
+        trigger="start",
+        warnings=[Problem("3 files changed while being read and were skipped",
+                          "they will be picked up by the next run")],
+        destinations=[DestinationResult("drive", "pending", error="HTTP 503 from Google",
+                                        hint="nothing to do; the upload resumes on its own")])
+    assert report.status == "warning"
+
+    notify(cfg, report, None, None, retry_delays=FAST)
+
+    [got] = ssl_server.received
+    assert got.message["Subject"] == f"[SIIP Backup] WARNING siip {local(STARTED)}"
+    plain, html = parts(got)
+    lines = plain.splitlines()
+    assert lines[0] == 'The backup of "siip" was stored, but something needs a look.'
+    assert lines[1] == "What to check: 3 files changed while being read and were skipped"
+    assert lines[2] == "What to do: they will be picked up by the next run"
+    assert "Trigger: service start" in plain
+    assert "drive: pending (will be retried automatically) (HTTP 503 from Google)" in plain
+    assert "What to do: nothing to do; the upload resumes on its own" in plain
+    assert "With warnings" in html
+
+
+def test_failed_run_says_first_what_failed(tmp_path: Path, server: SmtpTestServer,
+                                           tls: TlsFiles) -> None:
+    for language, lead, what in (
+            ("es", 'La copia de seguridad de "siip" FALLÓ: no se creó ninguna copia nueva.',
+             "Qué falló: the database siip_database.db is locked by another program"),
+            ("en", 'The backup of "siip" FAILED: no new backup was made.',
+             "What failed: the database siip_database.db is locked by another program")):
+        cfg = make_cfg(tmp_path, server.port, tls=tls, language=language)
+        notify(cfg, failed_report(), None, None, retry_delays=FAST)
+        got = server.received[-1]
+        assert got.message["Subject"] == f"[SIIP Backup] FAILED siip {local(STARTED)}"
+        plain, _ = parts(got)
+        assert plain.splitlines()[:2] == [lead, what]
+        assert "siip-watcher once" in plain.splitlines()[2]
+    assert len(server.received) == 2
+
+
+def test_recovery_message_after_a_failure(tmp_path: Path, server: SmtpTestServer,
+                                          tls: TlsFiles) -> None:
+    # only failures and recoveries: the ordinary good run that follows is not mailed
+    cfg = make_cfg(tmp_path, server.port, tls=tls, on=["failure", "recovery"])
+    notify(cfg, failed_report(), None, None, retry_delays=FAST)
+    notify(cfg, good_report(previous_status="failed"), None, None, retry_delays=FAST)
+    notify(cfg, good_report(previous_status="ok"), None, None, retry_delays=FAST)
+
+    subjects = [r.message["Subject"] for r in server.received]
+    assert subjects == [f"[SIIP Backup] FAILED siip {local(STARTED)}",
+                        f"[SIIP Backup] OK siip {local(STARTED)} (recuperada tras fallos)"]
+    plain, _ = parts(server.received[1])
+    assert plain.startswith('Las copias de seguridad de "siip" vuelven a funcionar')
+
+
+def test_nothing_is_sent_when_the_run_is_not_chosen(tmp_path: Path, server: SmtpTestServer,
+                                                    tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, server.port, tls=tls, on=["failure"])
+    catalog = Catalog(cfg.local.dir)
+    notify(cfg, good_report(), catalog, 1, retry_delays=FAST)
+    notify(make_cfg(tmp_path, server.port, tls=tls), good_report(), catalog, 2, email=False,
+           retry_delays=FAST)
+    assert server.received == []
+    assert catalog.last_notification("email") is None
+
+
+def test_html_escapes_what_the_run_reports(tmp_path: Path, server: SmtpTestServer,
+                                           tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, server.port, tls=tls, language="en")
+    report = failed_report(errors=[Problem("<script>alert(1)</script> & co", "a<b")])
+    notify(cfg, report, None, None, retry_delays=FAST)
+    plain, html = parts(server.received[0])
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
+    assert "<script>" not in html
+    assert "What failed: <script>alert(1)</script> & co" in plain
+
+
+# --- failures never get in the way, and never show the password ---------------------------
+
+
+def assert_no_secret(*texts: str) -> None:
+    forms = [TEST_PASSWORD, WRONG_PASSWORD]
+    for pw in list(forms):
+        forms.append(base64.b64encode(pw.encode()).decode())
+        forms.append(base64.b64encode(f"\0{TEST_USER}\0{pw}".encode()).decode())
+    for text in texts:
+        for form in forms:
+            assert form not in text
+
+
+def notify_and_capture(cfg: Config, caplog: pytest.LogCaptureFixture,
+                       capsys: pytest.CaptureFixture[str]) -> tuple[RunReport, dict[str, Any],
+                                                                    Catalog, str]:
+    """Run notify on a good report; return the report, its dict before, the catalog and
+    every piece of output (logs, stdout, stderr, catalog rows)."""
+    caplog.set_level(logging.DEBUG, logger="watcher")
+    catalog = Catalog(cfg.local.dir)
+    report = good_report()
+    before = report.to_dict()
+    notify(cfg, report, catalog, 7, retry_delays=FAST)
+    out, err = capsys.readouterr()
+    recorded = str(catalog.last_notification("email"))
+    return report, before, catalog, "\n".join([caplog.text, out, err, recorded])
+
+
+@pytest.mark.parametrize("case", ["wrong_password", "refused", "silent"])
+def test_a_failed_email_leaves_the_run_intact(
+        case: str, tmp_path: Path, tls: TlsFiles, server: SmtpTestServer,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    if case == "wrong_password":
+        monkeypatch.setenv(PASSWORD_ENV, WRONG_PASSWORD)
+        cfg = make_cfg(tmp_path, server.port, tls=tls)
+        expected, tries = "authentication failed at 127.0.0.1", 1
+    elif case == "refused":
+        cfg = make_cfg(tmp_path, closed_port(), tls=tls)
+        expected, tries = "connection refused by 127.0.0.1", 3
+    else:
+        silent = SilentServer()
+        cfg = make_cfg(tmp_path, silent.port, tls=tls, timeout=0.5)
+        expected, tries = "timeout: no answer from 127.0.0.1", 3
+
+    try:
+        report, before, catalog, output = notify_and_capture(cfg, caplog, capsys)
+    finally:
+        if case == "silent":
+            silent.__exit__(None, None, None)
+
+    assert report.to_dict() == before and report.exit_code == 0
+    assert server.received == []
+    failures = [r for r in caplog.records if "email not sent" in r.getMessage()]
+    assert len(failures) == tries  # a wrong password is not retried: it could lock the account
+    final = failures[-1].getMessage()
+    assert expected in final and "\n" not in final
+    if tries > 1:
+        assert "gave up after 3 tries" in final
+    row = catalog.last_notification("email")
+    assert row is not None and row["state"] == "failed" and expected in row["error"]
+    assert row["run_id"] == 7
+    assert_no_secret(output)
+
+
+def test_an_untrusted_certificate_is_named_with_what_to_do(
+        tmp_path: Path, server: SmtpTestServer, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = make_cfg(tmp_path, server.port, tls=None)  # no ca_file: the test CA is unknown
+    notify(cfg, good_report(), None, None, retry_delays=FAST)
+    assert server.received == []
+    assert "TLS certificate of 127.0.0.1 is not trusted" in caplog.text
+    assert "email.ca_file" in caplog.text
+
+
+def test_a_missing_password_is_reported_not_raised(
+        tmp_path: Path, server: SmtpTestServer, tls: TlsFiles,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv(PASSWORD_ENV)
+    cfg = make_cfg(tmp_path, server.port, tls=tls)
+    catalog = Catalog(cfg.local.dir)
+    notify(cfg, good_report(), catalog, 3, retry_delays=FAST)
+    assert f"environment variable {PASSWORD_ENV} is not set" in caplog.text
+    assert catalog.last_notification("email")["state"] == "failed"  # type: ignore[index]
+
+
+def test_the_message_itself_never_carries_the_password(
+        tmp_path: Path, server: SmtpTestServer, tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, server.port, tls=tls)
+    notify(cfg, failed_report(), None, None, retry_delays=FAST)
+    notify(cfg, good_report(), None, None, retry_delays=FAST)
+    assert len(server.received) == 2
+    assert_no_secret(*(r.raw.decode("utf-8", "replace") for r in server.received))
+
+
+def test_gmail_535_explains_the_app_password(tmp_path: Path, tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, 587, tls=tls, smtp_host="smtp.gmail.com")
+    answer = (b"5.7.8 Username and Password not accepted. For more information, go to\n"
+              b"5.7.8  https://support.google.com/mail/?p=BadCredentials x1-20020a gsmtp")
+    err = explain(smtplib.SMTPAuthenticationError(535, answer), cfg, TEST_PASSWORD)
+    assert not err.retryable
+    assert "authentication failed at smtp.gmail.com:587" in str(err)
+    assert "app password" in str(err) and "\n" not in str(err)
+    other = explain(smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"),
+                    make_cfg(tmp_path, 587, tls=tls), TEST_PASSWORD)
+    assert "app password" not in str(other) and f"${PASSWORD_ENV}" in str(other)
+
+
+# --- `siip-watcher email test` ----------------------------------------------------------------
+
+
+def test_send_test_delivers_a_test_message(tmp_path: Path, server: SmtpTestServer,
+                                           tls: TlsFiles) -> None:
+    send_test(make_cfg(tmp_path, server.port, tls=tls, language="en"))
+    [got] = server.received
+    assert got.message["Subject"].startswith("[SIIP Backup] TEST siip ")
+    plain, _ = parts(got)
+    assert "If you are reading it, email reports work" in plain
+
+
+def test_send_test_raises_one_clean_line(tmp_path: Path, server: SmtpTestServer, tls: TlsFiles,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, WRONG_PASSWORD)
+    with pytest.raises(EmailError) as caught:
+        send_test(make_cfg(tmp_path, server.port, tls=tls))
+    assert str(caught.value).startswith("authentication failed")
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert_no_secret(str(caught.value), repr(caught.value))
+
+    monkeypatch.delenv(PASSWORD_ENV)
+    with pytest.raises(ConfigError, match=PASSWORD_ENV):
+        send_test(make_cfg(tmp_path, server.port, tls=tls))
+    with pytest.raises(ConfigError, match="email.to"):
+        send_test(make_cfg(tmp_path, server.port, tls=tls, enabled=False, to=[]))

@@ -1,0 +1,99 @@
+"""Tell people how a run went: an email report and a heartbeat ping.
+
+:func:`notify` is called once per finished run. It never raises and never changes the run's
+result: every failure is logged in one line, retried a few times when that can help, and
+recorded in the catalog (channel "email" or "heartbeat") for `siip-watcher status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from watcher.catalog import Catalog
+from watcher.config import Config, ConfigError
+from watcher.notify import email as smtp_email
+from watcher.notify import heartbeat, policy
+from watcher.notify.message import build_report_message
+from watcher.notify.retry import DEFAULT_RETRY_DELAYS, attempt
+from watcher.report import RunReport
+
+log = logging.getLogger("watcher.notify")
+
+EMAIL = "email"
+HEARTBEAT = "heartbeat"
+
+
+def notify(
+    cfg: Config,
+    report: RunReport,
+    catalog: Catalog | None,
+    run_id: int | None,
+    *,
+    email: bool = True,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    stop: threading.Event | None = None,
+) -> None:
+    """Send the email report (if enabled, chosen by ``email.on`` and ``email`` is True) and the
+    heartbeat (if ``heartbeat.url`` is set) for a finished run, recording each outcome.
+
+    ``email=False`` is `once --no-email`: the heartbeat still goes. ``stop`` (the service
+    shutting down) cuts retry waits short. Never raises.
+    """
+    if email and cfg.email.enabled:
+        _guarded(EMAIL, lambda: _email(cfg, report, catalog, run_id, retry_delays, stop))
+    if cfg.heartbeat.url:
+        _guarded(HEARTBEAT, lambda: _heartbeat(cfg, report, catalog, run_id, retry_delays,
+                                               stop))
+
+
+def _guarded(channel: str, send: Callable[[], None]) -> None:
+    # The last line of defence for "a notification never changes the backup's result": a bug
+    # here must cost an email, not the run. The exception text is logged without a traceback
+    # so no frame of the SMTP conversation is printed.
+    try:
+        send()
+    except Exception as exc:
+        log.error("%s notification crashed: %s: %s", channel, type(exc).__name__, exc)
+
+
+def _email(cfg: Config, report: RunReport, catalog: Catalog | None, run_id: int | None,
+           delays: Sequence[float], stop: threading.Event | None) -> None:
+    kind = policy.choose_message(cfg.email.on, report)
+    if kind is None:
+        log.info("email: not sent for a %s run (email.on = %s)", report.status,
+                 ", ".join(cfg.email.on) or "nothing")
+        return
+    try:
+        smtp_email.check_recipients(cfg)
+        password = smtp_email.load_password(cfg)
+    except ConfigError as exc:
+        log.error("email not sent: %s", exc)
+        _record(catalog, run_id, EMAIL, "failed", str(exc))
+        return
+    msg = build_report_message(cfg, report, kind)
+    reason = attempt("email", lambda: smtp_email.send_message(cfg, msg, password),
+                     delays=delays, stop=stop)
+    if reason is None:
+        log.info("email (%s) sent to %s", kind, ", ".join(cfg.email.to))
+        _record(catalog, run_id, EMAIL, "sent", None)
+    else:
+        _record(catalog, run_id, EMAIL, "failed", reason)
+
+
+def _heartbeat(cfg: Config, report: RunReport, catalog: Catalog | None, run_id: int | None,
+               delays: Sequence[float], stop: threading.Event | None) -> None:
+    reason = heartbeat.ping(cfg.heartbeat.url, policy.heartbeat_ok(report),
+                            retry_delays=delays, stop=stop)
+    _record(catalog, run_id, HEARTBEAT, "sent" if reason is None else "failed", reason)
+
+
+def _record(catalog: Catalog | None, run_id: int | None, channel: str, state: str,
+            error: str | None) -> None:
+    if catalog is None:
+        return
+    try:
+        catalog.record_notification(run_id, channel, state, error)
+    except Exception as exc:  # a busy or broken catalog must not turn into a failed run
+        log.warning("could not record the %s notification in the catalog: %s", channel, exc)

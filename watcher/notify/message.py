@@ -1,0 +1,363 @@
+"""Build the report email (plain text plus an HTML alternative) from a :class:`RunReport`.
+
+Pure: the content is first laid out as plain data (:class:`Body`), then rendered twice, so the
+text and HTML versions always say the same thing. All wording comes from :mod:`.texts`.
+"""
+
+from __future__ import annotations
+
+import html
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from watcher import __version__
+from watcher.config import Config
+from watcher.notify import policy
+from watcher.notify.texts import SUBJECT_STATUS, TEXTS, text
+from watcher.report import Problem, RunReport
+
+# --- layout ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of a section: ``label: value``, or a bullet when ``label`` is None."""
+
+    value: str
+    label: str | None = None
+    link: str | None = None
+    hint: str | None = None
+    alert: bool = False
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[Row] = field(default_factory=list)
+
+
+@dataclass
+class Body:
+    """What the message says, before it becomes text or HTML."""
+
+    language: str                    # es, en (the HTML lang attribute)
+    status: str                      # ok, warning, failed (drives the HTML banner colour)
+    lead: list[str]                  # the first paragraph: plain words on what happened
+    sections: list[Section]
+    footer: str
+
+
+# --- formatting helpers (language aware) ----------------------------------------------------
+
+
+def local_time(dt: datetime, *, seconds: bool = False, zone: bool = False) -> str:
+    """``dt`` in the machine's local time zone, as the admin reads their clock."""
+    fmt = "%Y-%m-%d %H:%M" + (":%S" if seconds else "") + (" %Z" if zone else "")
+    return dt.astimezone().strftime(fmt).strip()
+
+
+def fmt_number(value: float, lang: str, decimals: int = 0) -> str:
+    """Thousands and decimal separators as each language writes them (1,234.5 / 1.234,5)."""
+    s = f"{value:,.{decimals}f}"
+    if lang == "es":
+        s = s.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return s
+
+
+def fmt_bytes(n: int, lang: str) -> str:
+    """Decimal units (1 MB = 1,000,000 bytes), one decimal above bytes."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 1000 or unit == "PB":
+            return f"{fmt_number(value, lang, 1)} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def fmt_duration(seconds: float, lang: str) -> str:
+    """A short human duration: 42 s, 3 min 5 s, 2 h 10 min."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return text(lang, "seconds", n=fmt_number(max(seconds, 0), lang, 1))
+    if total < 3600:
+        return text(lang, "minutes", m=total // 60, s=total % 60)
+    return text(lang, "hours", h=total // 3600, m=(total % 3600) // 60)
+
+
+def _safe_link(link: str | None) -> str | None:
+    """Only web links become clickable; anything else is shown as text."""
+    if link and urlsplit(link).scheme in ("http", "https"):
+        return link
+    return None
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+def report_body(cfg: Config, report: RunReport, kind: str, *, host: str) -> Body:
+    """Lay out what the email for ``report`` says (``kind`` from :func:`policy.choose_message`)."""
+    lang = cfg.email.language
+    name = cfg.name
+    lead: list[str] = []
+    if report.status == "failed":
+        lead.append(text(lang, "lead_failed", name=name))
+        first = report.errors[0] if report.errors else Problem(text(lang, "failed_unknown"))
+        lead.append(text(lang, "what_failed", message=first.message))
+        if first.hint:
+            lead.append(text(lang, "what_to_do", hint=first.hint))
+    else:
+        key = "lead_recovery" if kind == policy.RECOVERY else f"lead_{report.status}"
+        lead.append(text(lang, key, name=name))
+        if report.status == "warning":
+            first = _first_concern(report)
+            if first:
+                lead.append(text(lang, "what_to_check", message=first.message))
+                if first.hint:
+                    lead.append(text(lang, "what_to_do", hint=first.hint))
+
+    sections = [_summary(cfg, report, host)]
+    if report.errors:
+        sections.append(_problems(lang, "section_errors", report.errors, alert=True))
+    if report.warnings:
+        sections.append(_problems(lang, "section_warnings", report.warnings, alert=False))
+    sections.append(_archive(lang, report))
+    if report.snapshot and report.snapshot.databases:
+        sections.append(_databases(lang, report))
+    if report.destinations:
+        sections.append(_destinations(lang, report))
+    sections.append(_storage(cfg, report))
+    footer = text(lang, "footer", version=__version__, host=host)
+    return Body(language=lang, status=report.status, lead=lead, sections=sections, footer=footer)
+
+
+def _first_concern(report: RunReport) -> Problem | None:
+    """What a warning run's first paragraph names: the first warning, else a stuck upload."""
+    if report.warnings:
+        return report.warnings[0]
+    for d in report.destinations:
+        if d.state in ("pending", "failed"):
+            return Problem(f"{d.name}: {d.error or d.state}", d.hint or "")
+    return None
+
+
+def _summary(cfg: Config, report: RunReport, host: str) -> Section:
+    lang = cfg.email.language
+    trigger_key = f"trigger_{report.trigger}"
+    trigger = text(lang, trigger_key) if trigger_key in TEXTS[lang] else report.trigger
+    return Section(text(lang, "section_summary"), [
+        Row(text(lang, f"status_{report.status}"), text(lang, "status"),
+            alert=report.status == "failed"),
+        Row(trigger, text(lang, "trigger")),
+        Row(local_time(report.started_at, seconds=True, zone=True), text(lang, "started")),
+        Row(fmt_duration(report.duration, lang), text(lang, "duration")),
+        Row(host, text(lang, "host")),
+    ])
+
+
+def _problems(lang: str, title_key: str, problems: list[Problem], *, alert: bool) -> Section:
+    return Section(text(lang, title_key), [
+        Row(p.message, hint=text(lang, "what_to_do", hint=p.hint) if p.hint else None,
+            alert=alert)
+        for p in problems
+    ])
+
+
+def _archive(lang: str, report: RunReport) -> Section:
+    s = report.snapshot
+    section = Section(text(lang, "section_archive"))
+    if s is None:
+        section.rows.append(Row(text(lang, "no_archive"), alert=True))
+        return section
+    section.rows += [
+        Row(Path(s.file).name or s.id, text(lang, "archive")),
+        Row(fmt_bytes(s.size, lang), text(lang, "size")),
+        Row(text(lang, "ratio_value", ratio=fmt_number(s.ratio, lang, 2),
+                 original=fmt_bytes(s.bytes_in, lang)), text(lang, "ratio")),
+        Row(s.sha256, text(lang, "sha256")),
+        Row(text(lang, "files_value", files=fmt_number(s.files, lang),
+                 bytes=fmt_bytes(s.bytes_in, lang)), text(lang, "files")),
+    ]
+    return section
+
+
+def _databases(lang: str, report: RunReport) -> Section:
+    assert report.snapshot is not None
+    rows = []
+    for db in report.snapshot.databases:
+        ok = db.check == "ok"
+        state = text(lang, "db_ok") if ok else text(lang, "db_bad", check=db.check)
+        detail = text(lang, "db_detail", size=fmt_bytes(db.size, lang),
+                      pages=fmt_number(db.pages, lang))
+        rows.append(Row(f"{db.path}: {state}; {detail}", alert=not ok))
+    return Section(text(lang, "section_databases"), rows)
+
+
+def _destinations(lang: str, report: RunReport) -> Section:
+    rows = []
+    for d in report.destinations:
+        key = f"dest_{d.state}"
+        state = text(lang, key) if key in TEXTS[lang] else d.state
+        value = f"{d.name}: {state}" + (f" ({d.error})" if d.error else "")
+        rows.append(Row(value, link=d.link,
+                        hint=text(lang, "what_to_do", hint=d.hint) if d.hint else None,
+                        alert=d.state == "failed"))
+    return Section(text(lang, "section_destinations"), rows)
+
+
+def _storage(cfg: Config, report: RunReport) -> Section:
+    lang = cfg.email.language
+    free = (fmt_bytes(report.free_bytes, lang) if report.free_bytes is not None
+            else text(lang, "unknown"))
+    next_run = (local_time(report.next_run, zone=True) if report.next_run
+                else text(lang, "next_run_none"))
+    rows = [
+        Row(free, text(lang, "free", dir=str(cfg.local.dir))),
+        Row(next_run, text(lang, "next_run")),
+    ]
+    if report.kept:
+        rows.append(Row(text(lang, "kept_value", count=len(report.kept),
+                             ids=", ".join(report.kept)), text(lang, "kept")))
+    if report.pruned:
+        rows.append(Row(", ".join(report.pruned), text(lang, "pruned")))
+    return Section(text(lang, "section_storage"), rows)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def render_text(body: Body) -> str:
+    """The plain-text version."""
+    out = [*body.lead, ""]
+    for section in body.sections:
+        out.append(section.title)
+        out.append("-" * len(section.title))
+        for row in section.rows:
+            line = f"{row.label}: {row.value}" if row.label else f"  - {row.value}"
+            out.append(line)
+            indent = "    " if row.label is None else "  "
+            if row.link:
+                out.append(f"{indent}{row.link}")
+            if row.hint:
+                out.append(f"{indent}{row.hint}")
+        out.append("")
+    out.append("-- ")
+    out.append(body.footer)
+    return "\n".join(out) + "\n"
+
+
+_BANNER = {"ok": "#1e7e34", "warning": "#b36b00", "failed": "#b00020"}
+
+
+def render_html(body: Body) -> str:
+    """The HTML version: the same content, every value escaped, links only for http(s)."""
+    e = html.escape
+    colour = _BANNER.get(body.status, "#444")
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="{e(body.language)}"><head><meta charset="utf-8"></head>',
+        '<body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222">',
+        f'<div style="border-left:6px solid {colour};padding:8px 12px;margin-bottom:12px">',
+    ]
+    for i, paragraph in enumerate(body.lead):
+        style = f' style="font-weight:bold;color:{colour}"' if i == 0 else ""
+        parts.append(f"<p{style}>{e(paragraph)}</p>")
+    parts.append("</div>")
+    for section in body.sections:
+        parts.append(f'<h3 style="margin:16px 0 6px">{e(section.title)}</h3>')
+        labelled = [r for r in section.rows if r.label is not None]
+        bullets = [r for r in section.rows if r.label is None]
+        if labelled:
+            parts.append('<table style="border-collapse:collapse">')
+            for row in labelled:
+                parts.append(
+                    f'<tr><td style="padding:2px 12px 2px 0;color:#555;vertical-align:top">'
+                    f"{e(row.label or '')}</td><td style=\"padding:2px 0\">"
+                    f"{_html_value(row)}</td></tr>")
+            parts.append("</table>")
+        if bullets:
+            parts.append("<ul>")
+            parts.extend(f"<li>{_html_value(row)}</li>" for row in bullets)
+            parts.append("</ul>")
+    parts.append(f'<p style="color:#777;font-size:12px">{e(body.footer)}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _html_value(row: Row) -> str:
+    e = html.escape
+    value = e(row.value)
+    if row.alert:
+        value = f'<strong style="color:#b00020">{value}</strong>'
+    link = _safe_link(row.link)
+    if link:
+        value += f' &mdash; <a href="{e(link, quote=True)}">{e(link)}</a>'
+    elif row.link:
+        value += f" &mdash; {e(row.link)}"
+    if row.hint:
+        value += f'<br><span style="color:#555">{e(row.hint)}</span>'
+    return value
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+def sender_address(cfg: Config) -> str:
+    """The From address: ``email.sender``, else the SMTP user name (often the same mailbox)."""
+    return cfg.email.sender or cfg.email.username
+
+
+def _envelope(cfg: Config, subject: str) -> EmailMessage:
+    sender = sender_address(cfg)
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = formataddr(("siip-watcher", sender))
+    msg["To"] = ", ".join(cfg.email.to)
+    msg["Date"] = formatdate(localtime=True)
+    domain = sender.rpartition("@")[2] or None
+    msg["Message-ID"] = make_msgid(domain=domain)
+    msg["X-Mailer"] = f"siip-watcher {__version__}"
+    return msg
+
+
+def subject_for(cfg: Config, report: RunReport, kind: str) -> str:
+    """``[SIIP Backup] <OK|WARNING|FAILED> <name> <local time>``, recovery marked as such."""
+    key = "subject_recovery" if kind == policy.RECOVERY else "subject"
+    return text(cfg.email.language, key, status=SUBJECT_STATUS[report.status], name=cfg.name,
+                when=local_time(report.started_at))
+
+
+def build_report_message(cfg: Config, report: RunReport, kind: str,
+                         *, host: str | None = None) -> EmailMessage:
+    """The complete email for a finished run (plain text with an HTML alternative)."""
+    body = report_body(cfg, report, kind, host=host or socket.gethostname())
+    msg = _envelope(cfg, subject_for(cfg, report, kind))
+    msg.set_content(render_text(body))
+    msg.add_alternative(render_html(body), subtype="html")
+    return msg
+
+
+def build_test_message(cfg: Config, now: datetime, *, host: str | None = None) -> EmailMessage:
+    """The message `siip-watcher email test` sends."""
+    lang = cfg.email.language
+    host = host or socket.gethostname()
+    e = cfg.email
+    body = Body(
+        language=lang,
+        status="ok",
+        lead=[text(lang, "test_lead", name=cfg.name),
+              text(lang, "test_body", server=f"{e.smtp_host}:{e.smtp_port}",
+                   security=e.security)],
+        sections=[],
+        footer=text(lang, "footer", version=__version__, host=host),
+    )
+    msg = _envelope(cfg, text(lang, "subject_test", name=cfg.name, when=local_time(now)))
+    msg.set_content(render_text(body))
+    msg.add_alternative(render_html(body), subtype="html")
+    return msg

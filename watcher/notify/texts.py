@@ -1,0 +1,159 @@
+"""Every word the email reports use, in Spanish (the default) and English, kept in one place.
+
+Keys are looked up with :func:`text`; a missing key or language is a programming error and
+fails loudly in the tests rather than sending a half-translated message.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("es", "en")
+
+TEXTS: dict[str, dict[str, str]] = {
+    "es": {
+        # subject: [SIIP Backup] <OK|WARNING|FAILED> <name> <local time>
+        "subject": "[SIIP Backup] {status} {name} {when}",
+        "subject_recovery": "[SIIP Backup] {status} {name} {when} (recuperada tras fallos)",
+        "subject_test": "[SIIP Backup] TEST {name} {when}",
+        # first paragraph, in plain words
+        "lead_ok": 'La copia de seguridad de "{name}" terminó correctamente.',
+        "lead_warning": 'La copia de seguridad de "{name}" se guardó, pero hay algo que revisar.',
+        "lead_failed": 'La copia de seguridad de "{name}" FALLÓ: no se creó ninguna copia nueva.',
+        "lead_recovery": 'Las copias de seguridad de "{name}" vuelven a funcionar: esta es la '
+                         "primera copia correcta después de uno o más fallos.",
+        "what_failed": "Qué falló: {message}",
+        "what_to_check": "Qué revisar: {message}",
+        "what_to_do": "Qué hacer: {hint}",
+        "failed_unknown": "la ejecución terminó sin crear el archivo de copia "
+                          "(no se registró la causa; revise el registro del servicio)",
+        # summary
+        "section_summary": "Resumen",
+        "status": "Estado",
+        "status_ok": "Correcta",
+        "status_warning": "Con avisos",
+        "status_failed": "FALLIDA",
+        "trigger": "Motivo",
+        "trigger_start": "arranque del servicio",
+        "trigger_interval": "programada (intervalo)",
+        "trigger_change": "cambios detectados en los datos",
+        "trigger_manual": "manual",
+        "started": "Inicio",
+        "duration": "Duración",
+        "host": "Servidor",
+        # the archive
+        "section_archive": "Archivo de copia",
+        "archive": "Archivo",
+        "size": "Tamaño",
+        "ratio": "Compresión",
+        "ratio_value": "{ratio} veces más pequeño ({original} sin comprimir)",
+        "sha256": "SHA-256",
+        "files": "Archivos copiados",
+        "files_value": "{files} archivos, {bytes} en total",
+        "no_archive": "No se creó ningún archivo de copia.",
+        # databases
+        "section_databases": "Bases de datos",
+        "db_ok": "íntegra (integrity_check: ok)",
+        "db_bad": "DAÑADA (integrity_check: {check})",
+        "db_detail": "{size}, {pages} páginas",
+        # destinations
+        "section_destinations": "Destinos",
+        "dest_uploaded": "subida",
+        "dest_pending": "pendiente (se reintentará automáticamente)",
+        "dest_failed": "falló",
+        "dest_skipped": "omitido en esta ejecución",
+        "link": "enlace",
+        # problems
+        "section_errors": "Errores",
+        "section_warnings": "Avisos",
+        # the backup dir
+        "section_storage": "Almacenamiento y calendario",
+        "free": "Espacio libre en {dir}",
+        "next_run": "Próxima copia programada",
+        "next_run_none": "ninguna programada (ejecución manual o servicio detenido)",
+        "kept": "Copias conservadas tras la limpieza",
+        "kept_value": "{count} ({ids})",
+        "pruned": "Copias borradas por la limpieza",
+        "unknown": "desconocido",
+        # units
+        "seconds": "{n} s",
+        "minutes": "{m} min {s} s",
+        "hours": "{h} h {m} min",
+        # footer
+        "footer": "Mensaje enviado por siip-watcher {version} desde {host}.",
+        # the test message
+        "test_lead": "Este es un mensaje de prueba de siip-watcher para \"{name}\".",
+        "test_body": "Si lo está leyendo, los informes por correo funcionan: servidor {server}, "
+                     "seguridad {security}.",
+    },
+    "en": {
+        "subject": "[SIIP Backup] {status} {name} {when}",
+        "subject_recovery": "[SIIP Backup] {status} {name} {when} (recovered after failures)",
+        "subject_test": "[SIIP Backup] TEST {name} {when}",
+        "lead_ok": 'The backup of "{name}" finished successfully.',
+        "lead_warning": 'The backup of "{name}" was stored, but something needs a look.',
+        "lead_failed": 'The backup of "{name}" FAILED: no new backup was made.',
+        "lead_recovery": 'Backups of "{name}" are working again: this is the first good backup '
+                         "after one or more failures.",
+        "what_failed": "What failed: {message}",
+        "what_to_check": "What to check: {message}",
+        "what_to_do": "What to do: {hint}",
+        "failed_unknown": "the run ended without creating the archive "
+                          "(no cause was recorded; check the service log)",
+        "section_summary": "Summary",
+        "status": "Status",
+        "status_ok": "OK",
+        "status_warning": "With warnings",
+        "status_failed": "FAILED",
+        "trigger": "Trigger",
+        "trigger_start": "service start",
+        "trigger_interval": "scheduled (interval)",
+        "trigger_change": "changes detected in the data",
+        "trigger_manual": "manual",
+        "started": "Started",
+        "duration": "Duration",
+        "host": "Server",
+        "section_archive": "Backup archive",
+        "archive": "Archive",
+        "size": "Size",
+        "ratio": "Compression",
+        "ratio_value": "{ratio} times smaller ({original} uncompressed)",
+        "sha256": "SHA-256",
+        "files": "Files backed up",
+        "files_value": "{files} files, {bytes} in total",
+        "no_archive": "No backup archive was created.",
+        "section_databases": "Databases",
+        "db_ok": "intact (integrity_check: ok)",
+        "db_bad": "DAMAGED (integrity_check: {check})",
+        "db_detail": "{size}, {pages} pages",
+        "section_destinations": "Destinations",
+        "dest_uploaded": "uploaded",
+        "dest_pending": "pending (will be retried automatically)",
+        "dest_failed": "failed",
+        "dest_skipped": "skipped in this run",
+        "link": "link",
+        "section_errors": "Errors",
+        "section_warnings": "Warnings",
+        "section_storage": "Storage and schedule",
+        "free": "Free space at {dir}",
+        "next_run": "Next scheduled backup",
+        "next_run_none": "none scheduled (manual run or service stopped)",
+        "kept": "Backups kept after pruning",
+        "kept_value": "{count} ({ids})",
+        "pruned": "Backups deleted by pruning",
+        "unknown": "unknown",
+        "seconds": "{n} s",
+        "minutes": "{m} min {s} s",
+        "hours": "{h} h {m} min",
+        "footer": "Sent by siip-watcher {version} from {host}.",
+        "test_lead": 'This is a test message from siip-watcher for "{name}".',
+        "test_body": "If you are reading it, email reports work: server {server}, "
+                     "security {security}.",
+    },
+}
+
+#: the status word in the subject stays English in both languages, so mail filters work
+SUBJECT_STATUS = {"ok": "OK", "warning": "WARNING", "failed": "FAILED"}
+
+
+def text(language: str, key: str, **values: object) -> str:
+    """The text ``key`` in ``language``, with ``{placeholders}`` filled from ``values``."""
+    return TEXTS[language][key].format(**values)
