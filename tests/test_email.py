@@ -382,3 +382,52 @@ def test_send_test_raises_one_clean_line(tmp_path: Path, server: SmtpTestServer,
         send_test(make_cfg(tmp_path, server.port, tls=tls))
     with pytest.raises(ConfigError, match="email.to"):
         send_test(make_cfg(tmp_path, server.port, tls=tls, enabled=False, to=[]))
+
+
+def write_config(tmp_path: Path, port: int, tls: TlsFiles) -> Path:
+    path = tmp_path / "siip-watcher.toml"
+    path.write_text(f'''name = "siip"
+[source]
+root = "{tmp_path / 'not-created-yet'}"
+[local]
+dir = "{tmp_path / 'backups'}"
+[email]
+enabled = true
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+username = "{TEST_USER}"
+password_env = "{PASSWORD_ENV}"
+ca_file = "{tls.ca_cert}"
+sender = "watcher@example.test"
+to = ["admin@example.test"]
+language = "en"
+timeout_seconds = 10
+''', encoding="utf-8")
+    return path
+
+
+def test_cli_email_test_exit_codes(tmp_path: Path, server: SmtpTestServer, tls: TlsFiles,
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from watcher.cli import main
+
+    config = str(write_config(tmp_path, server.port, tls))
+    assert main(["-c", config, "email", "test"]) == 0
+    assert len(server.received) == 1
+    assert "test email sent to admin@example.test" in capsys.readouterr().out
+
+    monkeypatch.setenv(PASSWORD_ENV, WRONG_PASSWORD)
+    assert main(["-c", config, "email", "test"]) == 1
+    out, err = capsys.readouterr()
+    assert "test email not sent: authentication failed" in err
+    assert_no_secret(out, err)
+
+    monkeypatch.delenv(PASSWORD_ENV)
+    assert main(["-c", config, "email", "test"]) == 2
+    assert PASSWORD_ENV in capsys.readouterr().err
+
+    closed = write_config(tmp_path, closed_port(), tls)
+    monkeypatch.setenv(PASSWORD_ENV, TEST_PASSWORD)
+    assert main(["-c", str(closed), "email", "test"]) == 1
+    assert "connection refused" in capsys.readouterr().err
+    assert len(server.received) == 1
