@@ -98,6 +98,7 @@ class SnapshotRow:
     duration: float | None
     trigger: str | None
     local: bool
+    fingerprint: str | None
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,13 @@ class Catalog:
     def __init__(self, local_dir: Path) -> None:
         self.path = Path(local_dir) / CATALOG_FILE
         existed = self.path.exists()
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.executescript(_SCHEMA)  # commits on its own: no surrounding transaction
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        finally:
+            db.close()
         if not existed and os.name == "posix":
             # it names every archive and file count; keep it as private as the archives
             os.chmod(self.path, 0o600)
@@ -157,16 +162,27 @@ class Catalog:
     # --- snapshots ------------------------------------------------------------------------
 
     def add_snapshot(self, info: SnapshotInfo, *, trigger: str | None,
-                     duration: float | None) -> None:
-        """Record a stored snapshot (replacing a row with the same id)."""
+                     duration: float | None, fingerprint: str | None = None) -> None:
+        """Record a stored snapshot (replacing a row with the same id).
+
+        ``fingerprint`` is the tree's (see :func:`watcher.tree.summarize`) when it was taken.
+        """
         dbs = json.dumps([d.__dict__ for d in info.databases])
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO snapshots (id, file, created_at, size, sha256, files, "
-                "bytes_in, databases, duration, trigger, local) VALUES (?,?,?,?,?,?,?,?,?,?,1)",
+                "bytes_in, databases, duration, trigger, local, fingerprint) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,1,?)",
                 (info.id, info.file, _ts(info.created_at), info.size, info.sha256, info.files,
-                 info.bytes_in, dbs, duration, trigger),
+                 info.bytes_in, dbs, duration, trigger, fingerprint),
             )
+
+    def latest_fingerprint(self) -> tuple[str, datetime] | None:
+        """(fingerprint, created_at) of the newest snapshot that has one."""
+        with self._connect() as db:
+            r = db.execute("SELECT fingerprint, created_at FROM snapshots WHERE fingerprint "
+                           "IS NOT NULL ORDER BY created_at DESC LIMIT 1").fetchone()
+        return (r[0], _dt(r[1])) if r else None  # type: ignore[return-value]
 
     def snapshots(self, *, local_only: bool = False) -> list[SnapshotRow]:
         """Every known snapshot, newest first."""
@@ -314,7 +330,7 @@ def _snapshot_row(r: tuple[Any, ...]) -> SnapshotRow:
     return SnapshotRow(
         id=r[0], file=r[1], created_at=_dt(r[2]), size=r[3], sha256=r[4],  # type: ignore[arg-type]
         files=r[5], bytes_in=r[6], databases=json.loads(r[7] or "[]"), duration=r[8],
-        trigger=r[9], local=bool(r[10]),
+        trigger=r[9], local=bool(r[10]), fingerprint=r[11],
     )
 
 

@@ -522,7 +522,7 @@ def redacted_heartbeat(url: str) -> str:
 
 def to_toml(cfg: Config) -> str:
     """The effective configuration as TOML, with secrets redacted (``config check``)."""
-    lines = [f"name = {_toml_value(cfg.name)}"]
+    lines = [f"name = {toml_value(cfg.name)}"]
     for section in SECTIONS:
         obj = getattr(cfg, section)
         lines.append("")
@@ -531,14 +531,14 @@ def to_toml(cfg: Config) -> str:
             value = getattr(obj, f.name)
             if section == "heartbeat" and f.name == "url":
                 value = redacted_heartbeat(value)
-            lines.append(f"{f.name} = {_toml_value(value)}")
+            lines.append(f"{f.name} = {toml_value(value)}")
             if section == "email" and f.name == "password_env" and value:
                 state = "set" if os.environ.get(value) else "NOT set"
                 lines[-1] += f"  # the variable is {state}; its value is never shown"
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -549,5 +549,5 @@ def _toml_value(value: Any) -> str:
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(type(value))

@@ -1,0 +1,495 @@
+"""The `siip-watcher` command line: parsing, printing and exit codes only; no backup logic.
+
+Exit codes (DESIGN.md): 0 all done; 1 the run failed; 2 usage or configuration error;
+3 a snapshot was stored locally but a destination failed (it stays queued).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from watcher import __version__
+from watcher.config import Config, ConfigError, config_file_from, load, to_toml
+from watcher.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+
+log = logging.getLogger("watcher")
+
+
+class UsageError(Exception):
+    """Wrong arguments or a state that makes the command impossible (exit 2)."""
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace, *, check_paths: bool = True) -> Config:
+    return load(config_file_from(args.config), check_paths=check_paths)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def _progress(enabled: bool, desc: str) -> Iterator[tuple[Callable[[int], None] | None,
+                                                          Callable[[int], None] | None]]:
+    """A byte progress bar on a terminal; nothing (log lines only) otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield None, None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False)
+
+    def total(n: int) -> None:
+        bar.total = n
+        bar.refresh()
+
+    try:
+        yield bar.update, total
+    finally:
+        bar.close()
+
+
+def _setup_logging(args: argparse.Namespace, cfg: Config | None = None) -> None:
+    try:
+        from watcher.logsetup import setup_logging
+    except ImportError:  # pragma: no cover - logsetup ships with the package
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        return
+    setup_logging(cfg, verbose=getattr(args, "verbose", False))
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from watcher.run import RunBusy, run_backup
+
+    cfg = _load(args)
+    _setup_logging(args, cfg)
+    with _progress(not args.json, "snapshot") as (update, total):
+        try:
+            report = run_backup(cfg, trigger="manual", upload=not args.no_upload,
+                                email=not args.no_email, progress=update, on_total=total)
+        except RunBusy as exc:
+            log.error("%s", exc)
+            return EXIT_RUN_FAILED
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        _print_report(report)
+    return report.exit_code
+
+
+def _print_report(report: Any) -> None:
+    out = sys.stdout
+    if report.snapshot is None:
+        out.write(f"Backup FAILED: {report.errors[0].message if report.errors else 'unknown'}\n")
+        for e in report.errors:
+            if e.hint:
+                out.write(f"  what to do: {e.hint}\n")
+        return
+    s = report.snapshot
+    out.write(f"Snapshot {s.id} stored ({report.status}).\n")
+    out.write(f"  archive : {s.file}\n")
+    out.write(f"  size    : {s.size:,} bytes from {s.bytes_in:,} (ratio {s.ratio:.2f}), "
+              f"{s.files:,} files, {report.duration:.1f} s\n")
+    for db in s.databases:
+        out.write(f"  database: {db.path} ({db.pages:,} pages) integrity_check {db.check}\n")
+    for d in report.destinations:
+        line = f"  {d.name:8}: {d.state}"
+        if d.link:
+            line += f" {d.link}"
+        if d.error:
+            line += f" ({d.error})"
+        out.write(line + "\n")
+    for w in report.warnings:
+        out.write(f"  warning : {w.message}\n")
+    if report.pruned:
+        out.write(f"  pruned  : {', '.join(report.pruned)}\n")
+
+
+def _resolve_local(cfg: Config, ident: str) -> tuple[str, Path]:
+    from watcher.store import LocalStore
+
+    archives = LocalStore(cfg).archives()
+    if not archives:
+        raise UsageError(f"no snapshots in {cfg.local.dir}; run `siip-watcher once` first, or "
+                         f"use --from drive")
+    if ident == "latest":
+        return archives[0].id, archives[0].path
+    for a in archives:
+        if ident in (a.id, a.path.name):
+            return a.id, a.path
+    raise UsageError(f"no snapshot {ident!r} in {cfg.local.dir}; `siip-watcher list` shows them")
+
+
+@contextmanager
+def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, str | None]]:
+    """(id, local path of the archive, sha256 to expect) from the local dir or a destination.
+
+    A remote archive is downloaded into a temporary folder (in the local dir when it exists,
+    else the system's) with its sidecar, and removed afterwards.
+    """
+    if source == "local":
+        sid, path = _resolve_local(cfg, ident)
+        yield sid, path, None
+        return
+    from watcher.destinations.factory import open_destination
+    from watcher.store import sidecar_text
+
+    dest = open_destination(cfg, source)
+    try:
+        remote = dest.list()
+        if not remote:
+            raise UsageError(f"no snapshots at {source}")
+        chosen = remote[0] if ident == "latest" else next(
+            (r for r in remote if ident in (r.snapshot_id, r.name)), None)
+        if chosen is None:
+            raise UsageError(f"no snapshot {ident!r} at {source}; "
+                             f"`siip-watcher list --from {source}` shows them")
+        work = cfg.local.dir if cfg.local.dir.is_dir() else None
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
+            target = Path(tmp) / chosen.name
+            with _progress(True, f"download {chosen.name}") as (update, total):
+                if total:
+                    total(chosen.size)
+                dest.get(chosen, target, progress=update)
+            if chosen.sha256:
+                target.with_name(target.name + ".sha256").write_text(
+                    sidecar_text(chosen.sha256, target.name))
+            yield chosen.snapshot_id, target, chosen.sha256
+    finally:
+        dest.close()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    _setup_logging(args, cfg)
+    rows: list[dict[str, Any]] = []
+    if args.source == "local":
+        from watcher.catalog import Catalog
+        from watcher.inventory import reconcile
+        from watcher.store import LocalStore
+
+        store = LocalStore(cfg)
+        catalog = Catalog(cfg.local.dir) if cfg.local.dir.is_dir() else None
+        if catalog is not None:
+            reconcile(catalog, store)
+        copies: dict[str, list[str]] = {}
+        if catalog is not None:
+            for c in catalog.copies(state="uploaded"):
+                copies.setdefault(c.snapshot_id, []).append(c.destination)
+        for snap in (catalog.snapshots() if catalog else []):
+            where = (["local"] if snap.local else []) + copies.get(snap.id, [])
+            rows.append({"id": snap.id, "created_at": snap.created_at.isoformat(),
+                         "size": snap.size, "files": snap.files, "sha256": snap.sha256,
+                         "trigger": snap.trigger, "stored_at": where,
+                         "file": snap.file if snap.local else None})
+    else:
+        from watcher.destinations.factory import open_destination
+
+        dest = open_destination(cfg, args.source)
+        try:
+            for r in dest.list():
+                rows.append({"id": r.snapshot_id,
+                             "created_at": r.created_at.isoformat() if r.created_at else None,
+                             "size": r.size, "sha256": r.sha256, "stored_at": [args.source],
+                             "link": r.link})
+        finally:
+            dest.close()
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print(f"no snapshots ({args.source})")
+        return EXIT_OK
+    print(f"{'ID':<32} {'CREATED (UTC)':<20} {'SIZE':>14}  STORED AT")
+    for r in rows:
+        created = (r["created_at"] or "")[:19].replace("T", " ")
+        print(f"{r['id']:<32} {created:<20} {r['size']:>14,}  {', '.join(r['stored_at'])}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from watcher.archive import verify
+    from watcher.store import LocalStore
+
+    cfg = _load(args)
+    _setup_logging(args, cfg)
+    if args.all:
+        if args.source != "local":
+            idents = [r.snapshot_id for r in _remote_list(cfg, args.source)]
+        else:
+            idents = [a.id for a in LocalStore(cfg).archives()]
+        if not idents:
+            raise UsageError(f"no snapshots to verify ({args.source})")
+    else:
+        idents = [args.id or "latest"]
+    failed = 0
+    for ident in idents:
+        with _fetched(cfg, args.source, ident) as (sid, path, _sha), \
+                _progress(True, f"verify {sid}") as (update, total):
+            if total:
+                total(path.stat().st_size)
+            work = cfg.local.dir if cfg.local.dir.is_dir() else None
+            result = verify(path, work_dir=work, progress=update)
+        if result.ok:
+            dbs = ", ".join(f"{d['path']} {d['check']}" for d in result.databases) or "none"
+            print(f"{sid}: OK ({result.members:,} members; databases: {dbs})")
+        else:
+            failed += 1
+            print(f"{sid}: FAILED")
+            for p in result.problems[:20]:
+                print(f"  - {p}")
+            if len(result.problems) > 20:
+                print(f"  ... and {len(result.problems) - 20} more")
+    return EXIT_RUN_FAILED if failed else EXIT_OK
+
+
+def _remote_list(cfg: Config, source: str) -> list[Any]:
+    from watcher.destinations.factory import open_destination
+
+    dest = open_destination(cfg, source)
+    try:
+        return dest.list()
+    finally:
+        dest.close()
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from watcher.archive import restore
+
+    cfg = _load(args, check_paths=False)
+    _setup_logging(args, cfg)
+    target = Path(args.to).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not args.force:
+        raise UsageError(f"{target} is not empty; choose an empty folder or add --force")
+    with _fetched(cfg, args.source, args.id) as (sid, path, sha), \
+            _progress(True, f"restore {sid}") as (update, total):
+        if total:
+            total(path.stat().st_size)
+        result = restore(path, target, only=args.only or [], force=args.force,
+                         progress=update, expected_sha256=sha)
+    if result.problems:
+        print(f"Restored {sid} into {result.target} WITH PROBLEMS:")
+        for p in result.problems[:20]:
+            print(f"  - {p}")
+        return EXIT_RUN_FAILED
+    print(f"Restored {sid} into {result.target}: {result.files:,} files, "
+          f"{result.bytes:,} bytes.")
+    for db in result.databases:
+        print(f"  database: {db}")
+    if args.only and result.files == 0:
+        print("  (nothing matched --only)")
+        return EXIT_RUN_FAILED
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from watcher.catalog import Catalog
+    from watcher.inventory import reconcile
+    from watcher.prune import prune
+    from watcher.run import run_lock
+    from watcher.store import LocalStore
+
+    cfg = _load(args)
+    _setup_logging(args, cfg)
+    store = LocalStore(cfg)
+    store.ensure()
+    destinations: list[Any] = []
+    if cfg.drive.enabled:
+        from watcher.destinations.factory import enabled_destinations
+
+        destinations = enabled_destinations(cfg)
+    with run_lock(cfg):
+        catalog = Catalog(store.dir)
+        reconcile(catalog, store)
+        protected: set[str] = set()
+        if destinations:
+            from watcher.uploads import protected_snapshot_ids
+
+            protected = protected_snapshot_ids(catalog, destinations)
+        result = prune(cfg, catalog, store, destinations, protected=protected,
+                       dry_run=args.dry_run)
+    for d in destinations:
+        d.close()
+    verb = "would delete" if args.dry_run else "deleted"
+    for place, ids in result.deleted.items():
+        print(f"{place}: {verb} {len(ids)}, keeping {len(result.kept.get(place, []))}")
+        for sid in ids:
+            print(f"  - {sid}")
+    for sid in result.protected:
+        print(f"local: kept {sid}: not yet at every destination")
+    for p in result.problems:
+        print(f"warning: {p.message}")
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.config_cmd == "check":
+        cfg = _load(args)
+        sys.stdout.write(f"# {cfg.path}: OK\n" + to_toml(cfg))
+        return EXIT_OK
+    if args.config_cmd == "init":
+        from watcher.starter import starter_toml
+
+        text = starter_toml()
+        if args.output:
+            out = Path(args.output)
+            if out.exists() and not args.force:
+                raise UsageError(f"{out} exists; add --force to overwrite it")
+            out.write_text(text, encoding="utf-8")
+            print(f"wrote {out}; edit source.root and local.dir, then run "
+                  f"`siip-watcher -c {out} config check`", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    if args.config_cmd == "import":
+        from watcher.config_import import import_old_config
+
+        sys.stdout.write(import_old_config(Path(args.old_config)))
+        return EXIT_OK
+    raise UsageError("config needs one of: check, init, import")
+
+
+def cmd_email(args: argparse.Namespace) -> int:
+    from watcher.notify.email import EmailError, send_test
+
+    if args.email_cmd != "test":
+        raise UsageError("email needs: test")
+    # the source paths do not matter for a test message: it can be checked before they exist
+    cfg = _load(args, check_paths=False)
+    _setup_logging(args, cfg)
+    try:
+        send_test(cfg)
+    except EmailError as exc:
+        print(f"siip-watcher: test email not sent: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print(f"test email sent to {', '.join(cfg.email.to)} via "
+          f"{cfg.email.smtp_host}:{cfg.email.smtp_port}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from watcher.demo import run_demo
+
+    _setup_logging(args)
+    return run_demo(Path(args.dir))
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; subcommands register their handler as ``func``."""
+    p = argparse.ArgumentParser(
+        prog="siip-watcher",
+        description="Consistent, verified backups of a SQLite-backed web application.")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="configuration file (default: $SIIP_WATCHER_CONFIG, else "
+                        "./siip-watcher.toml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"siip-watcher {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("once", help="one full run now")
+    s.add_argument("--no-upload", action="store_true", help="store locally only (queued)")
+    s.add_argument("--no-email", action="store_true", help="send no email for this run")
+    s.add_argument("--json", action="store_true", help="print the run report as JSON")
+    s.set_defaults(func=cmd_once)
+
+    s = sub.add_parser("list", help="snapshots, newest first")
+    s.add_argument("--from", dest="source", default="local", choices=["local", "drive"])
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("verify", help="check a snapshot end to end")
+    s.add_argument("id", nargs="?", help="snapshot id or 'latest' (default)")
+    s.add_argument("--all", action="store_true", help="verify every snapshot")
+    s.add_argument("--from", dest="source", default="local", choices=["local", "drive"])
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("restore", help="restore a snapshot into a folder")
+    s.add_argument("id", help="snapshot id or 'latest'")
+    s.add_argument("--to", required=True, metavar="DIR", help="folder to restore into")
+    s.add_argument("--from", dest="source", default="local", choices=["local", "drive"])
+    s.add_argument("--only", action="append", metavar="GLOB",
+                   help="restore only matching paths (repeatable)")
+    s.add_argument("--force", action="store_true", help="restore into a non-empty folder")
+    s.set_defaults(func=cmd_restore)
+
+    s = sub.add_parser("prune", help="apply retention locally and at each destination")
+    s.add_argument("--dry-run", action="store_true", help="show what would be deleted")
+    s.set_defaults(func=cmd_prune)
+
+    s = sub.add_parser("config", help="check, init or import the configuration")
+    csub = s.add_subparsers(dest="config_cmd", metavar="check|init|import")
+    csub.add_parser("check", help="validate and print the effective config (redacted)")
+    ci = csub.add_parser("init", help="write a commented starter file")
+    ci.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    ci.add_argument("--force", action="store_true")
+    cim = csub.add_parser("import", help="translate an old config.py's BACKUP_* settings")
+    cim.add_argument("old_config", metavar="OLD_config.py")
+    s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("email", help="email reports")
+    esub = s.add_subparsers(dest="email_cmd", metavar="test")
+    esub.add_parser("test", help="send a test email with the current settings")
+    s.set_defaults(func=cmd_email)
+
+    s = sub.add_parser("demo", help="back up a generated demo SIIP folder (no setup needed)")
+    s.add_argument("--dir", default="demo", help="where the demo lives (default ./demo)")
+    s.set_defaults(func=cmd_demo)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"siip-watcher: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"siip-watcher: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("siip-watcher: interrupted", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except Exception as exc:
+        return _report_failure(exc)
+
+
+def _report_failure(exc: Exception) -> int:
+    from watcher.archive import ArchiveError
+    from watcher.destinations.base import DestinationError
+    from watcher.lock import LockBusy
+    from watcher.store import StoreError
+
+    if isinstance(exc, ArchiveError | DestinationError | LockBusy | StoreError):
+        print(f"siip-watcher: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    log.exception("unexpected error")
+    print(f"siip-watcher: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_RUN_FAILED

@@ -1,0 +1,87 @@
+"""The commented starter configuration (`config init`, and config/siip-watcher.example.toml).
+
+One text for both, so the example in the repository and what `config init` writes never drift
+(a test compares them).
+"""
+
+from __future__ import annotations
+
+STARTER = '''\
+# siip-watcher configuration. Every key can also be set by an environment variable
+# SIIP_WATCHER_<SECTION>_<KEY> (for example SIIP_WATCHER_DRIVE_FOLDER_ID); top-level `name` is
+# SIIP_WATCHER_NAME. Relative paths are relative to this file's folder.
+# Check it with: siip-watcher -c THIS_FILE config check
+
+name = "siip"                     # archive prefix: siip-20261127T181500Z.tar.zst
+
+[source]
+root = "/srv/siip"                # the project folder to back up
+# SQLite databases, relative to root or absolute. Each is copied with SQLite's online backup
+# API while the app keeps writing, then checked with PRAGMA integrity_check.
+databases = ["siip_database.db"]
+# gitignore syntax. The backup dir itself and the databases' -wal/-shm/-journal files are
+# always left out.
+exclude = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/"]
+
+[schedule]                        # used by `siip-watcher start`
+enabled = true                    # old BACKUP_ENABLED
+interval_hours = 24               # old BACKUP_INTERVAL_HOURS; fractions allowed
+only_if_changed = true            # an interval with no change is skipped (and logged)
+debounce_seconds = 300            # after heavy change, wait for this much quiet...
+max_delay_seconds = 3600          # ...but never longer than this after the first change
+heavy_change_events = 200         # this many changes since the last run = heavy change
+watch = "auto"                    # auto | native | polling (network filesystems: polling)
+stop_timeout_seconds = 30         # on stop, let a running snapshot finish this long
+
+[local]
+dir = "/var/backups/siip"         # old BACKUP_LOCAL_DIR; snapshots and the catalog live here
+
+[retention]                       # applies locally and at each destination
+keep_last = 3                     # the newest N snapshots
+keep_daily = 7                    # the newest snapshot of each of the last N days
+keep_weekly = 4                   # ... of each of the last N weeks
+keep_monthly = 12                 # ... of each of the last N months
+
+[compression]
+level = 3                         # zstd level; 3 is fast, higher is slower for little gain
+threads = 0                       # 0 = all cores
+
+[drive]
+enabled = false
+folder_id = ""                    # old BACKUP_DRIVE_FOLDER_ID: the last part of the folder URL
+auth = "oauth"                    # oauth (a personal or office account) | service_account
+credentials_file = ""             # OAuth client JSON, or the service-account key JSON
+token_file = ""                   # where `siip-watcher drive login` keeps the token (0600)
+shared_drive_id = ""              # service accounts must upload into a shared drive
+impersonate = ""                  # domain-wide delegation subject, if any
+chunk_mib = 16                    # resumable upload chunk (rounded to 256 KiB)
+api_root = "https://www.googleapis.com/"
+
+[email]
+enabled = false
+smtp_host = "smtp.gmail.com"      # old BACKUP_SMTP_SERVER
+smtp_port = 587                   # old BACKUP_SMTP_PORT; 587 starttls, 465 ssl
+security = "starttls"             # starttls | ssl | none
+username = ""                     # old BACKUP_SMTP_USER
+# The password never sits in this file: it is read from this environment variable...
+password_env = "SIIP_WATCHER_SMTP_PASSWORD"
+password_file = ""                # ...or from this file (mode 0600), e.g. a systemd credential
+ca_file = ""                      # extra CA bundle, e.g. for a self-hosted relay
+sender = ""                       # the From address (defaults to username)
+to = []                           # old BACKUP_EMAIL_TO
+on = ["success", "failure", "recovery"]   # warnings are always mailed
+language = "es"                   # es | en
+timeout_seconds = 30
+
+[heartbeat]
+url = ""                          # GET after a good run, URL + "/fail" after a failed one
+
+[log]
+file = ""                         # optional rotating log file; stderr always
+level = "info"                    # debug | info | warning | error
+'''
+
+
+def starter_toml() -> str:
+    """The commented starter configuration file."""
+    return STARTER
