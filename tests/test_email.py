@@ -431,3 +431,14 @@ def test_cli_email_test_exit_codes(tmp_path: Path, server: SmtpTestServer, tls: 
     assert main(["-c", str(closed), "email", "test"]) == 1
     assert "connection refused" in capsys.readouterr().err
     assert len(server.received) == 1
+
+
+def test_notify_never_raises_even_on_a_report_it_cannot_describe(
+        tmp_path: Path, server: SmtpTestServer, tls: TlsFiles,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # a report that was never finished has no status to mail: a bug upstream must cost the
+    # email, not the run
+    unfinished = RunReport(name="siip", trigger="manual", started_at=STARTED)
+    notify(make_cfg(tmp_path, server.port, tls=tls), unfinished, None, None, retry_delays=FAST)
+    assert server.received == []
+    assert "email notification crashed" in caplog.text
