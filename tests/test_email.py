@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smtp_server import (
+
+from tests.smtp_server import (
     IGNORE_AUTH_WARNING,
     TEST_PASSWORD,
     TEST_USER,
@@ -24,7 +25,6 @@ from smtp_server import (
     closed_port,
     make_tls_files,
 )
-
 from watcher.catalog import Catalog
 from watcher.config import Config, ConfigError, from_mapping
 from watcher.notify import notify

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smtp_server import SilentServer, closed_port
 
+from tests.smtp_server import SilentServer, closed_port
 from watcher.catalog import Catalog
 from watcher.config import Config, from_mapping
 from watcher.notify import notify
