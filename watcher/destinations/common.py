@@ -1,0 +1,110 @@
+"""Small helpers every destination shares: archive names, snapshot times, hashing, files
+only the owner can read.
+
+Pure functions except for the file helpers at the end, which are the only I/O here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from watcher.destinations.base import RemoteFile
+
+ARCHIVE_SUFFIX = ".tar.zst"
+SIDECAR_SUFFIX = ".sha256"
+PARTIAL_SUFFIX = ".partial"
+_READ_BLOCK = 1 << 20
+
+_STAMP = re.compile(r"-(\d{8}T\d{6}Z)$")
+
+
+def archive_name(snapshot_id: str) -> str:
+    """The file name of a snapshot's archive (``siip-20261127T181500Z.tar.zst``)."""
+    return snapshot_id + ARCHIVE_SUFFIX
+
+
+def snapshot_id_of(name: str) -> str | None:
+    """The snapshot id of an archive file name, or None for anything else."""
+    if name.endswith(ARCHIVE_SUFFIX) and len(name) > len(ARCHIVE_SUFFIX):
+        return name[: -len(ARCHIVE_SUFFIX)]
+    return None
+
+
+def snapshot_time(snapshot_id: str) -> datetime | None:
+    """When the snapshot was taken, read from the UTC stamp at the end of its id."""
+    match = _STAMP.search(snapshot_id)
+    if not match:
+        return None
+    try:
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def newest_first(files: Iterable[RemoteFile]) -> list[RemoteFile]:
+    """Sort by creation time, newest first; ties (and unknown times) by snapshot id."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(files, key=lambda f: (f.created_at or oldest, f.snapshot_id), reverse=True)
+
+
+def sidecar_line(sha256: str, name: str) -> str:
+    """One line in ``sha256sum`` format, so ``sha256sum -c`` checks the archive."""
+    return f"{sha256}  {name}\n"
+
+
+def parse_sidecar(text: str) -> str | None:
+    """The hex digest of a ``sha256sum`` line, or None if the text is not one."""
+    first = text.strip().split()
+    if first and re.fullmatch(r"[0-9a-fA-F]{64}", first[0]):
+        return first[0].lower()
+    return None
+
+
+def file_sha256(path: Path, *, start: int = 0, hasher: hashlib._Hash | None = None) -> str:
+    """The sha256 of a file (or feed bytes from ``start`` into ``hasher`` and return it)."""
+    h = hasher or hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(start)
+        while block := f.read(_READ_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` with mode 0600: backups hold the whole database, keep them private."""
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o600)
+    if os.name == "posix":
+        # the mode argument is filtered by the umask and ignored for an existing file
+        os.fchmod(fd, 0o600)
+    return fd
+
+
+def write_private_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``<path>.partial`` + fsync + rename, mode 0600."""
+    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
+    fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

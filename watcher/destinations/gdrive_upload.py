@@ -1,0 +1,332 @@
+"""Drive's resumable upload protocol, driven by our own loop.
+
+Why not ``MediaFileUpload`` + ``next_chunk(num_retries=N)``: google-api-python-client re-sends
+a stream-backed chunk with an EMPTY body when it (or httplib2, or a 401 token refresh)
+retries, and the upload then stalls until the HTTP timeout. Here every chunk is read into
+``bytes`` first, so any re-send carries the same bytes, and after every interruption we ask
+the server where it stands (``Content-Range: bytes */N``) instead of assuming.
+
+The loop: [find an existing copy, else open a session] -> send a chunk -> 308 tells the new
+offset (possibly less than we sent) -> ... -> 200/201 with the file's metadata. 5xx, 429,
+403 rate limits, resets and timeouts back off (truncated exponential, with jitter) and then
+ask for the offset; 404/410 on the session means it expired: look again for an existing copy,
+then open a new session. The session address and offset are handed to ``save_state`` after
+every step so a restarted service resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from watcher.destinations.base import DestinationError, ProgressFn
+from watcher.destinations.gdrive_errors import (
+    Action,
+    Context,
+    Verdict,
+    classify,
+    daily_limit_message,
+    exception_verdict,
+    parse_error,
+)
+from watcher.destinations.retry import RetryPolicy, wait
+
+log = logging.getLogger(__name__)
+
+QUANTUM = 256 * 1024
+"""Drive accepts resumable chunks in multiples of 256 KiB (except the last)."""
+
+
+def round_chunk(size: int) -> int:
+    """``size`` rounded down to a multiple of 256 KiB, and at least 256 KiB."""
+    return max(QUANTUM, size // QUANTUM * QUANTUM)
+
+
+def parse_range(header: str | None) -> int:
+    """The next offset from a 308's ``Range: bytes=0-N`` (no header: nothing stored yet)."""
+    if not header:
+        return 0
+    match = re.fullmatch(r"\s*bytes=0-(\d+)\s*", header)
+    if not match:
+        raise ValueError(f"unexpected Range header {header!r}")
+    return int(match.group(1)) + 1
+
+
+class PrefixHasher:
+    """md5 and sha256 of a file, fed with the chunks as they go out.
+
+    It always covers a prefix ``[0, pos)`` of the file: a chunk starting beyond ``pos``
+    (a resumed upload) first catches up from disk, a re-sent chunk only adds its new tail.
+    So the common case reads the file once, and a resume never hashes twice.
+    """
+
+    def __init__(self, path: Path, *, sha256: bool = True) -> None:
+        self.path = path
+        self.pos = 0
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha256 = hashlib.sha256() if sha256 else None
+
+    def feed(self, offset: int, data: bytes) -> None:
+        """Account for ``data`` found at ``offset`` in the file."""
+        if offset > self.pos:
+            self._catch_up(offset)
+        skip = self.pos - offset
+        if skip < len(data):
+            self._update(memoryview(data)[skip:])
+            self.pos = offset + len(data)
+
+    def finish(self, size: int) -> tuple[str, str | None]:
+        """Hex digests (md5, sha256) of the first ``size`` bytes."""
+        self._catch_up(size)
+        return self.md5.hexdigest(), self.sha256.hexdigest() if self.sha256 else None
+
+    def _catch_up(self, until: int) -> None:
+        with open(self.path, "rb") as f:
+            f.seek(self.pos)
+            while self.pos < until:
+                block = f.read(min(4 << 20, until - self.pos))
+                if not block:
+                    raise DestinationError(f"{self.path.name} became shorter during the upload",
+                                           retryable=False)
+                self._update(block)
+                self.pos += len(block)
+
+    def _update(self, data: bytes | memoryview) -> None:
+        self.md5.update(data)
+        if self.sha256 is not None:
+            self.sha256.update(data)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of :meth:`ResumableUploader.upload`."""
+
+    resource: dict[str, Any]       # Drive's file metadata
+    md5: str                       # of the local file
+    sha256: str | None             # of the local file
+    existing: bool                 # a copy was already there; nothing was uploaded
+
+
+class _Retry(Exception):
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
+class _Expired(Exception):
+    """The resumable session is gone (404/410)."""
+
+
+class ResumableUploader:
+    """Uploads one file through a resumable session; see the module docstring."""
+
+    def __init__(
+        self,
+        http: Any,
+        api_root: str,
+        *,
+        chunk_size: int,
+        policy: RetryPolicy,
+        context: Context,
+        params: dict[str, str],
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.http = http
+        self.api_root = api_root.rstrip("/") + "/"
+        self.upload_url = self.api_root + "upload/drive/v3/files"
+        self.chunk_size = round_chunk(chunk_size)
+        self.policy = policy
+        self.ctx = context
+        self.params = params
+        self.stop = stop
+        #: chunk bytes put on the wire (re-sends included); the benchmark reads it
+        self.bytes_sent = 0
+
+    def upload(
+        self,
+        path: Path,
+        metadata: dict[str, Any],
+        *,
+        sha256: str,
+        state: dict[str, Any] | None,
+        save_state: Callable[[dict[str, Any]], None] | None,
+        progress: ProgressFn | None,
+        find_existing: Callable[[], dict[str, Any] | None],
+        mime_type: str,
+    ) -> Outcome:
+        """Upload ``path`` (or find it already there) and return Drive's metadata for it."""
+        size = path.stat().st_size
+        hasher = PrefixHasher(path)
+        session = self._resumable(state, size, sha256)
+        offset: int | None = None if session else 0    # None: ask the server first
+        confirmed = 0                                  # high-water mark, for progress
+        failures = 0
+        only_rate_limits = True
+
+        def save(uri: str | None, at: int) -> None:
+            if save_state:
+                save_state({"session": uri, "offset": at, "size": size, "sha256": sha256}
+                           if uri else {})
+
+        with open(path, "rb") as src, ThreadPoolExecutor(1, "drive-hash") as pool:
+            while True:
+                try:
+                    if session is None:
+                        existing = find_existing()   # exactly once: never a second copy
+                        if existing is not None:
+                            md5, sha = hasher.finish(size)
+                            return Outcome(existing, md5, sha, existing=True)
+                        session = self._initiate(metadata, size, mime_type)
+                        offset = 0
+                        save(session, 0)
+                    if offset is None:
+                        answer = self._status(session, size)
+                    else:
+                        answer = self._send(session, src, offset, size, hasher, pool)
+                except _Expired:
+                    log.info("Drive upload session expired; looking for a copy, then "
+                             "starting a new session")
+                    session, offset = None, 0
+                    save(None, 0)
+                    failures += 1
+                    only_rate_limits = False
+                    if self.policy.gives_up(failures):
+                        raise DestinationError("Google Drive kept expiring the upload session; "
+                                               "the copy stays queued") from None
+                    continue
+                except _Retry as exc:
+                    failures += 1
+                    only_rate_limits = only_rate_limits and exc.verdict.rate_limited
+                    if self.policy.gives_up(failures):
+                        if only_rate_limits:
+                            raise DestinationError(daily_limit_message(),
+                                                   retryable=False) from None
+                        raise DestinationError(f"{exc.verdict.message}; gave up after "
+                                               f"{failures} tries, the copy stays queued"
+                                               ) from None
+                    delay = self.policy.delay(failures)
+                    log.info("%s; retrying in %.1f s", exc.verdict.message, delay)
+                    wait(delay, self.stop)
+                    offset = None            # never assume a chunk arrived: ask
+                    continue
+
+                if isinstance(answer, dict):
+                    md5, sha = hasher.finish(size)
+                    save(None, 0)
+                    return Outcome(answer, md5, sha, existing=False)
+                before, offset = offset, answer
+                if offset > confirmed:
+                    failures, only_rate_limits = 0, True
+                    save(session, offset)
+                    if progress:
+                        progress(offset - confirmed)
+                    confirmed = offset
+                elif before is not None:
+                    # a chunk went out and the server kept nothing of it: back off
+                    failures += 1
+                    if self.policy.gives_up(failures):
+                        raise DestinationError("Google Drive keeps refusing the upload's data "
+                                               "without an error; the copy stays queued")
+                    wait(self.policy.delay(failures), self.stop)
+
+    # --- one request each ---------------------------------------------------------------
+
+    def _resumable(self, state: dict[str, Any] | None, size: int, sha256: str) -> str | None:
+        """The saved session, if it belongs to this very file and this API root."""
+        if not state or not state.get("session"):
+            return None
+        uri = str(state["session"])
+        same_root = urlsplit(uri)[:2] == urlsplit(self.api_root)[:2]
+        if state.get("size") == size and state.get("sha256") == sha256 and same_root:
+            return uri
+        return None
+
+    def _initiate(self, metadata: dict[str, Any], size: int, mime_type: str) -> str:
+        query = urlencode({"uploadType": "resumable", **self.params})
+        headers = {
+            "Content-Type": "application/json; charset=UTF-8",
+            "X-Upload-Content-Type": mime_type,
+            "X-Upload-Content-Length": str(size),
+        }
+        resp, content = self._request(f"{self.upload_url}?{query}", "POST",
+                                      json.dumps(metadata).encode(), headers, "initiate")
+        if resp.status == 200 and resp.get("location"):
+            return str(resp["location"])
+        if resp.status == 200:
+            raise _Retry(Verdict(Action.RETRY, "Google Drive opened an upload session without "
+                                 "an address"))
+        raise self._failure(resp.status, content, "initiate")
+
+    def _status(self, session: str, size: int) -> int | dict[str, Any]:
+        headers = {"Content-Range": f"bytes */{size}", "Content-Length": "0"}
+        resp, content = self._request(session, "PUT", b"", headers, "status")
+        return self._answer(resp, content, "status")
+
+    def _send(self, session: str, src: Any, offset: int, size: int, hasher: PrefixHasher,
+              pool: ThreadPoolExecutor) -> int | dict[str, Any]:
+        src.seek(offset)
+        data = src.read(min(self.chunk_size, size - offset))
+        if len(data) != min(self.chunk_size, size - offset):
+            raise DestinationError("the archive changed size during the upload",
+                                   retryable=False)
+        # an empty file has no byte range: "bytes */0" finishes its session
+        rng = f"bytes {offset}-{offset + len(data) - 1}/{size}" if data else f"bytes */{size}"
+        headers = {"Content-Range": rng, "Content-Length": str(len(data))}
+        # hash this chunk on another core while it is on the wire (hashlib drops the GIL)
+        hashing = pool.submit(hasher.feed, offset, data)
+        try:
+            self.bytes_sent += len(data)
+            resp, content = self._request(session, "PUT", data, headers, "chunk")
+        finally:
+            hashing.result()
+        return self._answer(resp, content, "chunk")
+
+    def _answer(self, resp: Any, content: bytes, op: str) -> int | dict[str, Any]:
+        """A chunk's or status query's answer: the next offset, or the finished file."""
+        if resp.status in (200, 201):
+            try:
+                body = json.loads(content)
+            except ValueError:
+                raise _Retry(Verdict(Action.RETRY, "Google Drive finished the upload with "
+                                     "an unreadable answer")) from None
+            if not isinstance(body, dict) or "id" not in body:
+                raise _Retry(Verdict(Action.RETRY, "Google Drive finished the upload without "
+                                     "the file's id"))
+            return body
+        if resp.status == 308:
+            try:
+                return parse_range(resp.get("range"))
+            except ValueError:
+                raise _Retry(Verdict(Action.RETRY, "Google Drive answered with an unreadable "
+                                     "Range header")) from None
+        raise self._failure(resp.status, content, op)
+
+    def _failure(self, status: int, content: bytes, op: str) -> Exception:
+        verdict = classify(parse_error(status, content), op, self.ctx)
+        if verdict.action is Action.NEW_SESSION:
+            return _Expired()
+        if verdict.action is Action.RETRY:
+            return _Retry(verdict)
+        return DestinationError(verdict.message, retryable=False)
+
+    def _request(self, uri: str, method: str, body: bytes, headers: dict[str, str],
+                 op: str) -> tuple[Any, bytes]:
+        """One HTTP request; transport failures become :class:`_Retry` (or fatal)."""
+        try:
+            return self.http.request(uri, method, body=body, headers=headers)
+        except Exception as exc:
+            verdict = exception_verdict(exc, op, self.ctx)
+            if verdict is None:
+                raise
+            if verdict.action is Action.RETRY:
+                raise _Retry(verdict) from None
+            raise DestinationError(verdict.message, retryable=False) from None
