@@ -389,6 +389,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.dir))
 
 
+def cmd_start(args: argparse.Namespace) -> int:
+    """The service, in the foreground until SIGTERM/SIGINT (systemd, NSSM)."""
+    from watcher.daemon import serve
+
+    cfg = _load(args)
+    _setup_logging(args, cfg)
+    return serve(cfg)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from watcher.status import StatusError, collect_status, format_status
+
+    # status must answer even when the source folder is missing (that is worth seeing)
+    cfg = _load(args, check_paths=False)
+    try:
+        data = collect_status(cfg)
+    except StatusError as exc:
+        print(f"siip-watcher: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if args.json:
+        _print_json(data)
+    else:
+        sys.stdout.write(format_status(data))
+    return EXIT_OK
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -452,6 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="back up a generated demo SIIP folder (no setup needed)")
     s.add_argument("--dir", default="demo", help="where the demo lives (default ./demo)")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("start", help="run as a service in the foreground until SIGTERM/SIGINT")
+    s.set_defaults(func=cmd_start)
+
+    s = sub.add_parser("status", help="service running?, last run, next run, pending changes "
+                                      "and uploads")
+    s.add_argument("--json", action="store_true", help="print one JSON document")
+    s.set_defaults(func=cmd_status)
 
     return p
 

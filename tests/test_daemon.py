@@ -1,0 +1,559 @@
+"""The service: real observer, real APScheduler, real files; intervals of seconds.
+
+The first part drives :func:`watcher.daemon.serve` in a thread with a recording ``run_fn`` (fast,
+and it lets a test hold a run open); the second part runs the real `siip-watcher start` as a
+subprocess with the real backup, for the issue's end-to-end cases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, make_config, make_siip_tree, write_config
+from watcher.catalog import Catalog, utcnow
+from watcher.config import Config
+from watcher.daemon import ABORT_GRACE_SECONDS, newest_snapshot, serve
+from watcher.lock import SERVICE_LOCK_FILE
+from watcher.report import RunReport, SnapshotInfo
+from watcher.service_state import read_state
+from watcher.status import collect_status, format_status
+
+WAIT = 30.0  # upper bound for things that normally take well under a second
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@dataclass
+class Call:
+    trigger: str
+    started: datetime
+    stopped: bool = False
+
+
+class FakeRun:
+    """A stand-in for run_backup that stores a small archive and a catalog row, like the real
+    one, and can be held open (to test stopping) or made to fail."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.calls: list[Call] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.entered = threading.Event()
+        self.fail = False
+        self._lock = threading.Lock()
+
+    def __call__(self, cfg: Config, *, trigger: str, stop: threading.Event | None = None
+                 ) -> RunReport:
+        call = Call(trigger, utcnow())
+        with self._lock:
+            self.calls.append(call)
+        self.entered.set()
+        report = RunReport(name=cfg.name, trigger=trigger, started_at=call.started)
+        partial = cfg.local.dir / f"fake-{len(self.calls)}.tar.zst.partial"
+        partial.write_bytes(os.urandom(4096))
+        while not self.hold.wait(0.01):
+            if stop is not None and stop.is_set():
+                call.stopped = True
+                partial.unlink()
+                report.finish(utcnow())
+                return report
+        if self.fail:
+            partial.unlink()
+            report.finish(utcnow())
+            return report
+        archive = partial.with_suffix("")
+        partial.rename(archive)
+        info = SnapshotInfo(id=archive.stem, file=str(archive), created_at=call.started,
+                            size=4096, sha256="0" * 64, files=1, bytes_in=4096)
+        Catalog(cfg.local.dir).add_snapshot(info, trigger=trigger, duration=0.01)
+        report.snapshot = info
+        report.finish(utcnow())
+        return report
+
+    def triggers(self) -> list[str]:
+        with self._lock:
+            return [c.trigger for c in self.calls]
+
+
+class Running:
+    """serve() in a thread."""
+
+    def __init__(self, cfg: Config, run_fn: Any) -> None:
+        self.cfg = cfg
+        self.stop_event = threading.Event()
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._main, args=(run_fn,), daemon=True)
+        self.thread.start()
+        wait_until(lambda: read_state(cfg.local.dir) is not None, "the service to start")
+
+    def _main(self, run_fn: Any) -> None:
+        self.code = serve(self.cfg, run_fn=run_fn, stop_event=self.stop_event)
+
+    def stop(self) -> int | None:
+        self.stop_event.set()
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), "the service did not stop"
+        return self.code
+
+    def state(self) -> dict[str, Any]:
+        return read_state(self.cfg.local.dir) or {}
+
+
+@pytest.fixture
+def services() -> Iterator[Callable[[Config, Any], Running]]:
+    started: list[Running] = []
+
+    def start(cfg: Config, run_fn: Any) -> Running:
+        r = Running(cfg, run_fn)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if r.thread.is_alive():
+            r.stop()
+
+
+def svc_config(root: Path, local: Path, **schedule: Any) -> Config:
+    base = {"interval_hours": 1.0, "debounce_seconds": 0.3, "max_delay_seconds": 5.0,
+            "heavy_change_events": 50, "stop_timeout_seconds": 5.0}
+    base.update(schedule)
+    return make_config(root, local, schedule=base)
+
+
+def write_files(folder: Path, n: int, prefix: str = "f") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{prefix}{i}.txt").write_text(f"content {i}")
+
+
+# --- in process, with a recording run_fn ----------------------------------------------------
+
+
+def test_first_start_without_a_snapshot_runs_promptly(siip: Path, tmp_path: Path,
+                                                      services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups")
+    fake = FakeRun(cfg)
+    svc = services(cfg, fake)
+    wait_until(lambda: fake.triggers() == ["start"], "the start run")
+    wait_until(lambda: svc.state().get("last_success"), "the state file to show the snapshot")
+    assert svc.stop() == 0
+
+
+def test_burst_gives_exactly_one_debounced_run(siip: Path, tmp_path: Path,
+                                               services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups")
+    fake = FakeRun(cfg)
+    svc = services(cfg, fake)
+    wait_until(lambda: fake.triggers() == ["start"], "the start run")
+    wait_until(lambda: not svc.state().get("running_since"), "the start run to end")
+    write_files(siip / "static" / "burst", 300)
+    wait_until(lambda: len(fake.calls) == 2, "the change run")
+    assert fake.triggers() == ["start", "change"]
+    # after it, nothing is pending and the next look is the interval: no second run is coming
+    state = wait_until(lambda: (s := svc.state()) and not s["running_since"] and s,
+                       "the change run to end")
+    assert state["dirty_since"] is None and state["pending_changes"] == 0
+    assert state["next_check_at"] == state["next_interval_at"]
+    assert svc.stop() == 0
+    assert fake.triggers() == ["start", "change"]
+
+
+def test_light_changes_wait_for_the_interval(siip: Path, tmp_path: Path,
+                                             services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups", interval_hours=2 / 3600)
+    fake = FakeRun(cfg)
+    services(cfg, fake)
+    wait_until(lambda: fake.triggers() == ["start"], "the start run")
+    (siip / "one.txt").write_text("light")
+    wait_until(lambda: len(fake.calls) == 2, "the interval run")
+    assert fake.triggers() == ["start", "interval"]
+
+
+def test_idle_tree_gives_no_run_over_several_intervals(siip: Path, tmp_path: Path,
+                                                       services: Any,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    cfg = svc_config(siip, tmp_path / "backups", interval_hours=0.5 / 3600)
+    fake = FakeRun(cfg)
+    with caplog.at_level("INFO", logger="watcher.daemon"):
+        svc = services(cfg, fake)
+        wait_until(lambda: fake.triggers() == ["start"], "the start run")
+        wait_until(lambda: caplog.text.count("interval backup skipped") >= 4,
+                   "four skipped intervals")
+        assert svc.stop() == 0
+    assert fake.triggers() == ["start"]
+
+
+def test_trickle_that_is_never_quiet_runs_by_max_delay(siip: Path, tmp_path: Path,
+                                                       services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups", heavy_change_events=5,
+                     debounce_seconds=1.0, max_delay_seconds=2.0)
+    fake = FakeRun(cfg)
+    services(cfg, fake)
+    wait_until(lambda: fake.triggers() == ["start"], "the start run")
+    trickle_started = time.monotonic()
+    i = 0
+    # one write every 0.1 s, never 1 s quiet; stop as soon as the change run began
+    while len(fake.calls) < 2:
+        (siip / "trickle.txt").write_text(str(i))
+        i += 1
+        time.sleep(0.1)
+        assert time.monotonic() - trickle_started < WAIT, "no run while changes kept coming"
+    assert fake.triggers() == ["start", "change"]
+
+
+def test_own_writes_into_a_backup_dir_inside_the_tree_never_trigger(
+        siip: Path, services: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # one counted event would be enough for a run, within 0.1 s or at the next interval
+    cfg = svc_config(siip, siip / "backups", heavy_change_events=1, debounce_seconds=0.1,
+                     interval_hours=0.5 / 3600)
+    fake = FakeRun(cfg)
+    with caplog.at_level("INFO", logger="watcher.daemon"):
+        svc = services(cfg, fake)
+        wait_until(lambda: fake.triggers() == ["start"], "the start run")
+        # the run wrote an archive, renamed it and wrote the catalog inside the tree; the
+        # service rewrites its state file there at every decision
+        wait_until(lambda: caplog.text.count("interval backup skipped") >= 3,
+                   "three intervals with nothing to do")
+        assert not svc.state()["dirty_since"]
+    assert fake.triggers() == ["start"]
+
+
+def test_change_made_while_stopped_is_backed_up_after_start(siip: Path, tmp_path: Path,
+                                                            services: Any) -> None:
+    from watcher.snapshot import tree_fingerprint
+
+    local = tmp_path / "backups"
+    cfg = svc_config(siip, local, interval_hours=1 / 3600)
+    local.mkdir()
+    # a snapshot taken "two seconds ago" that matches today's tree
+    catalog = Catalog(local)
+    past = utcnow().replace(microsecond=0)
+    info = SnapshotInfo(id="siip-old", file=str(local / "siip-old.tar.zst"),
+                        created_at=past, size=1, sha256="0" * 64, files=1, bytes_in=1)
+    catalog.add_snapshot(info, trigger="manual", duration=1.0,
+                         fingerprint=tree_fingerprint(cfg))
+    assert newest_snapshot(catalog.path) == (past, tree_fingerprint(cfg))
+
+    # unchanged tree: the start check finds nothing, no run at start
+    fake = FakeRun(cfg)
+    svc = services(cfg, fake)
+    wait_until(lambda: "no changes since" in svc.state().get("waiting_for", ""),
+               "the start check to find no change")
+    assert svc.stop() == 0 and fake.triggers() == []
+
+    # changed while stopped: backed up after the next start
+    (siip / "edited while stopped.txt").write_text("new")
+    fake2 = FakeRun(cfg)
+    services(cfg, fake2)
+    wait_until(lambda: fake2.triggers() == ["start"], "the start run")
+
+
+def test_stop_lets_a_short_run_finish(siip: Path, tmp_path: Path, services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups", stop_timeout_seconds=20)
+    fake = FakeRun(cfg)
+    fake.hold.clear()
+    svc = services(cfg, fake)
+    assert fake.entered.wait(WAIT)
+    threading.Timer(0.3, fake.hold.set).start()
+    assert svc.stop() == 0
+    assert fake.calls[0].stopped is False
+    assert [p.name for p in cfg.local.dir.glob("fake-*")] == ["fake-1.tar.zst"]
+
+
+def test_stop_aborts_a_run_that_outlives_the_timeout(siip: Path, tmp_path: Path,
+                                                     services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups", stop_timeout_seconds=0.2)
+    fake = FakeRun(cfg)
+    fake.hold.clear()
+    svc = services(cfg, fake)
+    assert fake.entered.wait(WAIT)
+    assert svc.stop() == 0
+    assert fake.calls[0].stopped is True
+    assert list(cfg.local.dir.glob("fake-*")) == []
+    assert read_state(cfg.local.dir)["stopped_at"]
+
+
+def test_failed_run_is_retried_after_a_backoff(siip: Path, tmp_path: Path,
+                                               services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups", debounce_seconds=0.2, max_delay_seconds=0.5)
+    fake = FakeRun(cfg)
+    fake.fail = True
+    svc = services(cfg, fake)
+    wait_until(lambda: len(fake.calls) >= 2, "a retry")
+    assert svc.state()["consecutive_failures"] >= 1
+    fake.fail = False
+    wait_until(lambda: svc.state().get("last_success"), "a successful retry")
+    assert fake.triggers()[:2] == ["start", "interval"]
+
+
+def test_second_instance_refuses(siip: Path, tmp_path: Path, services: Any,
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    cfg = svc_config(siip, tmp_path / "backups")
+    services(cfg, FakeRun(cfg))
+    with caplog.at_level("ERROR", logger="watcher.daemon"):
+        assert serve(cfg, run_fn=FakeRun(cfg), stop_event=threading.Event()) == 2
+    assert "already running" in caplog.text
+    assert f"pid {os.getpid()}" in caplog.text
+
+
+def test_disabled_schedule_refuses(siip: Path, tmp_path: Path) -> None:
+    cfg = make_config(siip, tmp_path / "backups", schedule={"enabled": False})
+    assert serve(cfg, run_fn=FakeRun(cfg)) == 2
+
+
+def test_status_running_and_stopped(siip: Path, tmp_path: Path, services: Any) -> None:
+    cfg = svc_config(siip, tmp_path / "backups")
+    before = collect_status(cfg)
+    assert before["running"] is False and before["last_run"] is None
+    assert not (tmp_path / "backups").exists()  # status never creates the local dir
+
+    fake = FakeRun(cfg)
+    fake.hold.clear()
+    svc = services(cfg, fake)
+    assert fake.entered.wait(WAIT)
+    wait_until(lambda: svc.state().get("running_since"), "the run to show in the state")
+    live = collect_status(cfg)
+    assert live["running"] is True and live["pid"] == os.getpid()
+    assert live["backup_running"]["trigger"] == "start"
+    assert live["service"]["watch"] == "native"
+    text = format_status(live)
+    assert "running (pid" in text and "in progress" in text
+    fake.hold.set()
+    assert svc.stop() == 0
+
+    after = collect_status(cfg)
+    assert after["running"] is False and after["pid"] is None
+    assert after["last_snapshot"]["trigger"] == "start"
+    assert after["next_interval_run"] is not None
+    assert after["changes"]["known"] is False
+    assert "not running" in format_status(after)
+    json.dumps(after)  # JSON-ready as it is
+
+
+def test_status_reports_pending_uploads(siip: Path, tmp_path: Path) -> None:
+    cfg = svc_config(siip, tmp_path / "backups")
+    cfg.local.dir.mkdir()
+    catalog = Catalog(cfg.local.dir)
+    info = SnapshotInfo(id="siip-1", file="x", created_at=utcnow(), size=10, sha256="0" * 64,
+                        files=1, bytes_in=10)
+    catalog.add_snapshot(info, trigger="interval", duration=1.0)
+    catalog.set_copy("siip-1", "drive", "pending", error="quota exceeded", count_attempt=True)
+    status = collect_status(cfg)
+    assert status["uploads"]["pending"] == 1
+    assert status["uploads"]["items"][0]["last_error"] == "quota exceeded"
+    assert "1 pending" in format_status(status)
+
+
+# --- the real command, end to end -----------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIIP_WATCHER_")}
+    env["PYTHONPATH"] = str(REPO)
+    env.pop("JOURNAL_STREAM", None)
+    return env
+
+
+class Service:
+    """`python -m watcher start` in a subprocess; stderr collected line by line."""
+
+    def __init__(self, config: Path, cwd: Path) -> None:
+        self.config = config
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "-c", str(config), "start"], cwd=cwd,
+            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    def wait_for(self, text: str, n: int = 1, timeout: float = 60) -> None:
+        wait_until(lambda: self.count(text) >= n or self.proc.poll() is not None,
+                   f"{text!r} x{n} in the log", timeout)
+        assert self.count(text) >= n, "\n".join(self.lines)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._reader.join(5)
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _cli(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), *args],
+                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
+
+
+def _schedule_toml(**values: Any) -> str:
+    base = {"interval_hours": 1.0, "debounce_seconds": 0.5, "max_delay_seconds": 10.0,
+            "heavy_change_events": 50, "stop_timeout_seconds": 10.0}
+    base.update(values)
+    return "[schedule]\n" + "".join(f"{k} = {v!r}\n" for k, v in base.items())
+
+
+@pytest.fixture
+def real(tmp_path: Path) -> Iterator[Callable[..., tuple[Service, Path, Path]]]:
+    """Start the real service on a fresh SIIP tree; backup dir inside the tree by default."""
+    started: list[Service] = []
+
+    def start(*, inside: bool = True, extra: str = "", tree: Path | None = None,
+              **schedule: Any) -> tuple[Service, Path, Path]:
+        root = tree or make_siip_tree(tmp_path / "siip")
+        local = root / "backups" if inside else tmp_path / "backups"
+        config = write_config(tmp_path / "siip-watcher.toml", root, local,
+                              _schedule_toml(**schedule) + extra)
+        svc = Service(config, tmp_path)
+        started.append(svc)
+        return svc, root, local
+
+    yield start
+    for svc in started:
+        if svc.proc.poll() is None:
+            svc.proc.kill()
+            svc.proc.wait()
+
+
+def _archives(local: Path) -> list[str]:
+    return sorted(p.name for p in local.glob("*.tar.zst"))
+
+
+def test_real_burst_gives_one_run_and_own_writes_never_trigger(real: Any,
+                                                               tmp_path: Path) -> None:
+    svc, root, local = real()
+    svc.wait_for("backup starting: trigger start")
+    svc.wait_for("backup OK")
+    write_files(root / "static" / "burst", 300)
+    svc.wait_for("backup starting: trigger change")
+    svc.wait_for("backup OK", 2)
+    status = json.loads(_cli(svc.config, tmp_path, "status", "--json").stdout)
+    assert status["running"] is True and status["pid"] == svc.proc.pid
+    assert status["last_run"]["trigger"] == "change" and status["last_run"]["result"] == "ok"
+    # the two runs wrote archives, sidecars and the catalog inside the tree: no third run
+    wait_until(lambda: (s := read_state(local)) and s["running_since"] is None
+               and s["dirty_since"] is None and s["next_check_at"] == s["next_interval_at"],
+               "the service to settle with nothing pending")
+    assert svc.stop() == 0
+    assert svc.count("backup starting") == 2
+    assert len(_archives(local)) == 2
+    stopped = json.loads(_cli(svc.config, tmp_path, "status", "--json").stdout)
+    assert stopped["running"] is False and stopped["pid"] is None
+
+
+def test_real_idle_tree_gives_no_run_over_several_intervals(real: Any) -> None:
+    svc, _, _ = real(interval_hours=0.5 / 3600)
+    svc.wait_for("backup OK")
+    svc.wait_for("interval backup skipped", 4)
+    assert svc.stop() == 0
+    assert svc.count("backup starting") == 1
+
+
+def test_real_trickle_that_is_never_quiet_runs_by_max_delay(real: Any) -> None:
+    svc, root, _ = real(heavy_change_events=5, debounce_seconds=1.0, max_delay_seconds=3.0)
+    svc.wait_for("backup OK")
+    deadline = time.monotonic() + 60
+    i = 0
+    # a write every 0.2 s is never 1 s quiet: only max_delay_seconds can start the run
+    while svc.count("backup starting: trigger change") == 0:
+        (root / "static" / "trickle.txt").write_text(str(i))
+        i += 1
+        time.sleep(0.2)
+        assert time.monotonic() < deadline, svc.log()
+    assert "changes still coming" in svc.log()
+    assert svc.stop() == 0
+
+
+def test_real_change_while_stopped_is_backed_up_after_start(real: Any) -> None:
+    svc, root, local = real()
+    svc.wait_for("backup OK")
+    assert svc.stop() == 0
+    first = _archives(local)
+    (root / "SIIP CON FOTO" / "nueva foto.jpg").write_bytes(os.urandom(1000))
+    svc2, _, _ = real(tree=root, interval_hours=1 / 3600)
+    svc2.wait_for("the tree changed while the service was stopped")
+    svc2.wait_for("backup OK")
+    assert svc2.stop() == 0
+    assert len(_archives(local)) == len(first) + 1
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "watcher.tree.summarize fingerprints the database's -wal, and the read-only copy in "
+    "watcher.sqlite_copy leaves an empty -wal behind on an idle WAL database, so the next "
+    "start sees a change that is not one; fix: treat an empty -wal like a missing one"))
+def test_real_unchanged_tree_is_not_backed_up_again_after_a_restart(real: Any) -> None:
+    svc, root, _ = real()
+    svc.wait_for("backup OK")
+    assert svc.stop() == 0
+    svc2, _, _ = real(tree=root, interval_hours=1 / 3600)
+    svc2.wait_for("interval backup skipped")
+    assert svc2.stop() == 0
+    assert svc2.count("backup starting") == 0, svc2.log()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "watcher.tarstream.CompressedSink: once the tree has been read into its queue (and zstd's "
+    "own buffers), `stop` is no longer checked: close()/abort() compress the whole backlog "
+    "before returning, so the run completes (or aborts only after it) long after the stop "
+    "timeout; fix: check `stop` while draining and drop the queued chunks on abort"))
+def test_real_sigterm_during_a_snapshot_exits_0_without_partial(real: Any,
+                                                                tmp_path: Path) -> None:
+    root = make_siip_tree(tmp_path / "siip")
+    big = root / "static" / "big"
+    big.mkdir()
+    for i in range(8):  # incompressible, compressed slowly: the snapshot takes seconds
+        (big / f"video{i}.bin").write_bytes(os.urandom(4_000_000))
+    svc, _, local = real(tree=root, stop_timeout_seconds=0.5,
+                         extra="[compression]\nlevel = 19\nthreads = 1\n")
+    svc.wait_for("backup starting: trigger start")
+    svc.proc.send_signal(signal.SIGTERM)
+    # the stop timeout, then the abort's own grace: a bound for the wait, not a measurement
+    assert svc.stop(timeout=0.5 + ABORT_GRACE_SECONDS) == 0
+    log = svc.log()
+    assert "aborting it" in log and "service stopped" in log
+    assert list(local.glob("*.partial")) == [] and list(local.glob(".*.partial")) == []
+    assert _archives(local) == [], "the run was to be aborted, yet it stored a snapshot"
+    assert "the run was stopped before the snapshot was complete" in log
+
+
+def test_real_second_instance_refuses(real: Any, tmp_path: Path) -> None:
+    svc, root, local = real(inside=False)
+    svc.wait_for("service started")
+    second = _cli(svc.config, tmp_path, "start")
+    assert second.returncode == 2
+    assert "already running" in second.stderr and str(svc.proc.pid) in second.stderr
+    assert svc.stop() == 0
+    assert (local / SERVICE_LOCK_FILE).exists()
