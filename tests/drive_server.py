@@ -987,6 +987,9 @@ class DriveHandler(BaseHTTPRequestHandler):
             if not q.get("driveId"):
                 raise ApiFailure(400, "invalid", "The driveId parameter must be specified if "
                                  "and only if corpora is set to drive.")
+            members = self.state.shared_drives.get(q["driveId"])
+            if members is None or who.email not in members:
+                raise ApiFailure(404, "notFound", f"Shared drive not found: {q['driveId']}")
             if not all_drives or q.get("supportsAllDrives") != "true":
                 raise ApiFailure(403, "teamDrivesParameterNotSupported" if not all_drives else
                                  "invalid", "includeItemsFromAllDrives and supportsAllDrives "

@@ -169,6 +169,7 @@ class ResumableUploader:
         session = self._resumable(state, size, sha256)
         offset: int | None = None if session else 0    # None: ask the server first
         confirmed = 0                                  # high-water mark, for progress
+        resuming = session is not None                 # bytes already there are not progress
         failures = 0
         only_rate_limits = True
 
@@ -222,8 +223,15 @@ class ResumableUploader:
                 if isinstance(answer, dict):
                     md5, sha = hasher.finish(size)
                     save(None, 0)
+                    if progress and size > confirmed and not resuming:
+                        progress(size - confirmed)
                     return Outcome(answer, md5, sha, existing=False)
                 before, offset = offset, answer
+                if resuming:
+                    resuming = False
+                    confirmed = offset
+                    log.info("resuming the Drive upload at byte %d of %d", offset, size)
+                    continue
                 if offset > confirmed:
                     failures, only_rate_limits = 0, True
                     save(session, offset)

@@ -1,0 +1,172 @@
+"""One contract every destination keeps, run against each of them.
+
+The folder destination works on real folders; the Drive destination is the real
+google-api-python-client + google-auth against tests/drive_server.py on 127.0.0.1, once
+with a user sign-in (My Drive folder) and once with a service account in a shared drive.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watcher.destinations.base import Destination, DestinationError, RemoteFile
+from watcher.destinations.local import LocalFolderDestination
+
+from tests.drive_fixtures import (
+    CHUNK,
+    drive_config,
+    make_archive,
+    make_drive,
+    shared_drive_config,
+)
+from tests.drive_server import DriveServer
+
+SIZE = 3 * CHUNK + 12_345          # several chunks and a short last one
+IDS = ["siip-20260101T000000Z", "siip-20260215T120000Z", "siip-20260301T060000Z"]
+
+
+@dataclass
+class Backend:
+    dest: Destination
+    count: Callable[[], int]                 # copies the service holds, by its own count
+    corrupt: Callable[[RemoteFile], None]    # damage a stored copy behind the destination
+
+
+class Interrupt(Exception):
+    """Stands for a crash: raised from the progress callback after the first chunk."""
+
+
+@pytest.fixture(params=["folder", "drive-oauth", "drive-shared"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "folder":
+        folder = tmp_path / "nas"
+        dest = LocalFolderDestination(folder, chunk_size=CHUNK)
+
+        def corrupt_file(remote: RemoteFile) -> None:
+            with open(remote.remote_id, "r+b") as f:
+                f.seek(100)
+                f.write(b"\x00damaged\x00")
+
+        yield Backend(dest, lambda: len(list(folder.glob("*.tar.zst"))), corrupt_file)
+        return
+    with DriveServer() as server:
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        cfg = (drive_config(server, creds) if request.param == "drive-oauth"
+               else shared_drive_config(server, creds))
+        dest = make_drive(cfg)
+
+        def corrupt_drive(remote: RemoteFile) -> None:
+            stored = server.state.files[remote.remote_id]
+            assert stored.content is not None
+            stored.content = stored.content[:100] + b"\x00damaged\x00" + stored.content[109:]
+
+        yield Backend(dest, lambda: len(server.state.live_files()), corrupt_drive)
+        assert server.state.violations == []
+        dest.close()
+
+
+def archive(tmp_path: Path, sid: str, size: int = SIZE) -> tuple[Path, str]:
+    src = tmp_path / "local"
+    src.mkdir(exist_ok=True)
+    return make_archive(src, sid, size)
+
+
+def test_put_find_list_get_delete(backend: Backend, tmp_path: Path) -> None:
+    path, sha = archive(tmp_path, IDS[0])
+    sent: list[int] = []
+    remote = backend.dest.put(path, snapshot_id=IDS[0], sha256=sha, progress=sent.append)
+    assert (remote.snapshot_id, remote.size, remote.sha256) == (IDS[0], SIZE, sha)
+    assert remote.name == f"{IDS[0]}.tar.zst" and remote.link
+    assert sum(sent) == SIZE
+    assert backend.dest.find(IDS[0]) == remote
+    assert backend.dest.find("siip-20991231T000000Z") is None
+    assert backend.dest.list() == [remote]
+
+    target = tmp_path / "restore" / "copy.tar.zst"
+    target.parent.mkdir()
+    assert backend.dest.get(remote, target) == target
+    assert target.read_bytes() == path.read_bytes()
+    assert not target.with_name(target.name + ".partial").exists()
+
+    backend.dest.delete(remote)
+    assert backend.dest.list() == [] and backend.count() == 0
+    backend.dest.delete(remote)        # deleting what is gone is not an error
+
+
+def test_put_is_exactly_once(backend: Backend, tmp_path: Path) -> None:
+    path, sha = archive(tmp_path, IDS[0])
+    first = backend.dest.put(path, snapshot_id=IDS[0], sha256=sha)
+    sent: list[int] = []
+    again = backend.dest.put(path, snapshot_id=IDS[0], sha256=sha, progress=sent.append)
+    assert again.remote_id == first.remote_id
+    assert sent == [] and backend.count() == 1
+
+
+def test_list_is_newest_first(backend: Backend, tmp_path: Path) -> None:
+    for sid in (IDS[1], IDS[0], IDS[2]):
+        path, sha = archive(tmp_path, sid, size=1000)
+        backend.dest.put(path, snapshot_id=sid, sha256=sha)
+    assert [r.snapshot_id for r in backend.dest.list()] == list(reversed(IDS))
+
+
+def test_get_refuses_a_damaged_copy(backend: Backend, tmp_path: Path) -> None:
+    path, sha = archive(tmp_path, IDS[0])
+    remote = backend.dest.put(path, snapshot_id=IDS[0], sha256=sha)
+    backend.corrupt(remote)
+    target = tmp_path / "restored.tar.zst"
+    with pytest.raises(DestinationError, match="sha256") as err:
+        backend.dest.get(remote, target)
+    assert not err.value.retryable
+    assert not target.exists()
+    assert not target.with_name(target.name + ".partial").exists()
+
+
+def test_put_refuses_an_archive_that_does_not_match_its_sha256(backend: Backend,
+                                                               tmp_path: Path) -> None:
+    path, _ = archive(tmp_path, IDS[0])
+    with pytest.raises(DestinationError, match="does not match its sha256") as err:
+        backend.dest.put(path, snapshot_id=IDS[0], sha256="0" * 64)
+    assert not err.value.retryable
+    assert backend.count() == 0 and backend.dest.list() == []
+
+
+def test_an_interrupted_put_resumes(backend: Backend, tmp_path: Path) -> None:
+    path, sha = archive(tmp_path, IDS[0])
+    saved: dict[str, Any] = {}
+
+    def crash_after_first_chunk(n: int) -> None:
+        raise Interrupt()
+
+    with pytest.raises(Interrupt):
+        backend.dest.put(path, snapshot_id=IDS[0], sha256=sha, save_state=saved.update,
+                         progress=crash_after_first_chunk)
+    assert backend.dest.list() == []          # nothing that looks complete
+
+    sent: list[int] = []
+    remote = backend.dest.put(path, snapshot_id=IDS[0], sha256=sha, state=dict(saved),
+                              save_state=saved.update, progress=sent.append)
+    assert 0 < sum(sent) <= SIZE - CHUNK       # the first chunk was not sent again
+    assert backend.count() == 1
+    target = tmp_path / "check.tar.zst"
+    backend.dest.get(remote, target)
+    assert target.read_bytes() == path.read_bytes()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_folder_copies_are_private_and_sha256sum_readable(tmp_path: Path) -> None:
+    dest = LocalFolderDestination(tmp_path / "usb")
+    path, sha = archive(tmp_path, IDS[0])
+    remote = dest.put(path, snapshot_id=IDS[0], sha256=sha)
+    assert stat.S_IMODE((tmp_path / "usb").stat().st_mode) == 0o700
+    for p in (Path(remote.remote_id), Path(remote.remote_id + ".sha256")):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    # the sidecar is in sha256sum format
+    assert Path(remote.remote_id + ".sha256").read_text() == f"{sha}  {remote.name}\n"
