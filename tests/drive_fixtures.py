@@ -11,11 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tests.drive_server import DriveServer
 from watcher.config import DriveConfig
 from watcher.destinations.gdrive import GoogleDriveDestination
 from watcher.destinations.retry import RetryPolicy
-
-from tests.drive_server import DriveServer
 
 CHUNK = 256 * 1024
 CLIENT_ID = "test-client.apps.googleusercontent.com"

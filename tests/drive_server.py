@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 QUANTUM = 256 * 1024
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -169,6 +169,7 @@ class DriveState:
         self.sa_without_quota = True
         self.token_lifetime = 3600
         self.max_page_size = 1000
+        self.body_timeout = 10.0      # how long a request body may take to arrive
         self.chunk_bytes = 0          # chunk payload bytes received (re-sends included)
         self.resent_bytes = 0         # of which already stored before
 
@@ -486,6 +487,7 @@ class DriveHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.settimeout(self.server.state.body_timeout)
         with self.server.active_lock:
             self.server.active.add(self.connection)
 
@@ -670,6 +672,11 @@ class DriveHandler(BaseHTTPRequestHandler):
 
     def _token(self) -> None:
         form = {k: v[0] for k, v in parse_qs(self._read_body().decode()).items()}
+        basic = self.headers.get("Authorization", "")
+        if basic.startswith("Basic "):      # client credentials may come as HTTP Basic auth
+            cid, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+            form.setdefault("client_id", unquote(cid))
+            form.setdefault("client_secret", unquote(secret))
         grant = form.get("grant_type", "")
         st = self.state
         with st.lock:

@@ -16,9 +16,6 @@ from typing import Any
 
 import pytest
 
-from watcher.destinations.base import Destination, DestinationError, RemoteFile
-from watcher.destinations.local import LocalFolderDestination
-
 from tests.drive_fixtures import (
     CHUNK,
     drive_config,
@@ -27,6 +24,8 @@ from tests.drive_fixtures import (
     shared_drive_config,
 )
 from tests.drive_server import DriveServer
+from watcher.destinations.base import Destination, DestinationError, RemoteFile
+from watcher.destinations.local import LocalFolderDestination
 
 SIZE = 3 * CHUNK + 12_345          # several chunks and a short last one
 IDS = ["siip-20260101T000000Z", "siip-20260215T120000Z", "siip-20260301T060000Z"]

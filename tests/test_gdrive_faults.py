@@ -17,9 +17,6 @@ from typing import Any
 
 import pytest
 
-from watcher.destinations.base import DestinationError
-from watcher.destinations.gdrive import KEY_SNAPSHOT, GoogleDriveDestination
-
 from tests.drive_fixtures import (
     CHUNK,
     SA_EMAIL,
@@ -29,6 +26,8 @@ from tests.drive_fixtures import (
     shared_drive_config,
 )
 from tests.drive_server import DriveServer, DriveState
+from watcher.destinations.base import DestinationError
+from watcher.destinations.gdrive import KEY_SNAPSHOT, GoogleDriveDestination
 
 SID = "siip-20261127T181500Z"
 SIZE = 5 * CHUNK + 1000           # six chunks, the last one short

@@ -199,11 +199,11 @@ class _RedirectHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _insecure_transport_for_loopback(token_uri: str) -> Iterator[None]:
-    """oauthlib refuses plain-http token endpoints; allow it only for a loopback one (tests)."""
+def _insecure_transport_for_loopback(*urls: str) -> Iterator[None]:
+    """oauthlib refuses plain-http OAuth endpoints; allow them only on loopback (tests)."""
     from watcher.destinations.gdrive_transport import is_loopback_url
 
-    if not is_loopback_url(token_uri):
+    if not all(is_loopback_url(u) for u in urls):
         yield
         return
     old = os.environ.get("OAUTHLIB_INSECURE_TRANSPORT")
@@ -249,11 +249,14 @@ def login(
         raise LoginError(f"cannot listen on 127.0.0.1:{port} for the sign-in redirect "
                          f"({exc.strerror or exc}); try another --port") from None
     redirect_uri = f"http://127.0.0.1:{catcher.server_address[1]}/"
+    endpoints = (client["installed"].get("auth_uri") or "https://accounts.google.com/",
+                 client["installed"].get("token_uri") or DEFAULT_TOKEN_URI)
     flow = Flow.from_client_config(client, scopes=[SCOPE_FILE], redirect_uri=redirect_uri)
-    auth_url, state = flow.authorization_url(access_type="offline", prompt="consent")
+    with _insecure_transport_for_loopback(*endpoints):
+        auth_url, state = flow.authorization_url(access_type="offline", prompt="consent")
 
-    serving = threading.Thread(target=catcher.serve_forever, name="drive-login-redirect",
-                               daemon=True)
+    serving = threading.Thread(target=catcher.serve_forever, kwargs={"poll_interval": 0.1},
+                               name="drive-login-redirect", daemon=True)
     serving.start()
 
     def read_paste() -> None:
@@ -283,9 +286,8 @@ def login(
         catcher.server_close()
 
     code = parse_pasted(answer, state)
-    token_uri = client["installed"].get("token_uri") or DEFAULT_TOKEN_URI
     try:
-        with _insecure_transport_for_loopback(token_uri):
+        with _insecure_transport_for_loopback(*endpoints):
             flow.fetch_token(code=code)
     except Exception as exc:  # oauthlib and requests raise many types; all mean the same here
         desc = getattr(exc, "description", "") or (exc.args[0] if exc.args else "")
