@@ -163,3 +163,43 @@ def test_drive_login_explains_a_folder_made_by_hand(server: DriveServer,
     with pytest.raises(Exception, match="only sees folders it created"):
         drive_login(cfg, ask=browser.pasting(), say=browser.say)
     assert os.path.exists(cfg.drive.token_file)      # the sign-in itself is kept
+
+
+def test_cli_drive_login_in_a_real_process(server: DriveServer, tmp_path: Path) -> None:
+    """`siip-watcher drive login` as the admin runs it on a headless server: the address on
+    stdout, the browser's final address pasted on stdin, the folder line printed."""
+    import subprocess
+    import sys
+
+    client = client_file(server, tmp_path / "client.json")
+    config = tmp_path / "siip-watcher.toml"
+    config.write_text(f"""
+[source]
+root = "{tmp_path / 'srv'}"
+[local]
+dir = "{tmp_path / 'backups'}"
+[drive]
+enabled = true
+credentials_file = "{client}"
+token_file = "{tmp_path / 'token.json'}"
+api_root = "{server.url}"
+""")
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "-c", str(config), "drive",
+                             "login"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout is not None and proc.stdin is not None
+    browser = Browser(server)
+    for line in proc.stdout:
+        browser.say(line)
+        if "client_id=" in line:
+            break
+    proc.stdin.write(browser.consent() + "\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    folder = out.split('folder_id = "')[1].split('"')[0]
+    assert server.state.files[folder].mime_type == "application/vnd.google-apps.folder"
+    assert stat.S_IMODE((tmp_path / "token.json").stat().st_mode) == 0o600
+    assert "refresh_token" not in out + err and "1//" not in out + err

@@ -382,6 +382,27 @@ def cmd_email(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_drive(args: argparse.Namespace) -> int:
+    """`drive login`: sign in to Google (drive.auth = "oauth") and check the upload folder."""
+    import os
+
+    from watcher.destinations.gdrive_auth import LoginError
+    from watcher.destinations.gdrive_setup import drive_login
+
+    if args.drive_cmd != "login":
+        raise UsageError("drive needs: login")
+    # the sign-in comes before the folder id is known, so drive.enabled's demands are waived
+    environ = {**os.environ, "SIIP_WATCHER_DRIVE_ENABLED": "false"}
+    cfg = load(config_file_from(args.config), environ=environ, check_paths=False)
+    _setup_logging(args, cfg)
+    try:
+        drive_login(cfg, open_browser=args.browser, port=args.port)
+    except LoginError as exc:
+        print(f"siip-watcher: drive login: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from watcher.demo import run_demo
 
@@ -474,6 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
     esub = s.add_subparsers(dest="email_cmd", metavar="test")
     esub.add_parser("test", help="send a test email with the current settings")
     s.set_defaults(func=cmd_email)
+
+    s = sub.add_parser("drive", help="Google Drive sign-in")
+    dsub = s.add_subparsers(dest="drive_cmd", metavar="login")
+    dl = dsub.add_parser("login", help="sign in to Google (drive.auth = \"oauth\"); stores the "
+                                      "token file (mode 0600)")
+    dl.add_argument("--browser", action="store_true",
+                    help="also open the address in a browser on this machine")
+    dl.add_argument("--port", type=int, default=0,
+                    help="loopback port for the sign-in redirect (default: any free port; "
+                         "fix it to forward it over SSH)")
+    s.set_defaults(func=cmd_drive)
 
     s = sub.add_parser("demo", help="back up a generated demo SIIP folder (no setup needed)")
     s.add_argument("--dir", default="demo", help="where the demo lives (default ./demo)")
