@@ -173,10 +173,10 @@ def test_burst_gives_exactly_one_debounced_run(siip: Path, tmp_path: Path,
     wait_until(lambda: len(fake.calls) == 2, "the change run")
     assert fake.triggers() == ["start", "change"]
     # after it, nothing is pending and the next look is the interval: no second run is coming
-    state = wait_until(lambda: (s := svc.state()) and not s["running_since"] and s,
-                       "the change run to end")
-    assert state["dirty_since"] is None and state["pending_changes"] == 0
-    assert state["next_check_at"] == state["next_interval_at"]
+    wait_until(lambda: (s := svc.state()) and s["running_since"] is None
+               and s["dirty_since"] is None and s["pending_changes"] == 0
+               and s["next_check_at"] == s["next_interval_at"],
+               "the service to settle with nothing pending")
     assert svc.stop() == 0
     assert fake.triggers() == ["start", "change"]
 
@@ -557,3 +557,56 @@ def test_real_second_instance_refuses(real: Any, tmp_path: Path) -> None:
     assert "already running" in second.stderr and str(svc.proc.pid) in second.stderr
     assert svc.stop() == 0
     assert (local / SERVICE_LOCK_FILE).exists()
+
+
+def test_queued_uploads_are_retried_on_a_timer(siip: Path, tmp_path: Path, services: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import asdict
+    from datetime import timedelta
+
+    from tests.drive_fixtures import drive_config
+    from tests.drive_server import DriveServer
+    from watcher import daemon
+    from watcher.run import run_backup
+
+    server = DriveServer().start()
+    try:
+        drive = asdict(drive_config(server, tmp_path))
+        cfg = make_config(siip, tmp_path / "backups", drive=drive,
+                          schedule={"interval_hours": 1.0})
+        # a snapshot stored while uploads were off: its Drive copy is queued
+        report = run_backup(cfg, trigger="manual", upload=False, email=False)
+        assert report.snapshot is not None
+        catalog = Catalog(cfg.local.dir)
+        assert [c.state for c in catalog.copies()] == ["pending"]
+        monkeypatch.setattr(daemon, "UPLOAD_RETRY_MIN", timedelta(seconds=0.1))
+        svc = services(cfg, FakeRun(cfg))
+        wait_until(lambda: [c.state for c in catalog.copies()] == ["uploaded"],
+                   "the queued copy to be uploaded by the service")
+        assert [f.name for f in server.state.live_files()] == [Path(report.snapshot.file).name]
+        assert svc.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Path,
+                                                       services: Any) -> None:
+    from watcher.lock import LOCK_FILE, FileLock
+
+    cfg = svc_config(siip, tmp_path / "backups")
+    cfg.local.dir.mkdir()
+    once_lock = FileLock(cfg.local.dir / LOCK_FILE)  # what `siip-watcher once` holds
+    once_lock.acquire()
+    fake = FakeRun(cfg)
+    try:
+        svc = services(cfg, fake)
+        wait_until(lambda: "command line" in svc.state().get("waiting_for", ""),
+                   "the service to wait for the other snapshot")
+        info = SnapshotInfo(id="siip-once", file=str(cfg.local.dir / "siip-once.tar.zst"),
+                            created_at=utcnow(), size=1, sha256="0" * 64, files=1, bytes_in=1)
+        Catalog(cfg.local.dir).add_snapshot(info, trigger="manual", duration=1.0)
+    finally:
+        once_lock.release()
+    wait_until(lambda: svc.state().get("last_success"), "the service to see that snapshot")
+    assert svc.stop() == 0
+    assert fake.calls == []  # no second snapshot right after the one `once` took

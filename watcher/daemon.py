@@ -381,7 +381,8 @@ class Service:
     def _schedule_uploads(self, now: datetime) -> None:
         """Plan the next retry of queued uploads from the catalog (none queued: no timer)."""
         try:
-            pending = Catalog(self.local_dir).copies(state="pending")
+            # failed copies too: the queue retries them much later (the admin may fix the cause)
+            pending = [c for c in Catalog(self.local_dir).copies() if c.state != "uploaded"]
         except sqlite3.Error as exc:
             log.warning("cannot read the upload queue (%s)", exc)
             return
@@ -448,7 +449,7 @@ class Service:
 
 
 def send_queued_uploads(cfg: Config, stop: threading.Event) -> bool:
-    """Retry every queued upload once; True if the queue is empty afterwards.
+    """Send the queued copies that are due; True if nothing is left to send afterwards.
 
     The destinations and the queue logic live in :mod:`watcher.uploads` and
     :mod:`watcher.destinations.factory`; imported here, lazily, so a service without any
@@ -464,7 +465,7 @@ def send_queued_uploads(cfg: Config, stop: threading.Event) -> bool:
         return False
     catalog = Catalog(cfg.local.dir)
     try:
-        destinations = enabled_destinations(cfg)
+        destinations = enabled_destinations(cfg, stop=stop)
     except Exception as exc:
         log.warning("queued uploads not retried: %s", _one_line(exc))
         return False
@@ -483,7 +484,7 @@ def send_queued_uploads(cfg: Config, stop: threading.Event) -> bool:
         else:
             log.warning("queued upload of %s to %s still %s: %s", r.snapshot_id, r.name,
                         r.state, r.error or "")
-    return not catalog.copies(state="pending")
+    return all(c.state == "uploaded" for c in catalog.copies())
 
 
 def newest_snapshot(catalog_file: Path) -> tuple[datetime, str | None] | None:
