@@ -72,18 +72,23 @@ def send_copies(
     snapshot_ids: Sequence[str] | None = None,
     *,
     stop: threading.Event | None = None,
-    force: bool = False,
+    force: bool | None = None,
     now: Callable[[], datetime] = utcnow,
     progress: ProgressFactory | None = None,
 ) -> list[DestinationResult]:
     """Send the copies of ``snapshot_ids`` and every other copy still queued.
 
-    ``snapshot_ids`` are always tried; other queued copies only when due, unless ``force``
-    (the `once` command). After a retryable failure the destination's remaining copies wait
-    for the next pass (reported pending) instead of each spending a full retry budget on a
-    service that is down. Returns one result per copy tried or held back.
+    ``snapshot_ids`` are always tried. Other queued copies: all of them when ``force``; only
+    those whose ``next_try_at`` has passed when not. ``force=None`` (the default) means: after
+    a run (``snapshot_ids`` given) send everything queued, as the issue asks of `once` and of
+    the service after each run; on a retry timer (no ids) only what is due. After a retryable
+    failure the destination's remaining copies wait for the next pass (reported pending)
+    instead of each spending a full retry budget on a service that is down. Returns one
+    result per copy tried or held back.
     """
     wanted = list(dict.fromkeys(snapshot_ids or []))
+    if force is None:
+        force = bool(wanted)
     queue_copies(catalog, destinations, wanted)
 
     snapshots: dict[str, SnapshotRow | None] = {}

@@ -62,6 +62,9 @@ KEY_SHA256 = "siip_sha256"
 FILE_FIELDS = "id,name,size,md5Checksum,createdTime,appProperties,webViewLink,trashed"
 MAX_MISMATCHES = 2
 DEFAULT_TIMEOUT = 60.0
+#: about half a minute of retries (1 + 2 + 4 + 8 + 16 s, jittered) before an attempt gives
+#: up; the queue tries again later, and progress restarts the count on a long upload
+DEFAULT_RETRY = RetryPolicy(attempts=6, base=1.0, cap=32.0)
 
 
 class _Gone(Exception):
@@ -91,7 +94,7 @@ class GoogleDriveDestination(Destination):
         self.name = name
         self.chunk_size = round_chunk(chunk_size or drive.chunk_mib * MIB)
         self.timeout = timeout
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self.stop = stop
         self.parent = drive.folder_id or drive.shared_drive_id
         self.ctx = Context(auth=drive.auth, folder=self.parent, impersonate=drive.impersonate)

@@ -1,0 +1,108 @@
+"""The whole product with Drive, in real processes: `once` uploads the snapshot, Drive being
+down leaves it queued (exit 3), and a new machine with only the configuration and the
+sign-in lists, verifies and restores from Drive (the server is gone)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
+
+import pytest
+
+from tests.conftest import write_config
+from tests.drive_fixtures import FAST_RETRY, drive_config
+from tests.drive_server import DriveServer
+from watcher.cli import main
+from watcher.destinations.gdrive import KEY_SNAPSHOT
+
+Cli = Callable[..., CompletedProcess[str]]
+
+
+def drive_section(server: DriveServer, tmp: Path) -> str:
+    creds = tmp / "creds"
+    creds.mkdir()
+    d = drive_config(server, creds)
+    return (f'[drive]\nenabled = true\nfolder_id = "{d.folder_id}"\n'
+            f'credentials_file = "{d.credentials_file}"\ntoken_file = "{d.token_file}"\n'
+            f'chunk_mib = 1\napi_root = "{server.url}"\n')
+
+
+def test_once_uploads_then_a_new_machine_restores_from_drive(siip: Path, tmp_path: Path,
+                                                             cli: Cli) -> None:
+    with DriveServer() as server:
+        extra = drive_section(server, tmp_path)
+        config = write_config(tmp_path / "server.toml", siip, tmp_path / "backups", extra)
+        run = cli("-c", str(config), "once", "--no-email", "--json")
+        assert run.returncode == 0, run.stderr
+        report = json.loads(run.stdout)
+        [dest] = report["destinations"]
+        assert dest["state"] == "uploaded" and dest["link"].startswith("https://drive.google")
+        sid = report["snapshot"]["id"]
+        assert len(server.state.live_files(app_property=(KEY_SNAPSHOT, sid))) == 1
+
+        # the server is gone: a new machine has the config and the sign-in, nothing else
+        fresh_root = tmp_path / "new-machine" / "siip"
+        fresh_root.mkdir(parents=True)
+        config_b = write_config(tmp_path / "new.toml", fresh_root,
+                                tmp_path / "new-machine" / "backups", extra)
+        listed = cli("-c", str(config_b), "list", "--from", "drive", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [r["id"] for r in json.loads(listed.stdout)] == [sid]
+
+        verified = cli("-c", str(config_b), "verify", "latest", "--from", "drive")
+        assert verified.returncode == 0, verified.stderr + verified.stdout
+
+        target = tmp_path / "restored"
+        restored = cli("-c", str(config_b), "restore", "latest", "--from", "drive", "--to",
+                       str(target))
+        assert restored.returncode == 0, restored.stderr
+        for original in (p for p in siip.rglob("*.jpg")):
+            assert (target / original.relative_to(siip)).read_bytes() == original.read_bytes()
+        db = sqlite3.connect(target / "siip_database.db")
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        finally:
+            db.close()
+        assert server.state.violations == []
+
+
+def test_drive_down_keeps_the_snapshot_queued_and_exits_3(
+        siip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # in-process, only to shorten the half minute of production retries to milliseconds
+    monkeypatch.setattr("watcher.destinations.gdrive.DEFAULT_RETRY", FAST_RETRY)
+    with DriveServer() as server:
+        extra = drive_section(server, tmp_path)
+        config = write_config(tmp_path / "server.toml", siip, tmp_path / "backups", extra)
+        server.stop()
+        code = main(["-c", str(config), "once", "--no-email", "--json"])
+        run = capsys.readouterr()
+        assert code == 3, run.err
+        report = json.loads(run.out)
+        [dest] = report["destinations"]
+        assert dest["state"] == "pending" and dest["error"]
+        assert Path(report["snapshot"]["file"]).exists()
+        assert "upload_id" not in run.out + run.err
+
+
+def test_once_sends_what_is_still_queued_too(
+        siip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("watcher.destinations.gdrive.DEFAULT_RETRY", FAST_RETRY)
+    with DriveServer() as server:
+        extra = drive_section(server, tmp_path)
+        config = write_config(tmp_path / "server.toml", siip, tmp_path / "backups", extra)
+        server.stop()
+        assert main(["-c", str(config), "once", "--no-email", "--json"]) == 3
+        first = json.loads(capsys.readouterr().out)["snapshot"]["id"]
+        server.start()
+        (siip / "app" / "new.py").write_text("x = 1\n")
+        code = main(["-c", str(config), "once", "--no-email", "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert code == 0
+        assert {d["snapshot_id"]: d["state"] for d in report["destinations"]} == {
+            first: "uploaded", report["snapshot"]["id"]: "uploaded"}
+        assert len(server.state.live_files()) == 2
