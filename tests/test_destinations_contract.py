@@ -128,13 +128,15 @@ def test_get_refuses_a_damaged_copy(backend: Backend, tmp_path: Path) -> None:
     assert not target.with_name(target.name + ".partial").exists()
 
 
-def test_put_refuses_an_archive_that_does_not_match_its_sha256(backend: Backend,
-                                                               tmp_path: Path) -> None:
+def test_folder_refuses_an_archive_that_does_not_match_its_sha256(tmp_path: Path) -> None:
+    """The folder copy is verified by sha256, so it also catches a damaged local archive
+    (Drive's copy is verified by md5 against the local file; see gdrive_upload)."""
+    dest = LocalFolderDestination(tmp_path / "nas")
     path, _ = archive(tmp_path, IDS[0])
     with pytest.raises(DestinationError, match="does not match its sha256") as err:
-        backend.dest.put(path, snapshot_id=IDS[0], sha256="0" * 64)
+        dest.put(path, snapshot_id=IDS[0], sha256="0" * 64)
     assert not err.value.retryable
-    assert backend.count() == 0 and backend.dest.list() == []
+    assert dest.list() == [] and list((tmp_path / "nas").iterdir()) == []
 
 
 def test_an_interrupted_put_resumes(backend: Backend, tmp_path: Path) -> None:

@@ -255,12 +255,6 @@ class GoogleDriveDestination(Destination):
                                       find_existing=lambda: self._find_resource(snapshot_id),
                                       mime_type=MIME_TYPE)
                 remote = self._remote(out.resource)
-                if out.sha256 != sha256:
-                    if not out.existing:
-                        self._delete_id(remote.remote_id)
-                    raise DestinationError(
-                        f"the local archive {archive.name} does not match its sha256; it may "
-                        f"be damaged: run `siip-watcher verify {snapshot_id}`", retryable=False)
                 problem = self._mismatch(out.resource, size, out.md5, sha256)
                 if problem is None:
                     return remote

@@ -62,18 +62,22 @@ def parse_range(header: str | None) -> int:
 
 
 class PrefixHasher:
-    """md5 and sha256 of a file, fed with the chunks as they go out.
+    """The md5 of a file (what Drive reports as md5Checksum), fed with the chunks as they
+    go out.
 
     It always covers a prefix ``[0, pos)`` of the file: a chunk starting beyond ``pos``
     (a resumed upload) first catches up from disk, a re-sent chunk only adds its new tail.
     So the common case reads the file once, and a resume never hashes twice.
+
+    Only md5: it is what proves Drive's copy equals the local file. The archive's sha256 was
+    computed as it was written and is checked by `verify` and by every restore; hashing it
+    again here would cost a third of the upload's CPU (measured in docs/benchmarks-drive.md).
     """
 
-    def __init__(self, path: Path, *, sha256: bool = True) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.pos = 0
         self.md5 = hashlib.md5(usedforsecurity=False)
-        self.sha256 = hashlib.sha256() if sha256 else None
 
     def feed(self, offset: int, data: bytes) -> None:
         """Account for ``data`` found at ``offset`` in the file."""
@@ -81,13 +85,13 @@ class PrefixHasher:
             self._catch_up(offset)
         skip = self.pos - offset
         if skip < len(data):
-            self._update(memoryview(data)[skip:])
+            self.md5.update(memoryview(data)[skip:])
             self.pos = offset + len(data)
 
-    def finish(self, size: int) -> tuple[str, str | None]:
-        """Hex digests (md5, sha256) of the first ``size`` bytes."""
+    def finish(self, size: int) -> str:
+        """The hex md5 of the first ``size`` bytes."""
         self._catch_up(size)
-        return self.md5.hexdigest(), self.sha256.hexdigest() if self.sha256 else None
+        return self.md5.hexdigest()
 
     def _catch_up(self, until: int) -> None:
         with open(self.path, "rb") as f:
@@ -97,13 +101,8 @@ class PrefixHasher:
                 if not block:
                     raise DestinationError(f"{self.path.name} became shorter during the upload",
                                            retryable=False)
-                self._update(block)
+                self.md5.update(block)
                 self.pos += len(block)
-
-    def _update(self, data: bytes | memoryview) -> None:
-        self.md5.update(data)
-        if self.sha256 is not None:
-            self.sha256.update(data)
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,6 @@ class Outcome:
 
     resource: dict[str, Any]       # Drive's file metadata
     md5: str                       # of the local file
-    sha256: str | None             # of the local file
     existing: bool                 # a copy was already there; nothing was uploaded
 
 
@@ -184,8 +182,7 @@ class ResumableUploader:
                     if session is None:
                         existing = find_existing()   # exactly once: never a second copy
                         if existing is not None:
-                            md5, sha = hasher.finish(size)
-                            return Outcome(existing, md5, sha, existing=True)
+                            return Outcome(existing, hasher.finish(size), existing=True)
                         session = self._initiate(metadata, size, mime_type)
                         offset = 0
                         save(session, 0)
@@ -221,11 +218,11 @@ class ResumableUploader:
                     continue
 
                 if isinstance(answer, dict):
-                    md5, sha = hasher.finish(size)
+                    md5 = hasher.finish(size)
                     save(None, 0)
                     if progress and size > confirmed and not resuming:
                         progress(size - confirmed)
-                    return Outcome(answer, md5, sha, existing=False)
+                    return Outcome(answer, md5, existing=False)
                 before, offset = offset, answer
                 if resuming:
                     resuming = False

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Benchmark the Drive upload (issue 4, section Measured) against the local Drive server.
+
+Three figures, each against ``tests/drive_server.py`` on 127.0.0.1:
+
+1. **Throughput**: ``GoogleDriveDestination.put`` of a file of ``--size-mib`` incompressible
+   bytes (resumable protocol, ``--chunk-mib`` chunks, md5 + sha256 of the file, exactly-once
+   lookup, verification) against a plain HTTP PUT of the same bytes to the same server
+   (``http.client``, 1 MiB blocks). The server runs in its own process and keeps only the md5
+   of what it receives (so a 1 GB upload does not fill its memory); it hashes the plain PUT
+   too, so both sides pay the same. Best of ``--repeat`` runs each, interleaved. Target: our
+   throughput at least 0.8x the plain PUT's.
+2. **Bytes re-sent after a dropped connection**: a ``--drop-size-mib`` upload whose server
+   drops the connection half-way through the third chunk; the uploader's own count of chunk
+   bytes put on the wire, minus the file size. Target: at most one chunk.
+3. **Peak memory**: the upload runs in a child process that resets its peak RSS
+   (``/proc/self/clear_refs``, Linux) after the imports and the setup, then reports ``VmHWM``.
+   Target: peak at most one chunk + 50 MB above the RSS before the upload.
+
+Example (the figures in docs/benchmarks-drive.md)::
+
+    .venv/bin/python scripts/bench_upload.py --size-mib 1024 --chunk-mib 16 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+MIB = 1024 * 1024
+
+
+def make_file(path: Path, size: int) -> None:
+    """Incompressible bytes (like the photos and the compressed archive itself)."""
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(16 * MIB, left))
+            f.write(block)
+            left -= len(block)
+
+
+def start_server() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "drive_server.py"),
+                             "--hash-only"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    info = json.loads(proc.stdout.readline())
+    return proc, info
+
+
+def plain_put(api_root: str, path: Path) -> tuple[float, float]:
+    """(seconds, client CPU seconds) of one plain HTTP PUT of the file (the baseline)."""
+    url = urlsplit(api_root)
+    size = path.stat().st_size
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120, blocksize=MIB)
+    with open(path, "rb") as f:
+        cpu, start = time.process_time(), time.perf_counter()
+        conn.request("PUT", "/bench/put", body=f, headers={"Content-Length": str(size)})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    conn.close()
+    assert body["size"] == size, body
+    return elapsed, cpu
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_upload(args: argparse.Namespace) -> None:
+    """Runs in its own process: one put, timed, with its peak memory."""
+    import hashlib
+
+    from watcher.config import DriveConfig
+    from watcher.destinations.gdrive import GoogleDriveDestination
+
+    info = json.loads(args.child)
+    path = Path(info["file"])
+    token = Path(info["token_file"])
+    token.write_text(json.dumps({k: info[k] for k in ("refresh_token", "client_id",
+                                                      "client_secret", "token_uri")}))
+    cfg = DriveConfig(enabled=True, folder_id=info["folder"], credentials_file="unused",
+                      token_file=str(token), chunk_mib=info["chunk_mib"],
+                      api_root=info["api_root"])
+    dest = GoogleDriveDestination(cfg)
+    sha = info["sha256"] or hashlib.sha256(path.read_bytes()).hexdigest()
+    sid = info["snapshot_id"]
+    rss_before = _status_kb("VmRSS")
+    reset = _reset_peak()
+    cpu, start = time.process_time(), time.perf_counter()
+    remote = dest.put(path, snapshot_id=sid, sha256=sha)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert remote.size == path.stat().st_size
+    assert dest.last_uploader is not None
+    print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "rss_before_kb": rss_before,
+                      "peak_kb": _status_kb("VmHWM") if reset else None,
+                      "bytes_sent": dest.last_uploader.bytes_sent}))
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def upload_in_child(info: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(info)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dropped_connection(size: int, chunk: int, tmp: Path) -> int:
+    """Chunk bytes sent beyond the file size when the third chunk's connection drops."""
+    import hashlib
+
+    from tests.drive_fixtures import drive_config, make_drive
+    from tests.drive_server import DriveServer
+
+    path = tmp / "drop.bin"
+    make_file(path, size)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    with DriveServer() as server:
+        dest = make_drive(drive_config(server, tmp), chunk=chunk, timeout=30)
+        server.state.inject("chunk", "drop", skip=2)
+        dest.put(path, snapshot_id="siip-20260101T000000Z", sha256=sha)
+        assert server.state.violations == []
+        assert dest.last_uploader is not None
+        return dest.last_uploader.bytes_sent - size
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--chunk-mib", type=int, default=16)
+    ap.add_argument("--drop-size-mib", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=None, help="where to write the test file")
+    ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_upload(args)
+        return
+
+    size, chunk = args.size_mib * MIB, args.chunk_mib * MIB
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-upload-") as t:
+        tmp = Path(t)
+        data = tmp / "archive.bin"
+        make_file(data, size)
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(data, "rb") as f:
+            while block := f.read(16 * MIB):
+                h.update(block)
+        sha = h.hexdigest()
+        proc, info = start_server()
+        try:
+            plain, ours, children = [], [], []
+            plain_cpu, server_cpu_plain, server_cpu_ours = [], [], []
+            for i in range(args.repeat):
+                before = cpu_of(proc.pid)
+                seconds, cpu = plain_put(info["api_root"], data)
+                server_cpu_plain.append(cpu_of(proc.pid) - before)
+                plain.append(seconds)
+                plain_cpu.append(cpu)
+                before = cpu_of(proc.pid)
+                res = upload_in_child({**info, "file": str(data), "sha256": sha,
+                                       "token_file": str(tmp / "token.json"),
+                                       "chunk_mib": args.chunk_mib,
+                                       "snapshot_id": f"siip-2026010{i + 1}T000000Z"})
+                server_cpu_ours.append(cpu_of(proc.pid) - before)
+                ours.append(res["seconds"])
+                children.append(res)
+        finally:
+            proc.terminate()
+            proc.wait()
+        resent = dropped_connection(args.drop_size_mib * MIB, chunk, tmp)
+
+    best_plain, best_ours = min(plain), min(ours)
+    peak = max((c["peak_kb"] or 0) - (c["rss_before_kb"] or 0) for c in children) * 1024
+    result = {
+        "command": " ".join([Path(sys.executable).name, "scripts/bench_upload.py",
+                             *sys.argv[1:]]),
+        "host": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu, "
+                f"Python {platform.python_version()}",
+        "size_bytes": size, "chunk_bytes": chunk,
+        "plain_put_seconds": plain, "upload_seconds": ours,
+        "plain_put_mb_s": size / best_plain / 1e6, "upload_mb_s": size / best_ours / 1e6,
+        "ratio": best_plain / best_ours,
+        "plain_put_client_cpu_seconds": min(plain_cpu),
+        "upload_client_cpu_seconds": min(c["cpu_seconds"] for c in children),
+        "server_cpu_seconds_plain": min(server_cpu_plain),
+        "server_cpu_seconds_upload": min(server_cpu_ours),
+        "load_average": os.getloadavg(),
+        "resent_after_drop_bytes": resent,
+        "peak_rss_above_start_bytes": peak,
+        "peak_rss_kb": max(c["peak_kb"] or 0 for c in children),
+        "rss_before_upload_kb": max(c["rss_before_kb"] or 0 for c in children),
+        "bytes_sent": [c["bytes_sent"] for c in children],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['host']}; {args.size_mib} MiB file, {args.chunk_mib} MiB chunks, best of "
+          f"{args.repeat}")
+    print(f"  plain HTTP PUT      {result['plain_put_mb_s']:8.0f} MB/s   runs: "
+          + ", ".join(f"{s:.2f}s" for s in plain))
+    print(f"  Drive upload (ours) {result['upload_mb_s']:8.0f} MB/s   runs: "
+          + ", ".join(f"{s:.2f}s" for s in ours))
+    print(f"  ratio               {result['ratio']:8.2f}x         target >= 0.8x")
+    print(f"  CPU s (client/server) plain {result['plain_put_client_cpu_seconds']:.2f}/"
+          f"{result['server_cpu_seconds_plain']:.2f}, ours "
+          f"{result['upload_client_cpu_seconds']:.2f}/{result['server_cpu_seconds_upload']:.2f}"
+          f"; load average {result['load_average'][0]:.2f}")
+    print(f"  re-sent after a drop {resent / MIB:7.2f} MiB        target <= {args.chunk_mib} MiB "
+          f"(one chunk)")
+    print(f"  peak RSS above start {peak / MIB:7.1f} MiB        target <= {args.chunk_mib + 50} "
+          f"MiB (chunk + 50 MB); peak {result['peak_rss_kb'] / 1024:.0f} MiB, before "
+          f"{result['rss_before_upload_kb'] / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
