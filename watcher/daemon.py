@@ -24,11 +24,14 @@ failed); 2 configuration or usage problem, including "already running" (systemd'
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import inspect
 import logging
 import os
 import signal
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -58,6 +61,8 @@ UPLOAD_RETRY_MIN = timedelta(seconds=30)
 UPLOAD_RETRY_MAX = timedelta(hours=1)
 #: while a `once` from the command line holds the run lock, look again this often
 BUSY_RECHECK = timedelta(seconds=2)
+#: the state file follows the pending changes this closely (one write per period at most)
+STATE_REFRESH = timedelta(seconds=1)
 
 _JOB = {"coalesce": True, "misfire_grace_time": None}
 
@@ -126,6 +131,8 @@ class Service:
         self._exit_code = EXIT_OK
         self._decide_at: datetime | None = None
         self._upload_failures = 0
+        self._runs = 0
+        self._state_refresh_pending = False
         self._started_at = clock()
         self._last_reason = "starting"
         self.tracker: ChangeTracker | None = None
@@ -218,9 +225,9 @@ class Service:
         if self.watcher is not None:
             self.watcher.stop()
         assert self.scheduler is not None
-        # the "run" job stays: if it is queued but not started it returns at once, and
-        # either way it marks the service idle
-        for job_id in ("decide", "uploads", "health", "start-check"):
+        # a run job stays: if it is queued but not started it returns at once, and either
+        # way it marks the service idle
+        for job_id in ("decide", "uploads", "health", "start-check", "state"):
             with contextlib.suppress(Exception):
                 self.scheduler.remove_job(job_id)
         timeout = self.cfg.schedule.stop_timeout_seconds
@@ -247,10 +254,24 @@ class Service:
             if self._stopping or self.tracker is None:
                 return
             wake = self.tracker.record_changes(1, now)
+            # `status` reads the pending changes from the state file: refresh it a second
+            # after the first change of a batch, never more often
+            refresh = not self._state_refresh_pending and self.scheduler is not None
+            self._state_refresh_pending = self._state_refresh_pending or refresh
         if log.isEnabledFor(logging.DEBUG):
             log.debug("change: %s", path)
         if wake:
             self._schedule_decide(now)
+        if refresh:
+            assert self.scheduler is not None
+            self.scheduler.add_job(self._refresh_state, "date", run_date=now + STATE_REFRESH,
+                                   id="state", replace_existing=True, **_JOB)
+
+    def _refresh_state(self) -> None:
+        with self._lock:
+            self._state_refresh_pending = False
+            if not self._stopping:
+                self._write_state()
 
     def _schedule_decide(self, at: datetime, *, force: bool = False) -> None:
         """Make sure the decide job runs at ``at`` or earlier."""
@@ -288,8 +309,13 @@ class Service:
                 self._idle.clear()
                 self._abort.clear()
                 assert self.scheduler is not None
+                # one id per run: APScheduler counts a job's instance until the function has
+                # returned, just after it asked for the next decision, so a run due at once
+                # would be refused under a shared id. One backup at a time is guaranteed by
+                # the tracker (no decision while running) and by self._work.
+                self._runs += 1
                 self.scheduler.add_job(self._run, args=(decision.trigger, decision.reason),
-                                       id="run", replace_existing=True, max_instances=1, **_JOB)
+                                       id=f"run-{self._runs}", max_instances=1, **_JOB)
             elif decision.next_check is not None:
                 self._schedule_decide(decision.next_check)
             self._write_state()
@@ -372,6 +398,7 @@ class Service:
             stopping = self._stopping
             self._write_state()
         self._idle.set()
+        _release_memory()
         if not stopping:
             self._schedule_uploads(self.clock())
             self._schedule_decide(self.clock(), force=True)
@@ -509,6 +536,18 @@ def newest_snapshot(catalog_file: Path) -> tuple[datetime, str | None] | None:
     if row is None:
         return None
     return datetime.fromisoformat(row[0]), row[1]
+
+
+def _release_memory() -> None:
+    """Give the memory a snapshot used back to the OS between runs.
+
+    The run frees its buffers (zstd workers, the tar queue), but glibc keeps freed heap pages
+    in its arenas, so an idle service would sit at the run's high-water mark for days.
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
