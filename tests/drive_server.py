@@ -525,6 +525,8 @@ class DriveHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
               content_type: str = "application/json; charset=UTF-8") -> None:
+        self._status = status
+        self._record()     # before answering: a test may look as soon as the answer arrives
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -534,7 +536,6 @@ class DriveHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
-        self._status = status
 
     def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), headers)
@@ -556,7 +557,9 @@ class DriveHandler(BaseHTTPRequestHandler):
         self._body_len = 0
         self._body_read = False
         self._corrupt = False
+        self._recorded = False
         op, handler = self._route(self.command, url.path)
+        self._op = op
         if handler is None:
             self._json(404, error_body(404, "notFound", "Not Found"))
             return
@@ -580,11 +583,18 @@ class DriveHandler(BaseHTTPRequestHandler):
                                          f"(the client stalled)")
             self._abort()
         finally:
-            with self.state.lock:
-                self.state.records.append(Record(op, self.command, self._status,
-                                                 self._body_len,
-                                                 self.headers.get("Content-Range", ""),
-                                                 self._fault_name))
+            self._record()
+
+    def _record(self) -> None:
+        """Log this request once (what tests assert on)."""
+        if self._recorded:
+            return
+        self._recorded = True
+        with self.state.lock:
+            self.state.records.append(Record(self._op, self.command, self._status,
+                                             self._body_len,
+                                             self.headers.get("Content-Range", ""),
+                                             self._fault_name))
 
     def _route(self, method: str, path: str) -> tuple[str, Any]:
         if path == "/token" and method == "POST":
@@ -1007,6 +1017,8 @@ class DriveHandler(BaseHTTPRequestHandler):
             data, status = f.content[a:b + 1], 206
             headers["Content-Range"] = f"bytes {a}-{b}/{f.size}"
         if drop_after:
+            self._status = status
+            self._record()
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
