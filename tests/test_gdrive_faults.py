@@ -410,3 +410,25 @@ def test_download_of_a_deleted_copy(env: Env) -> None:
     with pytest.raises(DestinationError, match="no longer on Google Drive") as err:
         env.dest.get(remote, env.tmp / "x.tar.zst")
     assert not err.value.retryable
+
+
+def test_stop_between_chunks_keeps_the_session_for_the_next_start(env: Env) -> None:
+    import threading
+
+    stop = threading.Event()
+    dest = make_drive(env.dest.cfg, stop=stop)
+    saved: list[dict[str, Any]] = []
+
+    def stop_after_two(n: int) -> None:
+        if len(saved) >= 3:          # the session, then two chunks
+            stop.set()
+
+    with pytest.raises(DestinationError, match="stopped") as err:
+        dest.put(env.archive, snapshot_id=SID, sha256=env.sha256, save_state=saved.append,
+                 progress=stop_after_two)
+    assert err.value.retryable and saved[-1]["offset"] == 2 * CHUNK
+    assert env.state.live_files() == []
+    make_drive(env.dest.cfg).put(env.archive, snapshot_id=SID, sha256=env.sha256,
+                                 state=saved[-1])
+    env.assert_one_verified_copy()
+    assert env.state.chunk_bytes == SIZE

@@ -323,6 +323,8 @@ class GoogleDriveDestination(Destination):
             os.lseek(fd, offset, os.SEEK_SET)
             failures = 0
             while offset < remote.size:
+                if self.stop is not None and self.stop.is_set():
+                    raise Stopped()          # the .partial is kept: the next get resumes
                 end = min(offset + self.chunk_size, remote.size) - 1
                 data = self._fetch_range(http, url, offset, end, failures)
                 if data is None:

@@ -38,7 +38,7 @@ from watcher.destinations.gdrive_errors import (
     exception_verdict,
     parse_error,
 )
-from watcher.destinations.retry import RetryPolicy, wait
+from watcher.destinations.retry import RetryPolicy, Stopped, wait
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ class ResumableUploader:
 
         with open(path, "rb") as src, ThreadPoolExecutor(1, "drive-hash") as pool:
             while True:
+                if self.stop is not None and self.stop.is_set():
+                    raise Stopped()          # the session is saved: the next start resumes
                 try:
                     if session is None:
                         existing = find_existing()   # exactly once: never a second copy
