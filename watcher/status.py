@@ -60,7 +60,7 @@ def collect_status(cfg: Config, *, now: datetime | None = None) -> dict[str, Any
     return {
         "running": running,
         "pid": pid,
-        "config": str(cfg.path) if cfg.path else None,
+        "config": str(cfg.path.resolve()) if cfg.path else None,
         "local_dir": str(local),
         "service": service,
         "backup_running": backup_running,
