@@ -750,6 +750,7 @@ def run_once(ds: Dataset, cmd: list[str], logs: Path) -> Sample:
         )
         assert proc.stdout is not None
         stdout = proc.stdout.read()
+        proc.stdout.close()
         code, usage = _wait(proc)
         wall = time.perf_counter() - started
     detail: dict[str, Any] = {"exit_code": code}
@@ -891,9 +892,10 @@ class DatabaseHolder:
 
     def close(self) -> None:
         """Let the holder go (closing its stdin)."""
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+        self.proc.stdout.close()
 
 
 def hold_db(db: Path) -> None:
