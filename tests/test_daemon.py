@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -666,3 +667,21 @@ def test_each_run_releases_its_compressor(cfg: Config, monkeypatch: pytest.Monke
     gc.collect()
     assert len(sinks) == 2
     assert [ref() for ref in sinks] == [None, None], "a finished run's archive writer lives on"
+
+
+def test_service_exits_1_when_the_watched_folder_disappears(
+        tmp_path: Path, services: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from watcher import daemon
+
+    monkeypatch.setattr(daemon, "HEALTH_SECONDS", 0.2)
+    root = make_siip_tree(tmp_path / "siip")
+    cfg = svc_config(root, tmp_path / "backups")
+    fake = FakeRun(cfg)
+    with caplog.at_level("ERROR", logger="watcher.daemon"):
+        svc = services(cfg, fake)
+        wait_until(lambda: fake.triggers() == ["start"], "the start run")
+        shutil.rmtree(root)  # e.g. a project folder removed by mistake: nothing is watched
+        svc.thread.join(WAIT)
+    assert not svc.thread.is_alive() and svc.code == 1
+    assert "file watcher stopped" in caplog.text

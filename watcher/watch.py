@@ -272,8 +272,14 @@ class TreeWatcher:
         return observer
 
     def is_alive(self) -> bool:
-        """True while the observer thread runs."""
-        return self._observer is not None and self._observer.is_alive()
+        """True while the observer and every emitter run.
+
+        An emitter dies alone when, say, a new folder hits the inotify watch limit; the
+        service then restarts (and falls back to polling) rather than miss changes quietly.
+        """
+        observer = self._observer
+        return observer is not None and observer.is_alive() and \
+            all(emitter.is_alive() for emitter in observer.emitters)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching (idempotent)."""
