@@ -10,9 +10,10 @@ Three figures, each against ``tests/drive_server.py`` on 127.0.0.1:
    of what it receives (so a 1 GB upload does not fill its memory); it hashes the plain PUT
    too, so both sides pay the same. Best of ``--repeat`` runs each, interleaved. Target: our
    throughput at least 0.8x the plain PUT's.
-2. **Bytes re-sent after a dropped connection**: a ``--drop-size-mib`` upload whose server
-   drops the connection half-way through the third chunk; the uploader's own count of chunk
-   bytes put on the wire, minus the file size. Target: at most one chunk.
+2. **Bytes re-sent after a dropped connection**: a ``--drop-size-mib`` upload (at least four
+   chunks) whose server drops the connection half-way through the third chunk, keeping what
+   arrived in whole 256 KiB units; the uploader's own count of chunk bytes put on the wire,
+   minus the file size. Target: at most one chunk.
 3. **Peak memory**: the upload runs in a child process that resets its peak RSS
    (``/proc/self/clear_refs``, Linux) after the imports and the setup, then reports ``VmHWM``.
    Target: peak at most one chunk + 50 MB above the RSS before the upload.
@@ -203,7 +204,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait()
-        resent = dropped_connection(args.drop_size_mib * MIB, chunk, tmp)
+        # at least four chunks, so that the third one exists to be cut
+        resent = dropped_connection(max(args.drop_size_mib * MIB, 4 * chunk), chunk, tmp)
 
     best_plain, best_ours = min(plain), min(ours)
     peak = max((c["peak_kb"] or 0) - (c["rss_before_kb"] or 0) for c in children) * 1024

@@ -19,10 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
+import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,32 @@ def parse_range(header: str | None) -> int:
     if not match:
         raise ValueError(f"unexpected Range header {header!r}")
     return int(match.group(1)) + 1
+
+
+@contextmanager
+def mapped_chunk(src: Any, offset: int, length: int, size: int) -> Iterator[memoryview]:
+    """``length`` bytes of the open file ``src`` at ``offset``, as a read-only view of its
+    pages: no copy into a new buffer and nothing held after the chunk (one chunk of memory).
+
+    A memoryview, not a file-like object: a re-send (httplib2's, or after a 401 refresh)
+    must carry the same bytes, never what is left of a stream (see the module docstring).
+    Archives never change once written (``.partial`` + rename, and retention keeps queued
+    ones); the size check still turns a changed file into an error instead of a SIGBUS.
+    """
+    if length == 0:
+        yield memoryview(b"")
+        return
+    if os.fstat(src.fileno()).st_size != size:
+        raise DestinationError("the archive changed size during the upload", retryable=False)
+    m = mmap.mmap(src.fileno(), length, offset=offset, access=mmap.ACCESS_READ)
+    view = memoryview(m)
+    try:
+        yield view
+    finally:
+        # a slice still referenced (say, by a traceback) keeps the map; it closes when freed
+        with suppress(BufferError):
+            view.release()
+            m.close()
 
 
 class PrefixHasher:
@@ -280,21 +309,18 @@ class ResumableUploader:
 
     def _send(self, session: str, src: Any, offset: int, size: int, hasher: PrefixHasher,
               pool: ThreadPoolExecutor) -> int | dict[str, Any]:
-        src.seek(offset)
-        data = src.read(min(self.chunk_size, size - offset))
-        if len(data) != min(self.chunk_size, size - offset):
-            raise DestinationError("the archive changed size during the upload",
-                                   retryable=False)
-        # an empty file has no byte range: "bytes */0" finishes its session
-        rng = f"bytes {offset}-{offset + len(data) - 1}/{size}" if data else f"bytes */{size}"
-        headers = {"Content-Range": rng, "Content-Length": str(len(data))}
-        # hash this chunk on another core while it is on the wire (hashlib drops the GIL)
-        hashing = pool.submit(hasher.feed, offset, data)
-        try:
-            self.bytes_sent += len(data)
-            resp, content = self._request(session, "PUT", data, headers, "chunk")
-        finally:
-            hashing.result()
+        length = min(self.chunk_size, size - offset)
+        with mapped_chunk(src, offset, length, size) as data:
+            # an empty file has no byte range: "bytes */0" finishes its session
+            rng = f"bytes {offset}-{offset + length - 1}/{size}" if length else f"bytes */{size}"
+            headers = {"Content-Range": rng, "Content-Length": str(length)}
+            # hash this chunk on another core while it is on the wire (hashlib drops the GIL)
+            hashing = pool.submit(hasher.feed, offset, data)
+            try:
+                self.bytes_sent += length
+                resp, content = self._request(session, "PUT", data, headers, "chunk")
+            finally:
+                hashing.result()
         return self._answer(resp, content, "chunk")
 
     def _answer(self, resp: Any, content: bytes, op: str) -> int | dict[str, Any]:
