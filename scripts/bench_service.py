@@ -147,6 +147,7 @@ def bench(files: int, args: argparse.Namespace) -> dict[str, Any]:
         wait_for(lambda: settled(local), "the first snapshot", 1800, proc)
         result["first_snapshot_seconds"] = round(time.monotonic() - t0, 1)
         result["watch_used"] = read_state(local).get("watch")
+        result["rss_peak_first_snapshot_mb"] = round(proc_memory_mb(proc.pid)[1], 1)
         time.sleep(2)  # let the allocator and the page cache settle
 
         print(f"[{files} files] idle CPU over {args.idle:g} s ...", file=sys.stderr)
@@ -155,9 +156,7 @@ def bench(files: int, args: argparse.Namespace) -> dict[str, Any]:
         cpu1, wall1 = proc_cpu_seconds(proc.pid), time.monotonic()
         result["idle_cpu_percent"] = round(100 * (cpu1 - cpu0) / (wall1 - wall0), 3)
         result["idle_seconds"] = round(wall1 - wall0, 1)
-        rss, hwm = proc_memory_mb(proc.pid)
-        result["rss_idle_mb"] = round(rss, 1)
-        result["rss_peak_mb"] = round(hwm, 1)
+        result["rss_idle_mb"] = round(proc_memory_mb(proc.pid)[0], 1)
 
         latencies = []
         for b in range(args.bursts):
@@ -220,12 +219,14 @@ def main() -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"{'files':>8} {'watch':>8} {'idle CPU %':>11} {'RSS idle MB':>12} {'RSS peak MB':>12} "
+    print(f"{'files':>8} {'watch':>8} {'idle CPU %':>11} {'RSS idle MB':>12} "
+          f"{'peak 1st run MB':>16} {'RSS after bursts MB':>20} {'peak MB':>8} "
           f"{'latency-debounce s (median/max)':>32}")
     for r in results:
         lat = r["latency_over_debounce_seconds"]
         print(f"{r['files']:>8} {r['watch_used']:>8} {r['idle_cpu_percent']:>11.3f} "
-              f"{r['rss_idle_mb']:>12.1f} {r['rss_peak_mb']:>12.1f} "
+              f"{r['rss_idle_mb']:>12.1f} {r['rss_peak_first_snapshot_mb']:>16.1f} "
+              f"{r['rss_after_bursts_mb']:>20.1f} {r['rss_peak_mb']:>8.1f} "
               f"{lat['median']:>20.3f} / {lat['max']:.3f}")
     return 0
 
