@@ -2,9 +2,10 @@
 
 Why not ``MediaFileUpload`` + ``next_chunk(num_retries=N)``: google-api-python-client re-sends
 a stream-backed chunk with an EMPTY body when it (or httplib2, or a 401 token refresh)
-retries, and the upload then stalls until the HTTP timeout. Here every chunk is read into
-``bytes`` first, so any re-send carries the same bytes, and after every interruption we ask
-the server where it stands (``Content-Range: bytes */N``) instead of assuming.
+retries, and the upload then stalls until the HTTP timeout. Here every chunk is a fixed
+buffer (a read-only view of the file's pages, see :func:`mapped_chunk`), so any re-send
+carries the same bytes, and after every interruption we ask the server where it stands
+(``Content-Range: bytes */N``) instead of assuming.
 
 The loop: [find an existing copy, else open a session] -> send a chunk -> 308 tells the new
 offset (possibly less than we sent) -> ... -> 200/201 with the file's metadata. 5xx, 429,
