@@ -237,7 +237,10 @@ def verify(archive: Path, *, work_dir: Path | None = None,
         try:
             result = scan(archive, handler, progress)
         except ArchiveError as exc:
-            return VerifyResult(archive, False, [*problems, str(exc)])
+            problems.append(str(exc))
+            if expected is not None and file_sha256(archive) != expected:
+                problems.append(f"{archive.name} does not match the sha256 in {sidecar.name}")
+            return VerifyResult(archive, False, problems)
         if expected is not None and result.sha256 != expected:
             problems.append(f"{archive.name} does not match the sha256 in {sidecar.name}")
         problems.extend(result.problems)

@@ -32,7 +32,12 @@ from watcher.manifest import (
     member_entry,
 )
 from watcher.report import DatabaseResult, Problem, SnapshotInfo
-from watcher.sqlite_copy import DatabaseCopy, DatabaseCopyError, copy_database
+from watcher.sqlite_copy import (
+    CopyInterrupted,
+    DatabaseCopy,
+    DatabaseCopyError,
+    copy_database,
+)
 from watcher.store import LocalStore
 from watcher.tarstream import Aborted, CompressedSink, SinkError, TarProducer
 from watcher.tree import TreeFilter, summarize, tree_fingerprint, walk
@@ -96,7 +101,7 @@ def take_snapshot(
 
     # the database copies start at once: every commit made before the run began is in them
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-copy")
-    db_future = pool.submit(_copy_databases, cfg, store, snapshot_id)
+    db_future = pool.submit(_copy_databases, cfg, store, snapshot_id, stop)
     sink: CompressedSink | None = None
     spool: ManifestSpool | None = None
     try:
@@ -114,8 +119,13 @@ def take_snapshot(
             "source_root": str(root),
         })
         files, bytes_in = _add_tree(cfg, producer, spool, warnings)
-        producer.check_stop()
-        db_copies = db_future.result()
+        while True:  # wait for the database copies, still answering a stop request
+            producer.check_stop()
+            try:
+                db_copies = db_future.result(timeout=0.2)
+                break
+            except concurrent.futures.TimeoutError:
+                continue
         db_results = _add_databases(cfg, producer, spool, db_copies)
         bytes_in += sum(d.size for d in db_results)
         manifest_size = spool.finish({
@@ -133,6 +143,8 @@ def take_snapshot(
         store.commit(partial, archive, sha256)
     except DatabaseCopyError as exc:
         raise SnapshotError(str(exc)) from None
+    except CopyInterrupted:
+        raise Aborted("the run was asked to stop") from None
     except SinkError as exc:
         raise SnapshotError(str(exc)) from None
     except OSError as exc:
@@ -178,12 +190,13 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.0f} MB"
 
 
-def _copy_databases(cfg: Config, store: LocalStore, snapshot_id: str) -> list[DatabaseCopy]:
+def _copy_databases(cfg: Config, store: LocalStore, snapshot_id: str,
+                    stop: threading.Event | None) -> list[DatabaseCopy]:
     copies: list[DatabaseCopy] = []
     try:
         for i, db in enumerate(cfg.source.database_paths()):
             target = store.dir / f".{snapshot_id}.db{i}.partial"
-            copies.append(copy_database(db, target))
+            copies.append(copy_database(db, target, stop=stop))
     except BaseException:
         for c in copies:
             c.copy.unlink(missing_ok=True)

@@ -90,6 +90,7 @@ class CompressedSink:
         )
         self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(QUEUE_DEPTH)
         self._error: BaseException | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._drain, name="archive-writer", daemon=True)
         self._thread.start()
         self._closed = False
@@ -105,17 +106,22 @@ class CompressedSink:
         return len(data)
 
     def _drain(self) -> None:
+        ended = False
         try:
             while True:
                 chunk = self._queue.get()
                 if chunk is None:
+                    ended = True
                     break
+                if self._cancelled:
+                    continue  # aborting: drop the backlog instead of compressing it
                 self._zw.write(chunk)
-            self._zw.flush(zstandard.FLUSH_FRAME)
+            if not self._cancelled:
+                self._zw.flush(zstandard.FLUSH_FRAME)
         except BaseException as exc:  # reported to the producer on its next put or at close
             self._error = exc
             # keep draining so the producer never blocks on a full queue
-            while self._queue.get() is not None:
+            while not ended and self._queue.get() is not None:
                 pass
 
     def put(self, data: bytes | bytearray) -> None:
@@ -137,14 +143,19 @@ class CompressedSink:
         finally:
             os.close(self._fd)
             self._closed = True
+            # the writer refers back to this sink: break the cycle so each run's compressor
+            # (tens of MB) is freed at once, not whenever the cycle collector gets to it
+            self._zw = None
         return self._size, self._hash.hexdigest()
 
     def abort(self) -> None:
-        """Stop and delete the partial file."""
+        """Stop at once, dropping what is still queued, and delete the partial file."""
+        self._cancelled = True
         self._finish_thread()
         if not self._closed:
             os.close(self._fd)
             self._closed = True
+        self._zw = None
         self.path.unlink(missing_ok=True)
 
     def _finish_thread(self) -> None:

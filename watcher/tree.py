@@ -142,6 +142,8 @@ def summarize(cfg: Config) -> TreeSummary:
                 st = os.stat(str(db) + suffix)
             except OSError:
                 continue
+            if suffix and st.st_size == 0:
+                continue  # an empty -wal (left by any reader) is the same as none
             digest.update(f"db\0{db}{suffix}\0{st.st_size}\0{st.st_mtime_ns}\n"
                           .encode("utf-8", "surrogateescape"))
             total += st.st_size

@@ -1,0 +1,275 @@
+"""Snapshots on real files: consistency under a writer, fidelity, layout, crash safety."""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.conftest import make_config, make_siip_tree, write_config
+from watcher import snapshot as snapshot_module
+from watcher.archive import restore, verify
+from watcher.config import Config
+from watcher.run import run_backup
+from watcher.tarstream import CompressedSink, TarProducer
+
+EXCLUDED = ["app/__pycache__", "app/models.pyc", ".git", "venv"]
+
+
+def archive_members(path: Path) -> list[str]:
+    with open(path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as zr, \
+            tarfile.open(fileobj=zr, mode="r|") as tar:
+        return [m.name for m in tar]
+
+
+def test_restored_tree_equals_source_byte_for_byte(cfg: Config, siip: Path,
+                                                   tmp_path: Path) -> None:
+    report = run_backup(cfg, trigger="manual", email=False)
+    assert report.status == "ok", report.errors
+    assert report.exit_code == 0
+    target = tmp_path / "restored"
+    result = restore(Path(report.snapshot.file), target)
+    assert result.problems == []
+
+    for dirpath, dirnames, filenames in os.walk(siip):
+        rel_dir = Path(dirpath).relative_to(siip)
+        dirnames[:] = [d for d in dirnames if (rel_dir / d).as_posix() not in EXCLUDED]
+        assert (target / rel_dir).is_dir(), rel_dir
+        for name in filenames:
+            rel = (rel_dir / name).as_posix()
+            if rel in EXCLUDED or rel.startswith("siip_database.db"):
+                continue
+            src, dst = siip / rel, target / rel
+            if src.is_symlink():
+                assert dst.is_symlink() and os.readlink(dst) == os.readlink(src)
+            else:
+                assert filecmp.cmp(src, dst, shallow=False), rel
+                assert src.stat().st_mode == dst.stat().st_mode, rel
+                assert src.stat().st_mtime_ns == dst.stat().st_mtime_ns, rel
+    for rel in EXCLUDED:
+        assert not (target / rel).exists(), rel
+    assert (target / "vacío.txt").read_bytes() == b""
+    assert (target / "static" / "empty dir").is_dir()
+    assert (target / "SIIP CON FOTO" / "fotografía ñandú.jpg").read_bytes() == \
+        (siip / "SIIP CON FOTO" / "fotografía ñandú.jpg").read_bytes()
+    # the database is back at its relative path, whole, with no stale side files
+    con = sqlite3.connect(target / "siip_database.db")
+    assert con.execute("SELECT count(*) FROM personas").fetchone()[0] == 3000
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+
+
+def test_archive_layout_and_plain_tools(cfg: Config, tmp_path: Path) -> None:
+    report = run_backup(cfg, trigger="manual", email=False)
+    archive = Path(report.snapshot.file)
+    assert archive.name.startswith("siip-") and archive.name.endswith(".tar.zst")
+    names = archive_members(archive)
+    assert names[-1] == "manifest.json"
+    assert "databases/siip_database.db" in names
+    assert "files/SIIP CON FOTO/fotografía ñandú.jpg" in names
+    assert not [n for n in names if n.endswith(("-wal", "-shm", "-journal"))]
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/.git" in n]
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    assert oct(archive.parent.stat().st_mode & 0o777) == "0o700"
+
+    # without siip-watcher: sha256sum -c and tar --zstd -xf
+    check = subprocess.run(["sha256sum", "-c", archive.name + ".sha256"], cwd=archive.parent,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    out = tmp_path / "untar"
+    out.mkdir()
+    untar = subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(out)],
+                           capture_output=True, text=True)
+    assert untar.returncode == 0, untar.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["databases"][0]["check"] == "ok"
+    for member in manifest["members"]:
+        if member["type"] == "file":
+            data = (out / member["path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == member["sha256"], member["path"]
+
+
+WRITER = r"""
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], timeout=30)
+con.execute("PRAGMA journal_mode=WAL")
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    with con:
+        con.execute("INSERT INTO personas (nombre, datos) VALUES (?, randomblob(2000))",
+                    (f"escritor {i}",))
+"""
+
+
+def test_consistent_copy_while_a_writer_process_commits(tmp_path: Path) -> None:
+    root = make_siip_tree(tmp_path / "siip", db_rows=20000, photos=40, photo_size=400_000)
+    cfg = make_config(root, tmp_path / "backups")
+    db_path = root / "siip_database.db"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        probe = sqlite3.connect(db_path, timeout=30)
+        committed_before = probe.execute("SELECT max(id) FROM personas").fetchone()[0]
+        report = run_backup(cfg, trigger="manual", email=False)
+        committed_after = probe.execute("SELECT max(id) FROM personas").fetchone()[0]
+        probe.close()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert report.status == "ok", report.errors
+    assert committed_after > committed_before, "the writer must have kept committing"
+    out = tmp_path / "restored"
+    restore(Path(report.snapshot.file), out)
+    con = sqlite3.connect(out / "siip_database.db")
+    ids = {r[0] for r in con.execute("SELECT id FROM personas WHERE id <= ?",
+                                     (committed_before,))}
+    assert ids == set(range(1, committed_before + 1)), "a row committed before the run is missing"
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    assert report.snapshot.databases[0].check == "ok"
+
+
+def test_backup_dir_inside_the_tree_is_never_archived(siip: Path) -> None:
+    inside = siip / "app" / "chat" / "temp_backups"
+    cfg = make_config(siip, inside)
+    first = run_backup(cfg, trigger="manual", email=False)
+    second = run_backup(cfg, trigger="manual", email=False)
+    assert first.status == second.status == "ok"
+    names = archive_members(Path(second.snapshot.file))
+    assert not [n for n in names if "temp_backups" in n]
+    assert "files/app/chat" in [n.rstrip("/") for n in names]
+    assert second.snapshot.size < first.snapshot.size * 1.1
+
+
+def test_missing_database_fails_naming_it(siip: Path, tmp_path: Path) -> None:
+    cfg = make_config(siip, tmp_path / "backups", source={"databases": ["no_existe.db"]})
+    report = run_backup(cfg, trigger="manual", email=False)
+    assert report.status == "failed" and report.exit_code == 1
+    assert "no_existe.db" in report.errors[0].message
+    assert not list((tmp_path / "backups").glob("*.tar.zst*"))
+
+
+def test_corrupt_database_fails_and_stores_nothing(siip: Path, tmp_path: Path) -> None:
+    bad = siip / "roto.db"
+    bad.write_bytes(b"SQLite format 3\0" + os.urandom(8192))
+    cfg = make_config(siip, tmp_path / "backups",
+                      source={"databases": ["siip_database.db", "roto.db"]})
+    report = run_backup(cfg, trigger="manual", email=False)
+    assert report.status == "failed"
+    assert "roto.db" in report.errors[0].message
+    leftovers = [p.name for p in (tmp_path / "backups").iterdir()
+                 if not p.name.startswith(("catalog.", "siip-watcher."))]
+    assert leftovers == []
+
+
+def test_kill_9_midway_leaves_nothing_that_looks_complete(tmp_path: Path) -> None:
+    root = make_siip_tree(tmp_path / "siip")
+    big = root / "static" / "videos"
+    big.mkdir()
+    for i in range(6):
+        (big / f"v{i}.mp4").write_bytes(os.urandom(25_000_000))
+    local = tmp_path / "backups"
+    config = write_config(tmp_path / "c.toml", root, local, "[compression]\nthreads = 1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIIP_WATCHER_")}
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "-c", str(config), "once",
+                             "--no-email"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if local.is_dir() and list(local.glob("*.tar.zst.partial")):
+            time.sleep(0.05)
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(local.glob("*.tar.zst")), "a killed run left a complete-looking archive"
+    assert list(local.glob("*.partial")), "the test should have caught the run mid-write"
+
+    env["SIIP_WATCHER_COMPRESSION_THREADS"] = "0"
+    again = subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), "once",
+                            "--no-email", "--json"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert not list(local.glob("*.partial"))
+    assert len(list(local.glob("*.tar.zst"))) == 1
+    assert "interrupted" in again.stderr
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs as a full disk")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+
+
+def test_disk_full_is_refused_up_front_and_mid_write(siip: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    local = tmp_path / "small"
+    _mount_tmpfs(local, "1m")
+    try:
+        cfg = make_config(siip, local)
+        report = run_backup(cfg, trigger="manual", email=False)
+        assert report.status == "failed"
+        assert "not enough free space" in report.errors[0].message
+        # with the up-front check out of the way, the disk fills while writing
+        monkeypatch.setattr(snapshot_module, "_check_free_space", lambda folder, needed: None)
+        (siip / "static" / "grande.bin").write_bytes(os.urandom(2_000_000))
+        report = run_backup(cfg, trigger="manual", email=False)
+        assert report.status == "failed"
+        assert "full" in report.errors[0].message
+        assert not [p for p in local.iterdir() if p.name.endswith((".partial", ".tar.zst"))]
+    finally:
+        subprocess.run(["umount", str(local)], check=False)
+
+
+def test_shrinking_file_is_padded_and_reported_never_silently_short(tmp_path: Path) -> None:
+    sink = CompressedSink(tmp_path / "a.tar.zst.partial", level=3, threads=0)
+    producer = TarProducer(sink)
+    sha, got = producer.add_stream("files/log.txt", io.BytesIO(b"abc"), 10, 0o644, 0, 0, 0)
+    producer.end()
+    sink.close()
+    assert got == 3
+    assert sha == hashlib.sha256(b"abc" + b"\0" * 7).hexdigest()
+    with open(tmp_path / "a.tar.zst.partial", "rb") as fh, \
+            zstandard.ZstdDecompressor().stream_reader(fh) as zr, \
+            tarfile.open(fileobj=zr, mode="r|") as tar:
+        member = next(iter(tar))
+        assert member.size == 10
+
+
+def test_verify_catches_a_flipped_byte(cfg: Config) -> None:
+    report = run_backup(cfg, trigger="manual", email=False)
+    archive = Path(report.snapshot.file)
+    assert verify(archive).ok
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    result = verify(archive)
+    assert not result.ok
+    assert any("sha256" in p for p in result.problems)
+    # even with a matching sidecar forged, the content checks still catch it
+    forged = hashlib.sha256(bytes(data)).hexdigest()
+    archive.with_name(archive.name + ".sha256").write_text(f"{forged}  {archive.name}\n")
+    result = verify(archive)
+    assert not result.ok, "a corrupted archive with a forged sidecar passed verify"
