@@ -540,10 +540,6 @@ def test_real_change_while_stopped_is_backed_up_after_start(real: Any) -> None:
     assert len(_archives(local)) == len(first) + 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "watcher.tree.summarize fingerprints the database's -wal, and the read-only copy in "
-    "watcher.sqlite_copy leaves an empty -wal behind on an idle WAL database, so the next "
-    "start sees a change that is not one; fix: treat an empty -wal like a missing one"))
 def test_real_unchanged_tree_is_not_backed_up_again_after_a_restart(real: Any) -> None:
     svc, root, _ = real()
     svc.wait_for("backup OK")
@@ -554,11 +550,6 @@ def test_real_unchanged_tree_is_not_backed_up_again_after_a_restart(real: Any) -
     assert svc2.count("backup starting") == 0, svc2.log()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "watcher.tarstream.CompressedSink: once the tree has been read into its queue (and zstd's "
-    "own buffers), `stop` is no longer checked: close()/abort() compress the whole backlog "
-    "before returning, so the run completes (or aborts only after it) long after the stop "
-    "timeout; fix: check `stop` while draining and drop the queued chunks on abort"))
 def test_real_sigterm_during_a_snapshot_exits_0_without_partial(real: Any,
                                                                 tmp_path: Path) -> None:
     root = make_siip_tree(tmp_path / "siip")
@@ -642,11 +633,6 @@ def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Pat
     assert fake.calls == []  # no second snapshot right after the one `once` took
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "watcher.tarstream.CompressedSink keeps its zstd stream_writer, which holds the sink as "
-    "its output: a cycle through a C object the garbage collector cannot walk, so every run "
-    "leaks its compressor (about 50 MB with 2 zstd threads) and a long-running service grows "
-    "without bound; fix: set self._zw = None at the end of close() and abort()"))
 def test_each_run_releases_its_compressor(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     import gc
     import weakref

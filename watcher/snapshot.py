@@ -106,7 +106,7 @@ def take_snapshot(
     spool: ManifestSpool | None = None
     try:
         sink = CompressedSink(partial, level=cfg.compression.level,
-                              threads=cfg.compression.threads)
+                              threads=cfg.compression.threads, stop=stop)
         producer = TarProducer(sink, progress=progress, stop=stop)
         spool = ManifestSpool(spool_path, {
             "format": FORMAT_VERSION,

@@ -22,7 +22,7 @@ import zstandard
 BLOCK = tarfile.BLOCKSIZE            # 512
 RECORD = tarfile.RECORDSIZE          # 10240: what tar pads an archive to
 BATCH = 1 << 20                      # small members are batched into ~1 MiB writes
-QUEUE_DEPTH = 24                     # at most ~24 MiB in flight between the two threads
+QUEUE_DEPTH = 8                      # at most ~8 MiB in flight between the two threads
 
 _names: dict[tuple[str, int], str] = {}
 
@@ -75,15 +75,20 @@ class SinkError(Exception):
 class CompressedSink:
     """Compress and write a byte stream to ``path`` (created 0600, never overwritten)."""
 
-    def __init__(self, path: Path, *, level: int, threads: int) -> None:
+    def __init__(self, path: Path, *, level: int, threads: int,
+                 stop: threading.Event | None = None) -> None:
         self.path = path
+        self._stop = stop
         self.bytes_in = 0
         self._hash = hashlib.sha256()
         self._size = 0
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                            0o600)
+        # zstd's "threads" are extra workers: 1 thread means compress in this sink's own
+        # thread (0 workers), which also streams output block by block; 0 means all cores
+        workers = -1 if threads == 0 else threads if threads > 1 else 0
         params = zstandard.ZstdCompressionParameters.from_level(
-            level, threads=threads if threads > 0 else -1, write_checksum=True
+            level, threads=workers, write_checksum=True
         )
         self._zw = zstandard.ZstdCompressor(compression_params=params).stream_writer(
             self, write_size=BATCH, closefd=False
@@ -97,6 +102,9 @@ class CompressedSink:
 
     # the file-like side zstd writes compressed bytes into
     def write(self, data: bytes) -> int:
+        if self._cancelled or (self._stop is not None and self._stop.is_set()):
+            # raised inside zstd's flush too, so a long final flush is cut short on abort
+            raise Aborted("the run was asked to stop")
         view = memoryview(data)
         self._hash.update(view)
         while view:
@@ -113,11 +121,17 @@ class CompressedSink:
                 if chunk is None:
                     ended = True
                     break
+                if self._stop is not None and self._stop.is_set():
+                    self._cancelled = True
                 if self._cancelled:
                     continue  # aborting: drop the backlog instead of compressing it
                 self._zw.write(chunk)
             if not self._cancelled:
                 self._zw.flush(zstandard.FLUSH_FRAME)
+        except Aborted:
+            self._cancelled = True
+            while not ended and self._queue.get() is not None:
+                pass
         except BaseException as exc:  # reported to the producer on its next put or at close
             self._error = exc
             # keep draining so the producer never blocks on a full queue
@@ -128,6 +142,8 @@ class CompressedSink:
         """Queue uncompressed bytes; raises :class:`SinkError` once writing has failed."""
         if self._error is not None:
             raise self._as_sink_error(self._error)
+        if self._cancelled:
+            raise Aborted("the run was asked to stop")
         self.bytes_in += len(data)
         self._queue.put(data)
 
@@ -136,6 +152,8 @@ class CompressedSink:
         self._finish_thread()
         if self._error is not None:
             raise self._as_sink_error(self._error)
+        if self._cancelled:
+            raise Aborted("the run was asked to stop")
         try:
             os.fsync(self._fd)
         except OSError as exc:
