@@ -315,13 +315,14 @@ def _parse_env(var: str, text: str, type_name: Any, *, where: str, key: str) -> 
             return True
         if low in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"environment {var} ({key}): expected true or false, got {text!r}")
+        raise ConfigError(
+            f"{where}: environment {var} ({key}): expected true or false, got {text!r}")
     if t in ("int", "float"):
         try:
             return int(text) if t == "int" else float(text)
         except ValueError:
             raise ConfigError(
-                f"environment {var} ({key}): expected {_TYPE_NAMES[t]}, got {text!r}"
+                f"{where}: environment {var} ({key}): expected {_TYPE_NAMES[t]}, got {text!r}"
             ) from None
     if t == "list[str]":
         stripped = text.strip()
@@ -330,8 +331,8 @@ def _parse_env(var: str, text: str, type_name: Any, *, where: str, key: str) -> 
                 return tomllib.loads(f"v = {stripped}")["v"]
             except tomllib.TOMLDecodeError:
                 raise ConfigError(
-                    f"environment {var} ({key}): expected a TOML list like [\"a\", \"b\"] "
-                    f"or comma-separated values"
+                    f"{where}: environment {var} ({key}): expected a TOML list like "
+                    f"[\"a\", \"b\"] or comma-separated values"
                 ) from None
         return [part.strip() for part in stripped.split(",") if part.strip()]
     return text

@@ -1,0 +1,77 @@
+"""Retention as a pure function over generated dates."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from watcher.config import RetentionConfig
+from watcher.retention import select
+
+START = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
+
+
+def hourly(days: int) -> list[tuple[str, datetime]]:
+    return [(f"s{i:05d}", START + timedelta(hours=i)) for i in range(days * 24)]
+
+
+def test_keep_last_only() -> None:
+    snaps = hourly(2)
+    d = select(snaps, RetentionConfig(keep_last=3, keep_daily=0, keep_weekly=0, keep_monthly=0))
+    assert sorted(d.keep) == [s for s, _ in snaps[-3:]]
+    assert len(d.delete) == len(snaps) - 3
+    assert d.delete[0] == snaps[0][0]  # oldest first
+
+
+def test_daily_keeps_newest_of_each_of_the_last_n_days() -> None:
+    snaps = hourly(10)
+    d = select(snaps, RetentionConfig(keep_last=1, keep_daily=7, keep_weekly=0, keep_monthly=0))
+    daily = [s for s, rules in d.keep.items() if "daily" in rules]
+    assert len(daily) == 7
+    by_id = dict(snaps)
+    days = sorted({by_id[s].date() for s in daily})
+    all_days = sorted({t.date() for _, t in snaps})
+    assert days == all_days[-7:]
+    for sid in daily:  # each is the last snapshot of its day
+        when = by_id[sid]
+        assert not any(t.date() == when.date() and t > when for _, t in snaps)
+
+
+def test_weekly_and_monthly_buckets() -> None:
+    snaps = [(f"d{i:04d}", START + timedelta(days=i)) for i in range(400)]
+    d = select(snaps, RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=4,
+                                      keep_monthly=12))
+    by_id = dict(snaps)
+    weekly = [by_id[s] for s, r in d.keep.items() if "weekly" in r]
+    monthly = [by_id[s] for s, r in d.keep.items() if "monthly" in r]
+    assert len({t.isocalendar()[:2] for t in weekly}) == 4 == len(weekly)
+    assert len({(t.year, t.month) for t in monthly}) == 12 == len(monthly)
+    assert len(d.keep) + len(d.delete) == 400
+    assert set(d.keep).isdisjoint(d.delete)
+
+
+def test_newest_is_always_kept_and_random_sets_partition() -> None:
+    rnd = random.Random(5)
+    for _ in range(200):
+        snaps = [(f"r{i}", START + timedelta(minutes=rnd.randint(0, 200_000)))
+                 for i in range(rnd.randint(1, 60))]
+        policy = RetentionConfig(keep_last=rnd.randint(1, 4), keep_daily=rnd.randint(0, 8),
+                                 keep_weekly=rnd.randint(0, 5), keep_monthly=rnd.randint(0, 13))
+        d = select(snaps, policy)
+        newest = max(snaps, key=lambda s: (s[1], s[0]))[0]
+        assert newest in d.keep
+        assert set(d.keep) | set(d.delete) == {s for s, _ in snaps}
+        assert set(d.keep).isdisjoint(d.delete)
+        assert len(d.keep) <= (policy.keep_last + policy.keep_daily + policy.keep_weekly
+                               + policy.keep_monthly)
+
+
+def test_calendar_buckets_follow_the_given_timezone() -> None:
+    from datetime import timezone
+
+    tz = timezone(timedelta(hours=-6))  # 03:00 UTC is still the previous day here
+    snaps = [("a", datetime(2026, 3, 2, 3, 0, tzinfo=UTC)),
+             ("b", datetime(2026, 3, 2, 7, 0, tzinfo=UTC))]
+    policy = RetentionConfig(keep_last=1, keep_daily=2, keep_weekly=0, keep_monthly=0)
+    assert set(select(snaps, policy, UTC).keep) == {"b"}
+    assert set(select(snaps, policy, tz).keep) == {"a", "b"}
