@@ -38,7 +38,7 @@ class Queue:
 
     def snapshot(self, sid: str) -> Path:
         path, sha = make_archive(self.cfg.local.dir, sid, SIZE)
-        from watcher.destinations.common import snapshot_time
+        from watcher.archive_files import snapshot_time
 
         created = snapshot_time(sid)
         assert created is not None

@@ -22,8 +22,8 @@ from typing import IO, Any
 
 import zstandard
 
+from watcher.archive_files import file_sha256, read_sidecar
 from watcher.manifest import DATABASES_PREFIX, FILES_PREFIX, MANIFEST_MEMBER, Manifest
-from watcher.store import read_sidecar
 
 READ_CHUNK = 1 << 20
 ProgressFn = Callable[[int], None]
@@ -53,14 +53,6 @@ class _HashingReader:
             pass
 
 
-def file_sha256(path: Path, progress: ProgressFn | None = None) -> str:
-    """sha256 of a whole file, read in large chunks."""
-    with open(path, "rb", buffering=0) as fh:
-        reader = _HashingReader(fh, progress)
-        reader.drain()
-        return reader.hash.hexdigest()
-
-
 def check_sidecar(archive: Path, progress: ProgressFn | None = None) -> str:
     """Compare the archive with its ``.sha256`` sidecar; return the digest or raise."""
     sidecar = archive.with_name(archive.name + ".sha256")
@@ -72,7 +64,7 @@ def check_sidecar(archive: Path, progress: ProgressFn | None = None) -> str:
     except (OSError, ValueError) as exc:
         raise ArchiveError(f"{sidecar.name} is unreadable ({exc}); use another snapshot") \
             from None
-    actual = file_sha256(archive, progress)
+    actual = file_sha256(archive, progress=progress)
     if actual != expected:
         raise ArchiveError(f"{archive.name} does not match its sha256 (the file is damaged or "
                            f"incomplete); use another snapshot")

@@ -2,7 +2,7 @@
 each destination, runs and notifications.
 
 It is state, not truth: the archives are self-describing, and a lost catalog is rebuilt from
-them (:func:`watcher.store.rebuild_catalog`). Connections are short-lived and every write is
+them (:func:`watcher.inventory.reconcile`). Connections are short-lived and every write is
 its own transaction, so the CLI can read it while the service writes.
 """
 

@@ -144,8 +144,8 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
         sid, path = _resolve_local(cfg, ident)
         yield sid, path, None
         return
+    from watcher.archive_files import sidecar_line
     from watcher.destinations.factory import open_destination
-    from watcher.store import sidecar_text
 
     dest = open_destination(cfg, source)
     try:
@@ -166,7 +166,7 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
                 dest.get(chosen, target, progress=update)
             if chosen.sha256:
                 target.with_name(target.name + ".sha256").write_text(
-                    sidecar_text(chosen.sha256, target.name))
+                    sidecar_line(chosen.sha256, target.name))
             yield chosen.snapshot_id, target, chosen.sha256
     finally:
         dest.close()

@@ -11,12 +11,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from watcher.archive_files import parse_snapshot_id
 from watcher.catalog import Catalog
 from watcher.config import Config
 from watcher.destinations.base import Destination, DestinationError
 from watcher.report import Problem
 from watcher.retention import select
-from watcher.store import LocalStore, parse_snapshot_id
+from watcher.store import LocalStore
 
 log = logging.getLogger(__name__)
 

@@ -9,46 +9,27 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from watcher.archive_files import (
+    ARCHIVE_SUFFIX,
+    PARTIAL_SUFFIX,
+    SIDECAR_SUFFIX,
+    fsync_dir,
+    parse_snapshot_id,
+    read_sidecar,
+    sidecar_line,
+    write_private_atomic,
+)
 from watcher.config import Config
 
 log = logging.getLogger(__name__)
 
-ARCHIVE_SUFFIX = ".tar.zst"
-SIDECAR_SUFFIX = ".sha256"
-PARTIAL_SUFFIX = ".partial"
-_ID_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<ts>\d{8}T\d{6}Z)$")
-
 
 class StoreError(Exception):
     """The local dir cannot be used; the message says how to fix it."""
-
-
-def parse_snapshot_id(snapshot_id: str) -> tuple[str, datetime] | None:
-    """Split ``name-YYYYMMDDTHHMMSSZ`` into (name, UTC time); None if it is not an id."""
-    m = _ID_RE.match(snapshot_id)
-    if not m:
-        return None
-    ts = datetime.strptime(m.group("ts"), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return m.group("name"), ts
-
-
-def sidecar_text(sha256: str, archive_name: str) -> str:
-    """One line in ``sha256sum`` format, so ``sha256sum -c`` checks the archive."""
-    return f"{sha256}  {archive_name}\n"
-
-
-def read_sidecar(path: Path) -> str:
-    """The sha256 recorded in a sidecar file; raises ValueError when it is malformed."""
-    text = path.read_text(encoding="utf-8").strip()
-    digest = text.split()[0] if text else ""
-    if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise ValueError(f"{path} is not a sha256sum line")
-    return digest
 
 
 @dataclass(frozen=True)
@@ -104,15 +85,8 @@ class LocalStore:
 
     def commit(self, partial: Path, archive: Path, sha256: str) -> None:
         """Publish a fsynced partial archive: sidecar first, then the archive, then the dir."""
-        sidecar = self.sidecar_path(archive)
-        tmp = self.partial_path(sidecar)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, sidecar_text(sha256, archive.name).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, sidecar)
+        sidecar = sidecar_line(sha256, archive.name).encode()
+        write_private_atomic(self.sidecar_path(archive), sidecar)
         os.replace(partial, archive)
         fsync_dir(self.dir)
 
@@ -160,13 +134,3 @@ class LocalStore:
             log.info("removed %s, left by an interrupted run", path.name)
         return removed
 
-
-def fsync_dir(folder: Path) -> None:
-    """Make renames in ``folder`` durable (no-op where folders cannot be fsynced)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -30,9 +30,7 @@ from urllib.parse import quote
 
 from googleapiclient.errors import HttpError
 
-from watcher.config import DriveConfig
-from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
-from watcher.destinations.common import (
+from watcher.archive_files import (
     PARTIAL_SUFFIX,
     archive_name,
     fsync_dir,
@@ -41,6 +39,8 @@ from watcher.destinations.common import (
     snapshot_id_of,
     snapshot_time,
 )
+from watcher.config import DriveConfig
+from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
 from watcher.destinations.gdrive_errors import (
     Action,
     Context,

@@ -33,9 +33,9 @@ from google.auth.credentials import Credentials as BaseCredentials
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
+from watcher.archive_files import write_private_atomic
 from watcher.config import DriveConfig
 from watcher.destinations.base import DestinationError
-from watcher.destinations.common import write_private_atomic
 from watcher.destinations.gdrive_errors import one_line
 
 log = logging.getLogger(__name__)

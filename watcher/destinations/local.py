@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
-from watcher.destinations.common import (
+from watcher.archive_files import (
     ARCHIVE_SUFFIX,
     PARTIAL_SUFFIX,
     SIDECAR_SUFFIX,
@@ -32,6 +31,7 @@ from watcher.destinations.common import (
     snapshot_time,
     write_private_atomic,
 )
+from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
 
 log = logging.getLogger(__name__)
 

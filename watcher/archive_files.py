@@ -1,7 +1,8 @@
-"""Small helpers every destination shares: archive names, snapshot times, hashing, files
-only the owner can read.
+"""Archive files, one set of rules for everyone: names and snapshot ids, the ``.sha256``
+sidecar, hashing a file, and private, atomic, durable writes.
 
-Pure functions except for the file helpers at the end, which are the only I/O here.
+Used by the local store, the archive reader and every destination. Pure functions except for
+the file helpers at the end, which are the only I/O here.
 """
 
 from __future__ import annotations
@@ -9,18 +10,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from watcher.destinations.base import RemoteFile
+if TYPE_CHECKING:
+    from watcher.destinations.base import RemoteFile
 
 ARCHIVE_SUFFIX = ".tar.zst"
 SIDECAR_SUFFIX = ".sha256"
 PARTIAL_SUFFIX = ".partial"
 _READ_BLOCK = 1 << 20
 
-_STAMP = re.compile(r"-(\d{8}T\d{6}Z)$")
+_ID_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<ts>\d{8}T\d{6}Z)$")
 
 
 def archive_name(snapshot_id: str) -> str:
@@ -35,15 +38,22 @@ def snapshot_id_of(name: str) -> str | None:
     return None
 
 
-def snapshot_time(snapshot_id: str) -> datetime | None:
-    """When the snapshot was taken, read from the UTC stamp at the end of its id."""
-    match = _STAMP.search(snapshot_id)
-    if not match:
+def parse_snapshot_id(snapshot_id: str) -> tuple[str, datetime] | None:
+    """Split ``name-YYYYMMDDTHHMMSSZ`` into (name, UTC time); None if it is not an id."""
+    m = _ID_RE.match(snapshot_id)
+    if not m:
         return None
     try:
-        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        ts = datetime.strptime(m.group("ts"), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         return None
+    return m.group("name"), ts
+
+
+def snapshot_time(snapshot_id: str) -> datetime | None:
+    """When the snapshot was taken, read from the UTC stamp at the end of its id."""
+    parsed = parse_snapshot_id(snapshot_id)
+    return parsed[1] if parsed else None
 
 
 def newest_first(files: Iterable[RemoteFile]) -> list[RemoteFile]:
@@ -65,13 +75,24 @@ def parse_sidecar(text: str) -> str | None:
     return None
 
 
-def file_sha256(path: Path, *, start: int = 0, hasher: hashlib._Hash | None = None) -> str:
+def read_sidecar(path: Path) -> str:
+    """The sha256 recorded in a sidecar file; raises ValueError when it is malformed."""
+    digest = parse_sidecar(path.read_text(encoding="utf-8"))
+    if digest is None:
+        raise ValueError(f"{path} is not a sha256sum line")
+    return digest
+
+
+def file_sha256(path: Path, *, start: int = 0, hasher: hashlib._Hash | None = None,
+                progress: Callable[[int], None] | None = None) -> str:
     """The sha256 of a file (or feed bytes from ``start`` into ``hasher`` and return it)."""
     h = hasher or hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         f.seek(start)
         while block := f.read(_READ_BLOCK):
             h.update(block)
+            if progress:
+                progress(len(block))
     return h.hexdigest()
 
 
