@@ -71,6 +71,7 @@ def collect_status(cfg: Config, *, now: datetime | None = None) -> dict[str, Any
         "only_if_changed": cfg.schedule.only_if_changed,
         "changes": changes,
         "uploads": catalog["uploads"],
+        "notifications": catalog["notifications"],
         "checked_at": _iso(now),
     }
 
@@ -88,7 +89,8 @@ def _service(local: Path) -> tuple[bool, int | None]:
 
 def _read_catalog(path: Path) -> dict[str, Any]:
     empty: dict[str, Any] = {"last_run": None, "last_snapshot": None, "snapshots": 0,
-                             "uploads": {"pending": 0, "failed": 0, "items": []}}
+                             "uploads": {"pending": 0, "failed": 0, "items": []},
+                             "notifications": {}}
     if not path.exists():
         return empty
     try:
@@ -109,6 +111,9 @@ def _read_catalog(path: Path) -> dict[str, Any]:
         copies = db.execute("SELECT snapshot_id, destination, state, attempts, last_error, "
                             "next_try_at FROM copies WHERE state IN ('pending', 'failed') "
                             "ORDER BY snapshot_id").fetchall()
+        notes = db.execute("SELECT channel, state, error, at, run_id FROM notifications n "
+                           "WHERE id = (SELECT max(id) FROM notifications m WHERE "
+                           "m.channel = n.channel) ORDER BY channel").fetchall()
     except sqlite3.Error as exc:
         raise StatusError(f"cannot read the catalog {path} ({exc}); run status as the "
                           f"service's user") from None
@@ -134,8 +139,10 @@ def _read_catalog(path: Path) -> dict[str, Any]:
               "next_try_at": c["next_try_at"]} for c in copies]
     uploads = {"pending": sum(1 for c in items if c["state"] == "pending"),
                "failed": sum(1 for c in items if c["state"] == "failed"), "items": items}
+    notifications = {n["channel"]: {"state": n["state"], "error": n["error"], "at": n["at"],
+                                    "run_id": n["run_id"]} for n in notes}
     return {"last_run": last_run, "last_snapshot": last_snapshot, "snapshots": count,
-            "uploads": uploads}
+            "uploads": uploads, "notifications": notifications}
 
 
 # --- text -----------------------------------------------------------------------------------
@@ -205,6 +212,11 @@ def format_status(data: dict[str, Any], *, now: datetime | None = None) -> str:
                               f"{item['attempts']} attempt(s){err}"))
     else:
         lines.append(("uploads", "nothing pending"))
+    for channel, note in sorted(data.get("notifications", {}).items()):
+        text = f"last {note['state']} {_when(note['at'], now)}"
+        if note.get("error"):
+            text += f": {note['error']}"
+        lines.append((channel, text))
     if svc.get("waiting_for") and data["running"]:
         lines.append(("now", svc["waiting_for"]))
 
