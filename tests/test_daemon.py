@@ -671,3 +671,22 @@ def test_service_exits_1_when_the_watched_folder_disappears(
         svc.thread.join(WAIT)
     assert not svc.thread.is_alive() and svc.code == 1
     assert "file watcher stopped" in caplog.text
+
+
+def test_start_removes_leftovers_of_a_crashed_run(real: Any, tmp_path: Path) -> None:
+    root = make_siip_tree(tmp_path / "siip")
+    local = tmp_path / "backups"
+    svc, _, _ = real(tree=root, interval_hours=24, inside=False)
+    svc.wait_for("backup OK")
+    assert svc.stop() == 0
+    first = _archives(local)
+    stale = [local / "siip-20260101T000000Z.tar.zst.partial", local / ".siip-x.db0.partial",
+             local / "siip-20260101T000000Z.tar.zst.sha256"]  # a sidecar with no archive
+    for p in stale:
+        p.write_bytes(b"left by kill -9")
+    # nothing changed and the interval is far away: no run, yet the leftovers go at start
+    svc2, _, _ = real(tree=root, interval_hours=24, inside=False)
+    svc2.wait_for("service started")
+    wait_until(lambda: not any(p.exists() for p in stale), "the leftovers to be removed")
+    assert svc2.stop() == 0
+    assert _archives(local) == first

@@ -166,6 +166,21 @@ class Service:
         finally:
             self.lock.release()
 
+    def _remove_leftovers(self) -> None:
+        """Clear what a crashed run left, unless a `once` is running right now (its own
+        partial files are not leftovers; it clears the rest itself)."""
+        from watcher.store import LocalStore
+
+        run_lock = FileLock(self.local_dir / LOCK_FILE)
+        try:
+            run_lock.acquire(timeout=0)
+        except LockBusy:
+            return
+        try:
+            LocalStore(self.cfg).remove_leftovers()
+        finally:
+            run_lock.release()
+
     def _start(self) -> int | None:
         """Start watching and scheduling; an exit code if that is impossible."""
         try:
@@ -175,6 +190,7 @@ class Service:
             log.error("cannot open the catalog in %s (%s); check local.dir and its "
                       "permissions", self.local_dir, exc)
             return EXIT_USAGE
+        self._remove_leftovers()
         last_success = newest[0] if newest else None
         self.tracker = ChangeTracker(self.policy, last_success=last_success)
         # watch first, compare the tree after: a change between the two is then never lost
