@@ -418,7 +418,7 @@ def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
     api = urlsplit(d.api_root)
     if api.scheme not in ("https", "http") or not api.hostname:
         fail("drive.api_root", "an https:// URL", d.api_root)
-    if api.scheme == "http" and not _is_loopback(api.hostname or ""):
+    if api.scheme == "http" and not is_loopback_host(api.hostname or ""):
         fail("drive.api_root", "https:// (plain http only for 127.0.0.1 or localhost)",
              d.api_root)
     if d.enabled:
@@ -465,7 +465,8 @@ def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
             pass
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): where plain http is ok."""
     if host == "localhost":
         return True
     try:

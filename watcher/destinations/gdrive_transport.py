@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,16 +21,12 @@ from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 
+from watcher.config import is_loopback_host
+
 
 def is_loopback_url(url: str) -> bool:
     """True for http(s)://127.x.x.x, [::1] or localhost addresses."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def normalise_root(api_root: str) -> str:
