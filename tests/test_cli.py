@@ -141,3 +141,15 @@ def test_usage_errors_exit_2(cli: Cli, tmp_path: Path) -> None:
     result: Any = cli("restore")
     assert result.returncode == 2
     assert cli("frobnicate").returncode == 2
+
+
+def test_list_verify_prune_work_when_the_source_is_gone(tmp_path: Path, siip: Path,
+                                                       cli: Cli) -> None:
+    config = str(write_config(tmp_path / "c.toml", siip, tmp_path / "b"))
+    cli("-c", config, "once", check=True)
+    shutil.rmtree(siip)  # the disaster: the server's project folder is lost
+    assert "siip-" in cli("-c", config, "list", check=True).stdout
+    assert "OK" in cli("-c", config, "verify", "latest", check=True).stdout
+    cli("-c", config, "prune", "--dry-run", check=True)
+    cli("-c", config, "restore", "latest", "--to", str(siip), check=True)
+    assert (siip / "siip_database.db").is_file()

@@ -31,6 +31,8 @@ class UsageError(Exception):
 
 
 def _load(args: argparse.Namespace, *, check_paths: bool = True) -> Config:
+    """The configuration; ``check_paths=False`` for commands that must work when the source
+    folder is gone (listing, verifying, restoring and pruning on a new machine)."""
     return load(config_file_from(args.config), check_paths=check_paths)
 
 
@@ -173,7 +175,7 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
     rows: list[dict[str, Any]] = []
     if args.source == "local":
@@ -224,7 +226,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from watcher.archive import verify
     from watcher.store import LocalStore
 
-    cfg = _load(args)
+    cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
     if args.all:
         if args.source != "local":
@@ -304,7 +306,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from watcher.run import run_lock
     from watcher.store import LocalStore
 
-    cfg = _load(args)
+    cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
     store = LocalStore(cfg)
     store.ensure()
