@@ -14,6 +14,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+#: page cache of the connection that checks a copy, in KiB (SQLite's default is 2000)
+CHECK_CACHE_KIB = 16 * 1024
+
 
 class DatabaseCopyError(Exception):
     """A source database is missing, unreadable or corrupt; the message names it."""
@@ -98,6 +101,10 @@ def _open_source(source: Path, busy_timeout: float) -> sqlite3.Connection:
 
 def _check(source: Path, copy: Path, stop: threading.Event | None) -> DatabaseCopy:
     con = sqlite3.connect(copy)
+    # integrity_check looks every row up in every index: with SQLite's default 2 MB page
+    # cache most lookups miss and cost a pread each (1.3 of 2.1 CPU-s on a 300 MB copy were
+    # system time). 16 MB keeps the hot index pages: 1.5 CPU-s there, neutral on a 1.2 GB one.
+    con.execute(f"PRAGMA cache_size = -{CHECK_CACHE_KIB}")
     if stop is not None:
         # lets a service shutdown interrupt a long integrity_check (it raises "interrupted")
         con.set_progress_handler(lambda: int(stop.is_set()), 100_000)
