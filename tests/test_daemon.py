@@ -555,8 +555,9 @@ def test_real_sigterm_during_a_snapshot_exits_0_without_partial(real: Any,
     root = make_siip_tree(tmp_path / "siip")
     big = root / "static" / "big"
     big.mkdir()
-    for i in range(8):  # incompressible, compressed slowly: the snapshot takes seconds
-        (big / f"video{i}.bin").write_bytes(os.urandom(4_000_000))
+    for i in range(8):  # hex text: compressible, so level 19 really works on it (seconds);
+        # random bytes would be spotted as incompressible and stored at the fastest level
+        (big / f"dump{i}.txt").write_bytes(os.urandom(2_000_000).hex().encode())
     svc, _, local = real(tree=root, stop_timeout_seconds=0.5,
                          extra="[compression]\nlevel = 19\nthreads = 1\n")
     svc.wait_for("backup starting: trigger start")

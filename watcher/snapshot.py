@@ -3,7 +3,13 @@
 Layout (DESIGN.md): ``files/<path under root>``, ``databases/<file name>``, ``manifest.json``
 last. Written as ``<archive>.partial``, fsynced, then renamed after its ``.sha256`` sidecar, so a
 file named ``*.tar.zst`` in the local dir is always complete. The database copies run in a
-thread alongside the tree (SQLite releases the GIL), so their time is mostly hidden.
+thread alongside the tree (SQLite releases the GIL), so their time is mostly hidden; each
+database member is streamed as soon as its copy is checked, between two tree members.
+
+Member order inside the archive is free (the manifest lists everything), so it is chosen for
+speed: folders, links and compressible files in walk order first, then the incompressible
+files (photos) in frames of their own at zstd's fastest level, then the manifest. The
+incompressible files found by the first pass are spooled to a file, not held in memory.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import platform
 import shutil
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from watcher import __version__
+from watcher.compressibility import looks_incompressible
 from watcher.config import Config
 from watcher.manifest import (
     DATABASES_PREFIX,
@@ -96,6 +103,7 @@ def take_snapshot(
     archive = store.archive_path(snapshot_id)
     partial = store.partial_path(archive)
     spool_path = store.dir / f".{snapshot_id}.manifest.partial"
+    later_path = store.dir / f".{snapshot_id}.later.partial"
     warnings: list[Problem] = []
     db_copies: list[DatabaseCopy] = []
 
@@ -118,16 +126,13 @@ def take_snapshot(
             "created_at": now.isoformat(),
             "source_root": str(root),
         })
-        files, bytes_in = _add_tree(cfg, producer, spool, warnings)
-        while True:  # wait for the database copies, still answering a stop request
-            producer.check_stop()
-            try:
-                db_copies = db_future.result(timeout=0.2)
-                break
-            except concurrent.futures.TimeoutError:
-                continue
-        db_results = _add_databases(cfg, producer, spool, db_copies)
+        databases = _DatabaseMembers(cfg, producer, spool, db_future)
+        files, bytes_in = _add_tree(cfg, producer, spool, warnings, later_path,
+                                    between=databases.poll)
+        db_results = databases.wait()
+        db_copies = databases.copies
         bytes_in += sum(d.size for d in db_results)
+        producer.set_incompressible(False)
         manifest_size = spool.finish({
             "databases": [d.__dict__ for d in db_results],
             "totals": {"files": files, "bytes": bytes_in},
@@ -161,6 +166,7 @@ def take_snapshot(
         for copy in db_copies or _result_or_empty(db_future):
             copy.copy.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
+        later_path.unlink(missing_ok=True)
 
     info = SnapshotInfo(id=snapshot_id, file=str(archive), created_at=now, size=size,
                         sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results)
@@ -215,6 +221,39 @@ def _db_member_names(paths: list[Path]) -> list[str]:
     return names
 
 
+class _DatabaseMembers:
+    """Adds the database members once their copies are ready, at most once."""
+
+    def __init__(self, cfg: Config, producer: TarProducer, spool: ManifestSpool,
+                 future: concurrent.futures.Future[list[DatabaseCopy]]) -> None:
+        self.cfg, self.producer, self.spool, self.future = cfg, producer, spool, future
+        self.copies: list[DatabaseCopy] = []
+        self.results: list[DatabaseResult] | None = None
+
+    def poll(self) -> None:
+        """Between two tree members: add the databases now if their copies are checked."""
+        if self.results is None and self.future.done():
+            self._add()
+
+    def wait(self) -> list[DatabaseResult]:
+        """After the tree: wait for the copies (still answering a stop request), add them."""
+        while self.results is None:
+            self.producer.check_stop()
+            try:
+                self.future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
+            self._add()
+        return self.results
+
+    def _add(self) -> None:
+        self.copies = self.future.result()  # raises what the copy raised
+        was = self.producer.incompressible
+        self.producer.set_incompressible(False)
+        self.results = _add_databases(self.cfg, self.producer, self.spool, self.copies)
+        self.producer.set_incompressible(was)
+
+
 def _add_databases(cfg: Config, producer: TarProducer, spool: ManifestSpool,
                    copies: list[DatabaseCopy]) -> list[DatabaseResult]:
     results: list[DatabaseResult] = []
@@ -233,11 +272,53 @@ def _add_databases(cfg: Config, producer: TarProducer, spool: ManifestSpool,
 
 
 def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
-              warnings: list[Problem]) -> tuple[int, int]:
-    """Stream every kept entry of the tree; returns (members, bytes of file content)."""
+              warnings: list[Problem], later_path: Path,
+              between: Callable[[], None]) -> tuple[int, int]:
+    """Stream every kept entry of the tree; returns (members, bytes of file content).
+
+    Incompressible files are written to ``later_path`` on the first pass and added on a
+    second one, so the archive switches zstd frames once instead of at every photo.
+    ``between()`` runs between members (it adds the databases when they are ready).
+    """
+    with open(later_path, "w+b") as later:
+        members, content = _add_first_pass(cfg, producer, spool, warnings, later, between)
+        later.seek(0)
+        producer.set_incompressible(True)
+        for rel, path in _read_later(later):
+            producer.check_stop()
+            between()
+            added = _add_file(path, FILES_PREFIX + rel, producer, spool, warnings)
+            if added is not None:
+                members += 1
+                content += added
+    return members, content
+
+
+def _later_record(rel: str, path: str) -> bytes:
+    # NUL cannot occur in a path; surrogateescape keeps names that are not valid UTF-8
+    return f"{rel}\0{path}\0".encode("utf-8", "surrogateescape")
+
+
+def _read_later(fh: Any) -> Iterator[tuple[str, str]]:
+    """The (rel, path) pairs written by :func:`_later_record`, read in bounded blocks."""
+    rest = b""
+    while block := fh.read(1 << 16):
+        *fields, rest = (rest + block).split(b"\0")
+        # fields come in pairs; an odd one out waits for the next block
+        if len(fields) % 2:
+            rest = fields.pop() + b"\0" + rest
+        for i in range(0, len(fields), 2):
+            yield (fields[i].decode("utf-8", "surrogateescape"),
+                   fields[i + 1].decode("utf-8", "surrogateescape"))
+
+
+def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
+                    warnings: list[Problem], later: Any,
+                    between: Callable[[], None]) -> tuple[int, int]:
     members = content = 0
     for entry in walk(cfg.source.root, TreeFilter.for_config(cfg)):
         producer.check_stop()
+        between()
         st = entry.st
         name = FILES_PREFIX + entry.rel
         if entry.kind == "error":
@@ -265,6 +346,9 @@ def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
                                    target=target))
             members += 1
             continue
+        if looks_incompressible(entry.path, entry.rel, st.st_size):
+            later.write(_later_record(entry.rel, entry.path))
+            continue
         added = _add_file(entry.path, name, producer, spool, warnings)
         if added is not None:
             members += 1
@@ -276,7 +360,8 @@ def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
               warnings: list[Problem]) -> int | None:
     """Add one regular file; returns its size, or None when it vanished before reading."""
     try:
-        fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        # os-level calls: a file object costs more than the read itself for small files
+        fd = os.open(path, os.O_RDONLY | _O_BINARY)
     except FileNotFoundError:
         warnings.append(Problem(f"{path} vanished while the snapshot was taken; it is not in "
                                 f"this snapshot", "nothing to do if the app deleted it"))
@@ -286,14 +371,14 @@ def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
                                 "give the service user read access to it, or exclude it "
                                 "in source.exclude"))
         return None
-    with fh:
-        before = os.fstat(fh.fileno())
+    with open(fd, "rb", buffering=0) as fh:
+        before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             return None
         warning = None
         if before.st_size <= SMALL_FILE:
-            data = _read_all(fh, before.st_size)
-            after = os.fstat(fh.fileno())
+            data = _read_small(fd, before.st_size)
+            after = os.fstat(fd)
             size = len(data)
             sha = hashlib.sha256(data).hexdigest()
             producer.add_bytes(name, data, before.st_mode, before.st_mtime, before.st_uid,
@@ -304,7 +389,7 @@ def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
             size = before.st_size
             sha, got = producer.add_stream(name, fh, size, before.st_mode, before.st_mtime,
                                            before.st_uid, before.st_gid)
-            after = os.fstat(fh.fileno())
+            after = os.fstat(fd)
             if got < size:
                 warning = (f"shrank while being read: the last {size - got} bytes of the "
                            f"member are zeros")
@@ -321,20 +406,28 @@ def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
         return size
 
 
-def _read_all(fh: Any, expected: int) -> bytes:
-    chunks = []
-    # one byte more than expected tells a file that grew from one that did not
-    want = expected + 1
-    while want > 0:
-        data = fh.read(want)
-        if not data:
-            break
-        chunks.append(data)
-        want -= len(data)
-    data = b"".join(chunks)
-    if len(data) > expected:
-        data = data[:expected]
-    return data
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def _read_small(fd: int, expected: int) -> bytes:
+    """Up to ``expected`` bytes of the file, usually in one read.
+
+    One byte more is asked for, so a file that grew shows at once; a file that grows or
+    changes after the read is caught by the caller's second fstat. Reading on to confirm the
+    end would cost a second system call per file, 15,000 of them on a typical tree.
+    """
+    data = os.read(fd, expected + 1)
+    if len(data) < expected:  # a short read, or the file shrank: read on until the end
+        parts = [data]
+        got = len(data)
+        while got <= expected:
+            more = os.read(fd, expected + 1 - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        data = b"".join(parts)
+    return data[:expected] if len(data) > expected else data
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:

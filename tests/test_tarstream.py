@@ -1,0 +1,273 @@
+"""The archive stream's own parts: hand-built tar headers, frame switching, compressibility.
+
+Headers are checked against both readers that matter, Python's tarfile and GNU tar; frames
+against `zstd`/`tar --zstd` and our reader. Real files and real processes, no mocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from watcher.compressibility import (
+    SNIFF_MIN_SIZE,
+    incompressible_name,
+    incompressible_sample,
+    looks_incompressible,
+)
+from watcher.snapshot import _later_record, _read_later
+from watcher.tarstream import (
+    BLOCK,
+    CompressedSink,
+    TarProducer,
+    _owner_name,
+    padding,
+    tar_header,
+)
+
+needs_gnu_tar = pytest.mark.skipif(shutil.which("tar") is None or shutil.which("zstd") is None,
+                                   reason="GNU tar and zstd are not installed")
+
+LONG_DIR = "carpeta con un nombre bastante largo/" * 4
+NAMES = [
+    "files/a.txt",
+    "files/" + "x" * 94,                                  # exactly 100 characters
+    "files/" + "y" * 95,                                  # 101: needs a pax record
+    "files/" + LONG_DIR + "archivo.txt",                   # long, ASCII
+    "files/SIIP CON FOTO/fotografía ñandú.jpg",            # short, UTF-8
+    "files/" + LONG_DIR + "Muñoz Cruz Héctor/credencial reverso 001.jpg",  # long, UTF-8
+    "files/日本語/ファイル.txt",                              # multi-byte UTF-8
+    "files/with space and 'quotes'.txt",
+]
+
+
+def build_tar(members: list[tuple[str, str, bytes, str]]) -> bytes:
+    """An uncompressed tar of (name, kind, data, link target) members, via tar_header."""
+    out = io.BytesIO()
+    for name, kind, data, target in members:
+        out.write(tar_header(name, kind, size=len(data), mode=0o640 if kind == "file" else 0o755,
+                             mtime=1_700_000_000.9, uid=os.getuid(), gid=os.getgid(),
+                             linkname=target))
+        if kind == "file":
+            out.write(data + padding(len(data)))
+    out.write(b"\0" * (2 * BLOCK))
+    return out.getvalue()
+
+
+def sample_members() -> list[tuple[str, str, bytes, str]]:
+    members: list[tuple[str, str, bytes, str]] = [("files/dir", "dir", b"", ""),
+                                                  ("files/" + LONG_DIR.rstrip("/"), "dir", b"",
+                                                   "")]
+    for i, name in enumerate(NAMES):
+        members.append((name, "file", f"content {i}\n".encode() * (i * 40), ""))
+    members.append(("files/enlace.jpg", "symlink", b"", "SIIP CON FOTO/fotografía ñandú.jpg"))
+    members.append(("files/long link", "symlink", b"", "../" * 40 + "ñ"))
+    members.append(("files/empty", "file", b"", ""))
+    return members
+
+
+def test_headers_read_back_identically_with_tarfile() -> None:
+    members = sample_members()
+    with tarfile.open(fileobj=io.BytesIO(build_tar(members)), mode="r:") as tar:
+        infos = tar.getmembers()
+        assert [i.name for i in infos] == [m[0] for m in members]
+        for info, (_name, kind, data, target) in zip(infos, members, strict=True):
+            assert info.type == {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE,
+                                 "symlink": tarfile.SYMTYPE}[kind]
+            assert info.mtime == 1_700_000_000  # whole seconds; the manifest keeps the rest
+            assert info.uid == os.getuid() and info.gid == os.getgid()
+            assert info.mode == (0o640 if kind == "file" else 0o755)
+            assert info.linkname == target
+            if kind == "file":
+                extracted = tar.extractfile(info)
+                assert extracted is not None and extracted.read() == data
+                assert info.size == len(data)
+
+
+def first_member(header: bytes) -> tarfile.TarInfo:
+    with tarfile.open(fileobj=io.BytesIO(header + b"\0" * (1 << 14)), mode="r:") as tar:
+        info = tar.next()
+    assert info is not None
+    return info
+
+
+def test_headers_match_tarfiles_own_pax_output_field_by_field() -> None:
+    """Same meaning as tarfile's PAX_FORMAT header for the cases the fast path builds."""
+    for name in NAMES + ["files/dir/"]:
+        kind = "dir" if name.endswith("/") else "file"
+        ours = tar_header(name, kind, size=123 if kind == "file" else 0, mode=0o100644,
+                          mtime=1_600_000_000, uid=1000, gid=1000)
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE if kind == "dir" else tarfile.REGTYPE
+        info.size, info.mode, info.mtime, info.uid, info.gid = (
+            123 if kind == "file" else 0, 0o644, 1_600_000_000, 1000, 1000)
+        info.uname, info.gname = _owner_name("u", 1000), _owner_name("g", 1000)
+        theirs = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8",
+                            errors="surrogateescape")
+        a, b = first_member(ours), first_member(theirs)
+        assert a.get_info() == b.get_info()
+        assert a.pax_headers == b.pax_headers
+        assert len(ours) == len(theirs)  # a pax record exactly when tarfile writes one
+
+
+def test_rare_cases_fall_back_to_tarfile_and_still_read_back() -> None:
+    bad_utf8 = os.fsdecode(b"files/caf\xe9.txt")  # a Latin-1 name on disk: surrogate escapes
+    cases = [
+        (bad_utf8, {"size": 3}),
+        ("files/huge.bin", {"size": 9 << 30}),            # over the 8 GiB ustar size limit
+        ("files/old.txt", {"mtime": -86400.0}),           # before 1970
+        ("files/big-uid.txt", {"uid": 8 ** 8}),
+    ]
+    for name, extra in cases:
+        header = tar_header(name, "file", **extra)
+        with tarfile.open(fileobj=io.BytesIO(header + b"\0" * (1 << 14)), mode="r|",
+                          encoding="utf-8", errors="surrogateescape") as tar:
+            info = tar.next()
+            assert info is not None and info.name == name
+            for key, value in extra.items():
+                assert getattr(info, key) == int(value)
+
+
+@needs_gnu_tar
+def test_gnu_tar_lists_and_extracts_long_and_utf8_names(tmp_path: Path) -> None:
+    members = sample_members()
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(build_tar(members))
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    listing = subprocess.run(["tar", "-tf", str(archive)], capture_output=True, text=True,
+                             env=env, check=True).stdout.splitlines()
+    assert [n.rstrip("/") for n in listing] == [m[0] for m in members]
+    out = tmp_path / "out"
+    out.mkdir()
+    run = subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], capture_output=True,
+                         text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    for name, kind, data, target in members:
+        path = out / name
+        if kind == "file":
+            assert path.read_bytes() == data
+            assert path.stat().st_mtime == 1_700_000_000
+        elif kind == "symlink":
+            assert os.readlink(path) == target
+        else:
+            assert path.is_dir()
+
+
+def write_with_switches(path: Path, parts: list[tuple[bool, str, bytes]],
+                        threads: int = 0) -> CompressedSink:
+    sink = CompressedSink(path, level=3, threads=threads)
+    producer = TarProducer(sink)
+    for incompressible, name, data in parts:
+        producer.set_incompressible(incompressible)
+        producer.add_bytes(name, data, 0o644, 1_700_000_000)
+    producer.set_incompressible(False)
+    producer.add_bytes("manifest.json", b"{}", 0o600, 1_700_000_000)
+    producer.end()
+    sink.close()
+    return sink
+
+
+def frame_parts() -> list[tuple[bool, str, bytes]]:
+    rnd = random.Random(7)
+    text = b"".join(f"line {i}: hola mundo, fotografía\n".encode() for i in range(20_000))
+    return [(False, "files/a.txt", text), (False, "files/b.txt", text[:1000]),
+            (True, "files/foto 1.jpg", rnd.randbytes(300_000)),
+            (True, "files/foto 2.jpg", rnd.randbytes(3_000_000)),
+            (False, "databases/siip.db", text * 3),
+            (True, "files/foto 3.jpg", rnd.randbytes(1000))]
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_frame_switches_round_trip_through_our_reader(tmp_path: Path, threads: int) -> None:
+    parts = frame_parts()
+    archive = tmp_path / "a.tar.zst"
+    sink = write_with_switches(archive, parts, threads)
+    # text | photos | database | photo | manifest: one frame per run of a class
+    assert sink.frames == 5
+    with open(archive, "rb") as fh, \
+            zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as zr, \
+            tarfile.open(fileobj=zr, mode="r|") as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    assert got == {**{name: data for _, name, data in parts}, "manifest.json": b"{}"}
+
+
+def test_the_archive_holds_several_frames_and_photos_are_not_recompressed(
+        tmp_path: Path) -> None:
+    parts = frame_parts()
+    archive = tmp_path / "a.tar.zst"
+    write_with_switches(archive, parts)
+    raw = archive.read_bytes()
+    magic = (0xFD2FB528).to_bytes(4, "little")
+    assert raw.startswith(magic) and raw.count(magic) >= 5
+    # the frames hold the photos (random bytes) at about their own size, the text far smaller
+    photos = sum(len(d) for inc, _, d in parts if inc)
+    text = sum(len(d) for inc, _, d in parts if not inc)
+    assert photos < len(raw) < photos + text / 4
+
+
+@needs_gnu_tar
+def test_tar_and_zstd_read_the_concatenated_frames(tmp_path: Path) -> None:
+    parts = frame_parts()
+    archive = tmp_path / "a.tar.zst"
+    write_with_switches(archive, parts)
+    assert subprocess.run(["zstd", "-q", "-t", str(archive)]).returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    run = subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for _, name, data in parts:
+        assert hashlib.sha256((out / name).read_bytes()).digest() == \
+            hashlib.sha256(data).digest()
+
+
+def test_an_empty_stream_is_still_one_valid_frame(tmp_path: Path) -> None:
+    sink = CompressedSink(tmp_path / "e.zst", level=3, threads=0)
+    sink.close()
+    assert sink.frames == 1
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(
+        (tmp_path / "e.zst").read_bytes()) == b""
+
+
+def test_compressibility_by_name_and_by_content(tmp_path: Path) -> None:
+    assert incompressible_name("files/SIIP CON FOTO/Foto 1.JPG")
+    assert incompressible_name("files/x/informe.docx")
+    assert not incompressible_name("files/app/views.py")
+    assert not incompressible_name("files/jpg/README")   # a folder named like an extension
+    assert not incompressible_name("files/.jpg.d/notes")
+    rnd = random.Random(3)
+    assert incompressible_sample(rnd.randbytes(65536))
+    assert not incompressible_sample(b"hola mundo " * 6000)
+    assert not incompressible_sample(b"")
+
+    big_random = tmp_path / "blob.bin"
+    big_random.write_bytes(rnd.randbytes(SNIFF_MIN_SIZE))
+    big_text = tmp_path / "log.bin"
+    big_text.write_bytes(b"2026-11-27 INFO request served\n" * (SNIFF_MIN_SIZE // 20))
+    small_random = tmp_path / "small.bin"
+    small_random.write_bytes(rnd.randbytes(1000))
+    assert looks_incompressible(str(big_random), "blob.bin", SNIFF_MIN_SIZE)
+    assert not looks_incompressible(str(big_text), "log.bin", big_text.stat().st_size)
+    assert not looks_incompressible(str(small_random), "small.bin", 1000)  # too small to matter
+    assert not looks_incompressible(str(tmp_path / "gone.bin"), "gone.bin", 1 << 30)
+
+
+def test_deferred_file_list_round_trips_across_block_boundaries(tmp_path: Path) -> None:
+    names = [(f"uploads/{'ñ' * (i % 50)} foto {i}.jpg", f"/srv/siip/uploads/x{i}.jpg")
+             for i in range(5000)]
+    names.append((os.fsdecode(b"caf\xe9.jpg"), os.fsdecode(b"/srv/siip/caf\xe9.jpg")))
+    with open(tmp_path / "later", "w+b") as fh:
+        for rel, path in names:
+            fh.write(_later_record(rel, path))
+        assert fh.tell() > 3 * (1 << 16)  # several read blocks
+        fh.seek(0)
+        assert list(_read_later(fh)) == names
