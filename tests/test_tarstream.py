@@ -271,3 +271,25 @@ def test_deferred_file_list_round_trips_across_block_boundaries(tmp_path: Path) 
         assert fh.tell() > 3 * (1 << 16)  # several read blocks
         fh.seek(0)
         assert list(_read_later(fh)) == names
+
+
+def test_an_archive_past_several_writeback_hints_is_whole(tmp_path: Path) -> None:
+    from watcher.tarstream import WRITEBACK_EVERY
+
+    blob = random.Random(5).randbytes(WRITEBACK_EVERY + (3 << 20))
+    archive = tmp_path / "big.tar.zst"
+    sink = CompressedSink(archive, level=3, threads=1)
+    producer = TarProducer(sink)
+    producer.set_incompressible(True)
+    producer.add_stream("files/video.mp4", io.BytesIO(blob), len(blob), 0o644, 0, 0, 0)
+    producer.end()
+    size, sha = sink.close()
+    assert size == archive.stat().st_size > len(blob)
+    assert sha == hashlib.sha256(archive.read_bytes()).hexdigest()
+    with open(archive, "rb") as fh, \
+            zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as zr, \
+            tarfile.open(fileobj=zr, mode="r|") as tar:
+        member = tar.next()
+        assert member is not None
+        extracted = tar.extractfile(member)
+        assert extracted is not None and extracted.read() == blob

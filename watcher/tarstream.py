@@ -14,6 +14,7 @@ groups members by class so the stream switches frames only a few times.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -33,6 +34,8 @@ BATCH = 1 << 20                      # small members are batched into ~1 MiB wri
 PASS_THROUGH = 64 << 10              # bigger pieces are queued as they are, never copied
 QUEUE_DEPTH = 8                      # at most ~8 MiB in flight between the two threads
 FAST_LEVEL = 1                       # level of the frames holding incompressible members
+WRITEBACK_EVERY = 32 << 20           # start writing the archive to disk every 32 MiB
+_FADV_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)
 
 _names: dict[tuple[str, int], str] = {}
 
@@ -157,6 +160,7 @@ class CompressedSink:
         self.bytes_in = 0
         self._hash = hashlib.sha256()
         self._size = 0
+        self._written_back = 0  # bytes handed to the kernel's writeback (see write)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                            0o600)
         # zstd's "threads" are extra workers: 1 thread means compress in this sink's own
@@ -195,7 +199,25 @@ class CompressedSink:
             n = os.write(self._fd, view)
             view = view[n:]
         self._size += len(data)
+        if self._size - self._written_back >= WRITEBACK_EVERY:
+            self._start_writeback()
         return len(data)
+
+    def _start_writeback(self) -> None:
+        """Have the kernel start writing what is written so far, without waiting for it.
+
+        Otherwise the whole archive sits dirty in memory until the final fsync, which then
+        waits for all of it (0.35 s for 1.2 GB here): written back as it goes, the fsync only
+        waits for the tail. For dirty pages POSIX_FADV_DONTNEED starts writeback and drops
+        nothing (PostgreSQL's pg_flush_data does the same where sync_file_range is missing).
+        """
+        if _FADV_DONTNEED is None:
+            return
+        # only a hint: the fsync at the end is what makes the archive durable
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(self._fd, self._written_back, self._size - self._written_back,
+                             _FADV_DONTNEED)
+        self._written_back = self._size
 
     def _drain(self) -> None:
         ended = False
