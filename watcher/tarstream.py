@@ -32,6 +32,7 @@ BLOCK = tarfile.BLOCKSIZE            # 512
 RECORD = tarfile.RECORDSIZE          # 10240: what tar pads an archive to
 BATCH = 1 << 20                      # small members are batched into ~1 MiB writes
 PASS_THROUGH = 64 << 10              # bigger pieces are queued as they are, never copied
+FEED = 256 << 10                     # zstd gets at most this much per call (see _feed)
 QUEUE_DEPTH = 8                      # at most ~8 MiB in flight between the two threads
 FAST_LEVEL = 1                       # level of the frames holding incompressible members
 WRITEBACK_EVERY = 32 << 20           # start writing the archive to disk every 32 MiB
@@ -236,8 +237,7 @@ class CompressedSink:
                         self._end_frame()
                         self._incompressible = chunk
                     continue
-                self._current_writer().write(chunk)
-                self._frame_open = True
+                self._feed(chunk)
             if not self._cancelled and (self._frame_open or not self.frames):
                 self._frame_open = True  # an empty stream still gets one (empty) frame
                 self._end_frame()
@@ -250,6 +250,20 @@ class CompressedSink:
             # keep draining so the producer never blocks on a full queue
             while not ended and self._queue.get() is not None:
                 pass
+
+    def _feed(self, chunk: bytes | bytearray) -> None:
+        """Compress ``chunk`` in slices, so a stop request is seen between two of them.
+
+        At a high level one call on a 4 MiB piece can take seconds before zstd writes any
+        output (where :meth:`write` checks the stop request too).
+        """
+        writer = self._current_writer()
+        view = memoryview(chunk)
+        for start in range(0, len(view), FEED):
+            if self._stop is not None and self._stop.is_set():
+                raise Aborted("the run was asked to stop")
+            writer.write(view[start:start + FEED])
+            self._frame_open = True
 
     def _current_writer(self) -> Any:
         if not self._incompressible:
