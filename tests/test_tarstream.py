@@ -27,7 +27,9 @@ from watcher.compressibility import (
 from watcher.snapshot import _later_record, _read_later
 from watcher.tarstream import (
     BLOCK,
+    STORED_BLOCK,
     CompressedSink,
+    StoredFrameWriter,
     TarProducer,
     _owner_name,
     padding,
@@ -293,3 +295,31 @@ def test_an_archive_past_several_writeback_hints_is_whole(tmp_path: Path) -> Non
         assert member is not None
         extracted = tar.extractfile(member)
         assert extracted is not None and extracted.read() == blob
+
+
+@pytest.mark.parametrize("sizes", [[], [0], [1], [STORED_BLOCK], [STORED_BLOCK + 1],
+                                   [300 * STORED_BLOCK + 7, 5, STORED_BLOCK - 1]])
+def test_stored_frames_decode_with_python_zstandard_and_the_zstd_cli(
+        tmp_path: Path, sizes: list[int]) -> None:
+    rnd = random.Random(len(sizes))
+    pieces = [rnd.randbytes(n) for n in sizes]
+    out: list[bytes] = []
+    writer = StoredFrameWriter(lambda parts: out.extend(bytes(p) for p in parts))
+    for piece in pieces:  # each piece its own frame, the last two written as one
+        writer.write(piece)
+        if len(pieces) < 3:
+            writer.flush()
+    writer.flush()
+    stream = b"".join(out)
+    expected = b"".join(pieces)
+    assert stream.count((0xFD2FB528).to_bytes(4, "little")) >= (len(pieces) if
+                                                                len(pieces) < 3 else 1)
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stream),
+                                                   read_across_frames=True) as zr:
+        assert zr.read() == expected
+    if shutil.which("zstd") and stream:
+        path = tmp_path / "s.zst"
+        path.write_bytes(stream)
+        run = subprocess.run(["zstd", "-q", "-d", "-c", str(path)], capture_output=True)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == expected
