@@ -24,7 +24,7 @@ from watcher.compressibility import (
     incompressible_sample,
     looks_incompressible,
 )
-from watcher.snapshot import _later_record, _read_later
+from watcher.snapshot import _Later, _later_record, _read_later
 from watcher.tarstream import (
     BLOCK,
     STORED_BLOCK,
@@ -263,16 +263,18 @@ def test_compressibility_by_name_and_by_content(tmp_path: Path) -> None:
     assert not looks_incompressible(str(tmp_path / "gone.bin"), "gone.bin", 1 << 30)
 
 
-def test_deferred_file_list_round_trips_across_block_boundaries(tmp_path: Path) -> None:
-    names = [(f"uploads/{'ñ' * (i % 50)} foto {i}.jpg", f"/srv/siip/uploads/x{i}.jpg")
-             for i in range(5000)]
-    names.append((os.fsdecode(b"caf\xe9.jpg"), os.fsdecode(b"/srv/siip/caf\xe9.jpg")))
+def test_deferred_entries_round_trip_across_block_boundaries(tmp_path: Path) -> None:
+    records = [_Later("f" if i % 3 else "d", f"uploads/{'ñ' * (i % 50)} foto {i}.jpg",
+                      f"/srv/siip/uploads/x{i}.jpg", 0o40755 if i % 3 == 0 else 0,
+                      1_700_000_000_123_456_789 + i, 1000, 1000 + i % 2)
+               for i in range(5000)]
+    records.append(_Later("f", os.fsdecode(b"caf\xe9.jpg"), os.fsdecode(b"/srv/siip/caf\xe9.jpg")))
     with open(tmp_path / "later", "w+b") as fh:
-        for rel, path in names:
-            fh.write(_later_record(rel, path))
+        for rec in records:
+            fh.write(_later_record(rec))
         assert fh.tell() > 3 * (1 << 16)  # several read blocks
         fh.seek(0)
-        assert list(_read_later(fh)) == names
+        assert list(_read_later(fh)) == records
 
 
 def test_an_archive_past_several_writeback_hints_is_whole(tmp_path: Path) -> None:
@@ -323,3 +325,39 @@ def test_stored_frames_decode_with_python_zstandard_and_the_zstd_cli(
         run = subprocess.run(["zstd", "-q", "-d", "-c", str(path)], capture_output=True)
         assert run.returncode == 0, run.stderr
         assert run.stdout == expected
+
+
+@needs_gnu_tar
+def test_snapshot_order_and_gnu_tar_restores_folder_times(tmp_path: Path) -> None:
+    from tests.conftest import make_config, make_siip_tree
+    from watcher.run import run_backup
+
+    root = make_siip_tree(tmp_path / "siip")
+    (root / "static" / "uploads" / "notas.txt").write_text("texto\n" * 1000)
+    for folder in (root / "SIIP CON FOTO", root / "static" / "uploads", root / "static"):
+        os.utime(folder, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    report = run_backup(make_config(root, tmp_path / "backups"), trigger="manual",
+                        email=False)
+    assert report.status == "ok", report.errors
+    archive = Path(report.snapshot.file)  # type: ignore[union-attr]
+    with open(archive, "rb") as fh, \
+            zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as zr, \
+            tarfile.open(fileobj=zr, mode="r|") as tar:
+        kinds = [("dir" if m.isdir() else m.name.endswith(".jpg") and m.isfile(), m.name)
+                 for m in tar]
+    names = [n for _, n in kinds]
+    assert names[-1] == "manifest.json"
+    order = [k for k, n in kinds if n.startswith("files/")]
+    # text and links, then photos, then folders
+    assert order == sorted(order, key=lambda k: {False: 0, True: 1, "dir": 2}[k])
+    assert "files/static/empty dir" in [n.rstrip("/") for n in names]
+
+    out = tmp_path / "untar"
+    out.mkdir()
+    run = subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for rel in ("SIIP CON FOTO", "static/uploads", "static"):
+        assert (out / "files" / rel).stat().st_mtime == 1_600_000_000, rel
+    assert (out / "files" / "SIIP CON FOTO" / "fotografía ñandú.jpg").read_bytes() == \
+        (root / "SIIP CON FOTO" / "fotografía ñandú.jpg").read_bytes()

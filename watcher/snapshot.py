@@ -7,9 +7,10 @@ thread alongside the tree (SQLite releases the GIL), so their time is mostly hid
 database member is streamed as soon as its copy is checked, between two tree members.
 
 Member order inside the archive is free (the manifest lists everything), so it is chosen for
-speed: folders, links and compressible files in walk order first, then the incompressible
-files (photos) in frames of their own at zstd's fastest level, then the manifest. The
-incompressible files found by the first pass are spooled to a file, not held in memory.
+speed: links and compressible files in walk order first, then the incompressible files
+(photos) in frames of stored zstd blocks, then the folders (last, so that ``tar -x`` sets
+their mode and mtime once their contents exist), then the manifest. What the first pass holds
+back is spooled to a file, not held in memory.
 """
 
 from __future__ import annotations
@@ -276,40 +277,78 @@ def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
               between: Callable[[], None]) -> tuple[int, int]:
     """Stream every kept entry of the tree; returns (members, bytes of file content).
 
-    Incompressible files are written to ``later_path`` on the first pass and added on a
-    second one, so the archive switches zstd frames once instead of at every photo.
+    Three passes over one walk: the first adds links and compressible files and spools the
+    rest to ``later_path``; the second adds the incompressible files, so the archive switches
+    zstd frames once instead of at every photo; the third adds the folders. Folders go last
+    so that ``tar -x`` sets their mode and mtime after everything inside them exists (a folder
+    restored earlier would get a new mtime from later files, or refuse them when read-only).
     ``between()`` runs between members (it adds the databases when they are ready).
     """
     with open(later_path, "w+b") as later:
         members, content = _add_first_pass(cfg, producer, spool, warnings, later, between)
         later.seek(0)
         producer.set_incompressible(True)
-        for rel, path in _read_later(later):
+        for rec in _read_later(later):
+            if rec.kind != "f":
+                continue
             producer.check_stop()
             between()
-            added = _add_file(path, FILES_PREFIX + rel, producer, spool, warnings)
+            added = _add_file(rec.path, FILES_PREFIX + rec.rel, producer, spool, warnings)
             if added is not None:
                 members += 1
                 content += added
+        later.seek(0)
+        producer.set_incompressible(False)
+        for rec in _read_later(later):
+            if rec.kind != "d":
+                continue
+            producer.check_stop()
+            between()
+            name = FILES_PREFIX + rec.rel
+            producer.add_dir(name, rec.mode, rec.mtime_ns / 1e9, rec.uid, rec.gid)
+            spool.add(member_entry(name, "dir", 0, rec.mode, rec.mtime_ns))
+            members += 1
     return members, content
 
 
-def _later_record(rel: str, path: str) -> bytes:
-    # NUL cannot occur in a path; surrogateescape keeps names that are not valid UTF-8
-    return f"{rel}\0{path}\0".encode("utf-8", "surrogateescape")
+@dataclass(frozen=True)
+class _Later:
+    """An entry held back for a later pass: "f" (incompressible file) or "d" (folder)."""
+
+    kind: str
+    rel: str
+    path: str
+    mode: int = 0
+    mtime_ns: int = 0
+    uid: int = 0
+    gid: int = 0
 
 
-def _read_later(fh: Any) -> Iterator[tuple[str, str]]:
-    """The (rel, path) pairs written by :func:`_later_record`, read in bounded blocks."""
+_LATER_FIELDS = 7
+
+
+def _later_record(rec: _Later) -> bytes:
+    """One NUL-terminated record (NUL cannot occur in a path; surrogateescape keeps names
+    that are not valid UTF-8). A folder keeps the stat of the first pass, so its member
+    says what the walk saw."""
+    fields = (rec.kind, rec.rel, rec.path, str(rec.mode), str(rec.mtime_ns), str(rec.uid),
+              str(rec.gid))
+    return "".join(f + "\0" for f in fields).encode("utf-8", "surrogateescape")
+
+
+def _read_later(fh: Any) -> Iterator[_Later]:
+    """The records written by :func:`_later_record`, read in bounded blocks."""
     rest = b""
     while block := fh.read(1 << 16):
         *fields, rest = (rest + block).split(b"\0")
-        # fields come in pairs; an odd one out waits for the next block
-        if len(fields) % 2:
-            rest = fields.pop() + b"\0" + rest
-        for i in range(0, len(fields), 2):
-            yield (fields[i].decode("utf-8", "surrogateescape"),
-                   fields[i + 1].decode("utf-8", "surrogateescape"))
+        whole = len(fields) - len(fields) % _LATER_FIELDS
+        # an incomplete record waits for the next block
+        rest = b"".join(f + b"\0" for f in fields[whole:]) + rest
+        for i in range(0, whole, _LATER_FIELDS):
+            kind, rel, path, *numbers = (f.decode("utf-8", "surrogateescape")
+                                         for f in fields[i:i + _LATER_FIELDS])
+            mode, mtime_ns, uid, gid = (int(n) for n in numbers)
+            yield _Later(kind, rel, path, mode, mtime_ns, uid, gid)
 
 
 def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
@@ -332,9 +371,8 @@ def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
                                     "exclude it in source.exclude to silence this warning"))
             continue
         if entry.kind == "dir":
-            producer.add_dir(name, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
-            spool.add(member_entry(name, "dir", 0, st.st_mode, st.st_mtime_ns))
-            members += 1
+            later.write(_later_record(_Later("d", entry.rel, entry.path, st.st_mode,
+                                             st.st_mtime_ns, st.st_uid, st.st_gid)))
             continue
         if entry.kind == "symlink":
             try:
@@ -347,7 +385,7 @@ def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
             members += 1
             continue
         if looks_incompressible(entry.path, entry.rel, st.st_size):
-            later.write(_later_record(entry.rel, entry.path))
+            later.write(_later_record(_Later("f", entry.rel, entry.path)))
             continue
         added = _add_file(entry.path, name, producer, spool, warnings)
         if added is not None:
