@@ -90,7 +90,7 @@ def good_report(**changes: Any) -> RunReport:
         id="siip-20261127T181500Z", file="/var/backups/siip/siip-20261127T181500Z.tar.zst",
         created_at=STARTED, size=48_200_000, sha256=SHA, files=15_234, bytes_in=131_000_000,
         databases=[DatabaseResult("siip_database.db", "databases/siip_database.db", 78_125,
-                                  4096, 320_000_000, "ok")])
+                                  4096, 320_000_000, "ok", "quick_check")])
     report = RunReport(
         name="siip", trigger="change", started_at=STARTED,
         snapshot=snap,
@@ -154,7 +154,7 @@ def test_report_arrives_in_spanish_over_starttls(tmp_path: Path, server: SmtpTes
                      "Duración: 1 min 23 s", "siip-20261127T181500Z.tar.zst", "48,2 MB",
                      "2,72 veces más pequeño (131,0 MB sin comprimir)", SHA,
                      "15.234 archivos, 131,0 MB en total",
-                     "siip_database.db: íntegra (integrity_check: ok)",
+                     "siip_database.db: íntegra (quick_check: ok)",
                      "drive: subida", DRIVE_LINK, "123,4 GB", local(STARTED + timedelta(hours=24)),
                      "Copias conservadas tras la limpieza: 3 (siip-20261127T181500Z",
                      "siip-20261101T181500Z"):

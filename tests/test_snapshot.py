@@ -273,3 +273,32 @@ def test_verify_catches_a_flipped_byte(cfg: Config) -> None:
     archive.with_name(archive.name + ".sha256").write_text(f"{forged}  {archive.name}\n")
     result = verify(archive)
     assert not result.ok, "a corrupted archive with a forged sidecar passed verify"
+
+
+def test_damaged_page_in_a_live_database_fails_the_run(siip: Path, tmp_path: Path) -> None:
+    """A page garbled on disk (not a missing file): the check of the copy catches it."""
+    db = siip / "dañada.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    with con:
+        con.executemany("INSERT INTO t (v) VALUES (?)", [("x" * 200,) for _ in range(5000)])
+    con.close()
+    page = 4096
+    with open(db, "r+b") as fh:  # garble a leaf page of the table's b-tree
+        fh.seek(page * 40)
+        fh.write(b"\x0d" + os.urandom(page - 1))
+    cfg = make_config(siip, tmp_path / "backups",
+                      source={"databases": ["siip_database.db", "dañada.db"]})
+    report = run_backup(cfg, trigger="manual", email=False)
+    assert report.status == "failed", "a damaged database was archived as if it were healthy"
+    assert "dañada.db" in report.errors[0].message
+    assert "damaged" in report.errors[0].message
+    assert not list((tmp_path / "backups").glob("*.tar.zst"))
+
+
+def test_each_copy_records_its_check_and_verify_runs_the_full_one(cfg: Config) -> None:
+    report = run_backup(cfg, trigger="manual", email=False)
+    db = report.snapshot.databases[0]
+    assert (db.check_pragma, db.check) == ("quick_check", "ok")
+    result = verify(Path(report.snapshot.file))
+    assert result.ok and result.databases[0]["check"] == "ok"

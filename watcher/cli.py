@@ -106,7 +106,7 @@ def _print_report(report: Any) -> None:
     out.write(f"  size    : {s.size:,} bytes from {s.bytes_in:,} (ratio {s.ratio:.2f}), "
               f"{s.files:,} files, {report.duration:.1f} s\n")
     for db in s.databases:
-        out.write(f"  database: {db.path} ({db.pages:,} pages) integrity_check {db.check}\n")
+        out.write(f"  database: {db.path} ({db.pages:,} pages) {db.check_pragma} {db.check}\n")
     for d in report.destinations:
         line = f"  {d.name:8}: {d.state}"
         if d.link:

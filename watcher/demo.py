@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from watcher.config import from_mapping
-from watcher.report import EXIT_OK
+from watcher.report import EXIT_OK, DatabaseResult
 
 DEMO_CONFIG = """\
 # Demo configuration written by `siip-watcher demo`.
@@ -118,7 +118,7 @@ def run_demo(base: Path) -> int:
         f"\nDemo project : {cfg.source.root}\n"
         f"Archive      : {s.file}\n"
         f"               {s.size:,} bytes from {s.bytes_in:,}, {s.files} files, database "
-        f"integrity_check {s.databases[0].check if s.databases else '-'}\n"
+        f"{_check_line(s.databases)}\n"
         f"Checksum     : {s.file}.sha256 (sha256sum -c works on it)\n\n"
         f"Try next:\n"
         f"  {c} list\n"
@@ -126,3 +126,7 @@ def run_demo(base: Path) -> int:
         f"  {c} restore latest --to {base / 'restored'}\n"
         f"  tar --zstd -tf {s.file} | head\n")
     return EXIT_OK if report.exit_code == EXIT_OK else report.exit_code
+
+
+def _check_line(databases: list[DatabaseResult]) -> str:
+    return ", ".join(f"{d.check_pragma} {d.check}" for d in databases) or "-"

@@ -35,7 +35,8 @@ class DatabaseResult:
     pages: int
     page_size: int
     size: int
-    check: str         # "ok", or what integrity_check said
+    check: str         # "ok", or what the check said
+    check_pragma: str = "integrity_check"   # which PRAGMA checked the copy
 
 
 @dataclass

@@ -268,7 +268,8 @@ def _add_databases(cfg: Config, producer: TarProducer, spool: ManifestSpool,
         entry = member_entry(member, "file", size, src_st.st_mode, src_st.st_mtime_ns, sha)
         spool.add(entry)
         results.append(DatabaseResult(path=configured, member=member, pages=copy.pages,
-                                      page_size=copy.page_size, size=size, check=copy.check))
+                                      page_size=copy.page_size, size=size, check=copy.check,
+                                      check_pragma=copy.check_pragma))
     return results
 
 

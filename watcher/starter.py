@@ -17,7 +17,8 @@ name = "siip"                     # archive prefix: siip-20261127T181500Z.tar.zs
 [source]
 root = "/srv/siip"                # the project folder to back up
 # SQLite databases, relative to root or absolute. Each is copied with SQLite's online backup
-# API while the app keeps writing, then checked with PRAGMA integrity_check.
+# API while the app keeps writing, then checked with PRAGMA quick_check (`verify` runs the
+# full integrity_check on the archived copy).
 databases = ["siip_database.db"]
 # gitignore syntax. The backup dir itself and the databases' -wal/-shm/-journal files are
 # always left out.

@@ -192,7 +192,8 @@ def _databases(lang: str, report: RunReport) -> Section:
     rows = []
     for db in report.snapshot.databases:
         ok = db.check == "ok"
-        state = text(lang, "db_ok") if ok else text(lang, "db_bad", check=db.check)
+        state = (text(lang, "db_ok", pragma=db.check_pragma) if ok else
+                 text(lang, "db_bad", pragma=db.check_pragma, check=db.check))
         detail = text(lang, "db_detail", size=fmt_bytes(db.size, lang),
                       pages=fmt_number(db.pages, lang))
         rows.append(Row(f"{db.path}: {state}; {detail}", alert=not ok))

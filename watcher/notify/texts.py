@@ -51,8 +51,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_archive": "No se creó ningún archivo de copia.",
         # databases
         "section_databases": "Bases de datos",
-        "db_ok": "íntegra (integrity_check: ok)",
-        "db_bad": "DAÑADA (integrity_check: {check})",
+        "db_ok": "íntegra ({pragma}: ok)",
+        "db_bad": "DAÑADA ({pragma}: {check})",
         "db_detail": "{size}, {pages} páginas",
         # destinations
         "section_destinations": "Destinos",
@@ -121,8 +121,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "files_value": "{files} files, {bytes} in total",
         "no_archive": "No backup archive was created.",
         "section_databases": "Databases",
-        "db_ok": "intact (integrity_check: ok)",
-        "db_bad": "DAMAGED (integrity_check: {check})",
+        "db_ok": "intact ({pragma}: ok)",
+        "db_bad": "DAMAGED ({pragma}: {check})",
         "db_detail": "{size}, {pages} pages",
         "section_destinations": "Destinations",
         "dest_uploaded": "uploaded",
