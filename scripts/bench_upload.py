@@ -22,7 +22,7 @@ Each run also reports how many cores other processes used meanwhile (``/proc/sta
 the client's and the server's CPU): on a shared machine that, not the code, often decides
 the ratio, so the ratio is also given over the quiet runs alone (``--quiet-below``).
 
-Example (the figures in docs/benchmarks-drive.md)::
+Example (the figures in docs/benchmarks.md (part 3))::
 
     .venv/bin/python scripts/bench_upload.py --size-mib 1024 --chunk-mib 16 \
         --drop-size-mib 64 --repeat 8

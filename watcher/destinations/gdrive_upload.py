@@ -101,7 +101,7 @@ class PrefixHasher:
 
     Only md5: it is what proves Drive's copy equals the local file. The archive's sha256 was
     computed as it was written and is checked by `verify` and by every restore; hashing it
-    again here would cost a third of the upload's CPU (measured in docs/benchmarks-drive.md).
+    again here would cost a third of the upload's CPU (measured in docs/benchmarks.md (part 3)).
     """
 
     WINDOW = 4 << 20
