@@ -302,3 +302,21 @@ def test_each_copy_records_its_check_and_verify_runs_the_full_one(cfg: Config) -
     assert (db.check_pragma, db.check) == ("quick_check", "ok")
     result = verify(Path(report.snapshot.file))
     assert result.ok and result.databases[0]["check"] == "ok"
+
+
+def test_restore_as_root_gives_files_back_to_their_owners(cfg: Config, siip: Path,
+                                                          tmp_path: Path) -> None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("only root can give files to other users")
+    photo = siip / "SIIP CON FOTO" / "fotografía ñandú.jpg"
+    os.chown(photo, 4321, 4322)                    # an id with no name on this machine
+    os.chown(siip / "siip_database.db", 65534, 65534)   # the app's user, by name (nobody)
+    os.chown(siip / "static", 4321, 4322)
+    report = run_backup(cfg, trigger="manual", email=False)
+    target = tmp_path / "restored"
+    restore(Path(report.snapshot.file), target)
+    owner = lambda p: (p.lstat().st_uid, p.lstat().st_gid)  # noqa: E731
+    assert owner(target / "SIIP CON FOTO" / "fotografía ñandú.jpg") == (4321, 4322)
+    assert owner(target / "siip_database.db") == (65534, 65534)
+    assert owner(target / "static") == (4321, 4322)
+    assert owner(target / "app" / "views.py") == (0, 0)

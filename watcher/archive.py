@@ -7,6 +7,7 @@ unexpected, and ``PRAGMA integrity_check`` on each database copy.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import os
@@ -341,6 +342,7 @@ def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: boo
     written: dict[str, Path] = {}
     staged_dbs: dict[str, Path] = {}
     counters = {"files": 0, "bytes": 0}
+    owners = _Owners()
 
     def handler(info: tarfile.TarInfo, data: IO[bytes] | None) -> tuple[MemberSeen, bool]:
         name = info.name.rstrip("/") if info.isdir() else info.name
@@ -349,6 +351,7 @@ def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: boo
             staged = staging / f"db{len(staged_dbs)}"
             seen = _copy_member(data, staged)
             staged_dbs[name] = staged
+            owners.note(name, info)
             return seen, True
         if not name.startswith(FILES_PREFIX):
             return _hash_member(info, data), True
@@ -356,6 +359,7 @@ def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: boo
         if rel is None or not selected(str(rel), patterns):
             return _hash_member(info, data), True
         dest = root.joinpath(*rel.parts)
+        owners.note(dest, info)
         if info.isdir():
             _mkdir_inside(root, dest)
             dirs.append((dest, info))
@@ -386,14 +390,18 @@ def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: boo
         if dest.is_symlink() or dest.exists():
             _remove(dest)
         os.symlink(link_target, dest)
+    for member, rel_path in databases.items():
+        owners.rename(member, root.joinpath(*PurePosixPath(rel_path).parts))
+    owners.apply()
     _apply_times(result.manifest, written, dirs)
     return RestoreResult(target=root, files=counters["files"], bytes=counters["bytes"],
-                         databases=databases, problems=result.problems)
+                         databases=list(databases.values()), problems=result.problems)
 
 
 def _place_databases(manifest: Manifest, staged: dict[str, Path], root: Path,
-                     patterns: list[str], counters: dict[str, int]) -> list[str]:
-    placed: list[str] = []
+                     patterns: list[str], counters: dict[str, int]) -> dict[str, str]:
+    """Move each staged database to its place; returns member -> restored relative path."""
+    placed: dict[str, str] = {}
     for member, path in staged.items():
         rel_text = manifest.restore_path(member) or member
         rel = _safe_rel(rel_text) or _safe_rel(member)
@@ -414,8 +422,51 @@ def _place_databases(manifest: Manifest, staged: dict[str, Path], root: Path,
             os.utime(dest, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
         counters["files"] += 1
         counters["bytes"] += dest.stat().st_size
-        placed.append(str(rel))
+        placed[member] = str(rel)
     return placed
+
+
+class _Owners:
+    """Owners to give back when restoring as root, as tar does: by user and group name when
+    this machine knows the name (a new machine has other numeric ids), else by number.
+
+    Without it a project restored by root belongs to root, and the app's own user could not
+    write its database. Not root: files belong to whoever restores, and nothing is noted.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = hasattr(os, "geteuid") and os.geteuid() == 0
+        self._wanted: dict[Path | str, tuple[int, int]] = {}
+
+    def note(self, where: Path | str, info: tarfile.TarInfo) -> None:
+        if self.enabled:
+            self._wanted[where] = (_lookup_id("u", info.uname, info.uid),
+                                   _lookup_id("g", info.gname, info.gid))
+
+    def rename(self, old: str, new: Path) -> None:
+        if old in self._wanted:
+            self._wanted[new] = self._wanted.pop(old)
+
+    def apply(self) -> None:
+        for path, (uid, gid) in self._wanted.items():
+            if isinstance(path, Path):
+                with contextlib.suppress(OSError):
+                    os.lchown(path, uid, gid)
+
+
+def _lookup_id(kind: str, name: str, number: int) -> int:
+    if name:
+        try:
+            if kind == "u":
+                import pwd
+
+                return pwd.getpwnam(name).pw_uid
+            import grp
+
+            return grp.getgrnam(name).gr_gid
+        except (ImportError, KeyError):
+            pass
+    return number
 
 
 def _apply_times(manifest: Manifest, written: dict[str, Path],
