@@ -232,12 +232,14 @@ def test_disk_full_is_refused_up_front_and_mid_write(siip: Path, tmp_path: Path,
         report = run_backup(cfg, trigger="manual", email=False)
         assert report.status == "failed"
         assert "not enough free space" in report.errors[0].message
+        assert report.errors[0].cause == "disk_full"
         # with the up-front check out of the way, the disk fills while writing
         monkeypatch.setattr(snapshot_module, "_check_free_space", lambda folder, needed: None)
         (siip / "static" / "grande.bin").write_bytes(os.urandom(2_000_000))
         report = run_backup(cfg, trigger="manual", email=False)
         assert report.status == "failed"
         assert "full" in report.errors[0].message
+        assert report.errors[0].cause == "disk_full"
         assert not [p for p in local.iterdir() if p.name.endswith((".partial", ".tar.zst"))]
     finally:
         subprocess.run(["umount", str(local)], check=False)

@@ -18,12 +18,19 @@ EXIT_DESTINATION_PENDING = 3
 TRIGGERS = ("manual", "start", "interval", "change")
 
 
+#: what a failure was about, for people who do not read the technical line (the email says it
+#: in plain words in its own language): see ``cause_*`` in watcher/notify/texts.py
+CAUSES = ("source_missing", "database_missing", "database_damaged", "database_unreadable",
+          "disk_full", "write_failed", "stopped", "backup_dir")
+
+
 @dataclass
 class Problem:
-    """A warning or an error: what happened, and one line on what to do."""
+    """A warning or an error: what happened, one line on what to do, and its cause."""
 
     message: str
     hint: str = ""
+    cause: str = ""
 
 
 @dataclass

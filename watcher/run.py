@@ -59,7 +59,7 @@ def run_backup(
     try:
         store.ensure()
     except StoreError as exc:
-        report.errors.append(Problem(str(exc)))
+        report.errors.append(Problem(str(exc), cause="backup_dir"))
         report.finish(utcnow())
         return report
 
@@ -98,11 +98,11 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
         result = take_snapshot(cfg, store, now=report.started_at, progress=progress,
                                on_total=on_total, stop=stop)
     except SnapshotError as exc:
-        report.errors.append(Problem(str(exc)))
+        report.errors.append(Problem(str(exc), cause=exc.cause))
     except Aborted:
         report.errors.append(Problem("the run was stopped before the snapshot was complete; "
                                      "nothing partial was kept",
-                                     "it runs again at the next start"))
+                                     "it runs again at the next start", cause="stopped"))
     else:
         report.snapshot = result.info
         report.warnings.extend(result.warnings)

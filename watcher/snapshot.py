@@ -60,7 +60,14 @@ FREE_SPACE_MARGIN = 64 << 20
 
 
 class SnapshotError(Exception):
-    """The snapshot could not be taken; one line saying what failed and what to do."""
+    """The snapshot could not be taken; one line saying what failed and what to do.
+
+    ``cause`` is one of :data:`watcher.report.CAUSES` (or empty when none fits).
+    """
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass
@@ -88,12 +95,13 @@ def take_snapshot(
     """
     root = cfg.source.root
     if not root.is_dir():
-        raise SnapshotError(f"source.root {root} is not a folder; fix source.root in "
-                            f"the configuration")
+        raise SnapshotError(f"source.root {root} is not a folder; fix source.root in the "
+                            f"configuration", "source_missing")
     missing = [p for p in cfg.source.database_paths() if not p.is_file()]
     if missing:
         raise SnapshotError(f"database {missing[0]} not found; fix source.databases in the "
-                            f"configuration (paths are relative to source.root)")
+                            f"configuration (paths are relative to source.root)",
+                            "database_missing")
 
     summary = summarize(cfg)
     if on_total:
@@ -148,14 +156,14 @@ def take_snapshot(
         sink = None
         store.commit(partial, archive, sha256)
     except DatabaseCopyError as exc:
-        raise SnapshotError(str(exc)) from None
+        raise SnapshotError(str(exc), exc.cause) from None
     except CopyInterrupted:
         raise Aborted("the run was asked to stop") from None
     except SinkError as exc:
-        raise SnapshotError(str(exc)) from None
+        raise SnapshotError(str(exc), exc.cause) from None
     except OSError as exc:
-        raise SnapshotError(f"the snapshot failed: {exc}; check the backup dir "
-                            f"{store.dir} and the source") from None
+        raise SnapshotError(f"the snapshot failed: {exc}; check the backup dir {store.dir} "
+                            f"and the source", "write_failed") from None
     finally:
         if sink is not None:
             sink.abort()
@@ -189,8 +197,8 @@ def _check_free_space(folder: Path, needed: int) -> None:
     if free < want:
         raise SnapshotError(
             f"not enough free space in {folder}: the snapshot may need {_mb(want)} and "
-            f"{_mb(free)} is free; free space there or lower the retention.keep_* settings"
-        )
+            f"{_mb(free)} is free; free space there or lower the retention.keep_* settings",
+            "disk_full")
 
 
 def _mb(n: int) -> str:

@@ -30,7 +30,12 @@ DAMAGED_ERRORS = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
 
 
 class DatabaseCopyError(Exception):
-    """A source database is missing, unreadable or corrupt; the message names it."""
+    """A source database is missing, unreadable or corrupt; the message names it and
+    ``cause`` says which (see :data:`watcher.report.CAUSES`)."""
+
+    def __init__(self, message: str, cause: str = "database_unreadable") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def copy_database(source: Path, target: Path, *, busy_timeout: float = 60.0,
     if not source.is_file():
         raise DatabaseCopyError(
             f"database {source} not found; fix source.databases in the configuration "
-            f"(paths are relative to source.root)"
+            f"(paths are relative to source.root)", "database_missing"
         )
     target.unlink(missing_ok=True)
     try:
@@ -88,7 +93,7 @@ def copy_database(source: Path, target: Path, *, busy_timeout: float = 60.0,
         if exc.sqlite_errorname in DAMAGED_ERRORS:
             raise DatabaseCopyError(
                 f"database {source} is damaged ({exc}); restore it from a previous snapshot "
-                f"or repair it with sqlite3 .recover"
+                f"or repair it with sqlite3 .recover", "database_damaged"
             ) from None
         raise DatabaseCopyError(
             f"database {source} could not be copied: {exc}; check that the service user can "
@@ -135,7 +140,8 @@ def _check(source: Path, copy: Path, stop: threading.Event | None) -> DatabaseCo
     if result != "ok":
         raise DatabaseCopyError(
             f"database {source} failed PRAGMA {CHECK_PRAGMA} ({result}); the source is "
-            f"damaged: restore it from a previous snapshot or repair it with sqlite3 .recover"
+            f"damaged: restore it from a previous snapshot or repair it with sqlite3 .recover",
+            "database_damaged"
         )
     return DatabaseCopy(source=source, copy=copy, pages=pages, page_size=page_size,
                         size=copy.stat().st_size, check=result, check_pragma=CHECK_PRAGMA)

@@ -197,7 +197,12 @@ class StoredFrameWriter:
 
 
 class SinkError(Exception):
-    """Writing the archive failed (disk full, I/O error); the message says what to do."""
+    """Writing the archive failed (disk full, I/O error); the message says what to do and
+    ``cause`` which (see :data:`watcher.report.CAUSES`)."""
+
+    def __init__(self, message: str, cause: str = "write_failed") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class CompressedSink:
@@ -398,7 +403,7 @@ class CompressedSink:
     def _as_sink_error(self, exc: BaseException) -> SinkError:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return SinkError(f"the disk holding {self.path.parent} is full; free space there or "
-                             f"lower the retention.keep_* settings, then run again")
+                             f"lower the retention.keep_* settings, then run again", "disk_full")
         if isinstance(exc, OSError):
             return SinkError(f"writing {self.path} failed: {exc.strerror or exc}")
         return SinkError(f"compressing the archive failed: {exc}")

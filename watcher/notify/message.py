@@ -19,7 +19,7 @@ from watcher import __version__
 from watcher.config import Config
 from watcher.notify import policy
 from watcher.notify.texts import SUBJECT_STATUS, TEXTS, text
-from watcher.report import Problem, RunReport
+from watcher.report import CAUSES, Problem, RunReport
 
 # --- layout ---------------------------------------------------------------------------------
 
@@ -109,7 +109,9 @@ def report_body(cfg: Config, report: RunReport, kind: str, *, host: str) -> Body
     if report.status == "failed":
         lead.append(text(lang, "lead_failed", name=name))
         first = report.errors[0] if report.errors else Problem(text(lang, "failed_unknown"))
-        lead.append(text(lang, "what_failed", message=first.message))
+        # in plain words when the cause is known; the technical line is under the errors
+        plain = text(lang, f"cause_{first.cause}") if first.cause in CAUSES else first.message
+        lead.append(text(lang, "what_failed", message=plain))
         if first.hint:
             lead.append(text(lang, "what_to_do", hint=first.hint))
     else:

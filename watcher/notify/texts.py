@@ -20,6 +20,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "lead_failed": 'La copia de seguridad de "{name}" FALLÓ: no se creó ninguna copia nueva.',
         "lead_recovery": 'Las copias de seguridad de "{name}" vuelven a funcionar: esta es la '
                          "primera copia correcta después de uno o más fallos.",
+        # what a failure was about, in plain words (watcher.report.CAUSES); the technical
+        # line follows under "Errores"
+        "cause_source_missing": "no se encuentra la carpeta del proyecto que hay que copiar.",
+        "cause_database_missing": "no se encuentra la base de datos que hay que copiar.",
+        "cause_database_damaged": "la base de datos está dañada; no se guardó una copia "
+                                  "dañada. Avise al administrador cuanto antes.",
+        "cause_database_unreadable": "no se pudo leer la base de datos.",
+        "cause_disk_full": "no queda espacio en el disco donde se guardan las copias.",
+        "cause_write_failed": "no se pudo escribir el archivo de copia en el disco.",
+        "cause_stopped": "el servicio se detuvo antes de terminar la copia; se repetirá al "
+                         "volver a arrancar.",
+        "cause_backup_dir": "no se puede usar la carpeta donde se guardan las copias.",
         "what_failed": "Qué falló: {message}",
         "what_to_check": "Qué revisar: {message}",
         "what_to_do": "Qué hacer: {hint}",
@@ -93,6 +105,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "lead_failed": 'The backup of "{name}" FAILED: no new backup was made.',
         "lead_recovery": 'Backups of "{name}" are working again: this is the first good backup '
                          "after one or more failures.",
+        # what a failure was about, in plain words (watcher.report.CAUSES); the technical
+        # line follows under "Errors"
+        "cause_source_missing": "the project folder to back up cannot be found.",
+        "cause_database_missing": "the database to back up cannot be found.",
+        "cause_database_damaged": "the database is damaged; no damaged copy was stored. Tell "
+                                  "the administrator at once.",
+        "cause_database_unreadable": "the database could not be read.",
+        "cause_disk_full": "the disk that holds the backups is full.",
+        "cause_write_failed": "the backup file could not be written to disk.",
+        "cause_stopped": "the service stopped before the backup was complete; it runs again "
+                         "at the next start.",
+        "cause_backup_dir": "the folder that holds the backups cannot be used.",
         "what_failed": "What failed: {message}",
         "what_to_check": "What to check: {message}",
         "what_to_do": "What to do: {hint}",
