@@ -93,6 +93,8 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: Any) -> None:
+    from watcher.run import seconds
+
     out = sys.stdout
     if report.snapshot is None:
         out.write(f"Backup FAILED: {report.errors[0].message if report.errors else 'unknown'}\n")
@@ -104,7 +106,7 @@ def _print_report(report: Any) -> None:
     out.write(f"Snapshot {s.id} stored ({report.status}).\n")
     out.write(f"  archive : {s.file}\n")
     out.write(f"  size    : {s.size:,} bytes from {s.bytes_in:,} (ratio {s.ratio:.2f}), "
-              f"{s.files:,} files, {report.duration:.1f} s\n")
+              f"{s.files:,} files, {seconds(report.duration)}\n")
     for db in s.databases:
         out.write(f"  database: {db.path} ({db.pages:,} pages) {db.check_pragma} {db.check}\n")
     for d in report.destinations:

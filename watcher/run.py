@@ -188,10 +188,10 @@ def summary_line(report: RunReport) -> str:
     """The one line per run an admin reads in the journal."""
     if report.snapshot is None:
         first = report.errors[0].message if report.errors else "no snapshot was stored"
-        return f"backup FAILED after {report.duration:.1f}s: {first}"
+        return f"backup FAILED after {seconds(report.duration)}: {first}"
     s = report.snapshot
     parts = [f"backup {report.status.upper()}: {Path(s.file).name}", _size(s.size),
-             f"{s.files} files", f"ratio {s.ratio:.2f}", f"{report.duration:.1f}s"]
+             f"{s.files} files", f"ratio {s.ratio:.2f}", seconds(report.duration)]
     for d in report.destinations:
         parts.append(f"{d.name} {d.state}")
     if report.warnings:
@@ -199,6 +199,11 @@ def summary_line(report: RunReport) -> str:
     if report.pruned:
         parts.append(f"pruned {len(report.pruned)}")
     return ", ".join(parts)
+
+
+def seconds(value: float) -> str:
+    """A duration for a log line: small runs keep their hundredths, not "0.0s"."""
+    return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
 
 
 def _size(n: int) -> str:
