@@ -113,7 +113,7 @@ def run_demo(base: Path) -> int:
         out.write(f"demo backup FAILED: {report.errors[0].message}\n")
         return report.exit_code
     s = report.snapshot
-    c = f"siip-watcher -c {config_path}"
+    c = f"{_command()} -c {config_path}"
     out.write(
         f"\nDemo project : {cfg.source.root}\n"
         f"Archive      : {s.file}\n"
@@ -130,3 +130,14 @@ def run_demo(base: Path) -> int:
 
 def _check_line(databases: list[DatabaseResult]) -> str:
     return ", ".join(f"{d.check_pragma} {d.check}" for d in databases) or "-"
+
+
+def _command() -> str:
+    """How to call siip-watcher from the user's shell: plain when it is on PATH, else the
+    venv's script (scripts/demo does not activate the venv)."""
+    import shutil
+
+    if shutil.which("siip-watcher"):
+        return "siip-watcher"
+    script = Path(sys.executable).parent / "siip-watcher"
+    return str(script) if script.exists() else f"{sys.executable} -m watcher"
