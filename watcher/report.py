@@ -138,6 +138,16 @@ class RunReport:
         return _jsonable(data)
 
 
+def human_size(n: int) -> str:
+    """Bytes for a log line or `status`: 1000-based, one decimal ("48.2 MB")."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()

@@ -20,7 +20,7 @@ from watcher.destinations.base import Destination
 from watcher.inventory import reconcile
 from watcher.lock import LOCK_FILE, FileLock, LockBusy
 from watcher.prune import prune
-from watcher.report import DestinationResult, Problem, RunReport
+from watcher.report import DestinationResult, Problem, RunReport, human_size
 from watcher.snapshot import Aborted, SnapshotError, take_snapshot
 from watcher.store import LocalStore, StoreError
 
@@ -110,7 +110,7 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
                              duration=(utcnow() - report.started_at).total_seconds(),
                              fingerprint=result.fingerprint)
         log.info("stored %s (%s, %d files, %d databases checked ok)", Path(result.info.file).name,
-                 _size(result.info.size), result.info.files, len(result.info.databases))
+                 human_size(result.info.size), result.info.files, len(result.info.databases))
 
     destinations = _destinations(cfg, report)
     try:
@@ -190,7 +190,7 @@ def summary_line(report: RunReport) -> str:
         first = report.errors[0].message if report.errors else "no snapshot was stored"
         return f"backup FAILED after {seconds(report.duration)}: {first}"
     s = report.snapshot
-    parts = [f"backup {report.status.upper()}: {Path(s.file).name}", _size(s.size),
+    parts = [f"backup {report.status.upper()}: {Path(s.file).name}", human_size(s.size),
              f"{s.files} files", f"ratio {s.ratio:.2f}", seconds(report.duration)]
     for d in report.destinations:
         parts.append(f"{d.name} {d.state}")
@@ -205,10 +205,3 @@ def seconds(value: float) -> str:
     """A duration for a log line: small runs keep their hundredths, not "0.0s"."""
     return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"

@@ -17,6 +17,7 @@ from typing import Any
 from watcher.catalog import CATALOG_FILE, utcnow
 from watcher.config import Config
 from watcher.lock import SERVICE_LOCK_FILE, FileLock
+from watcher.report import human_size
 from watcher.service_state import read_state
 
 
@@ -174,7 +175,7 @@ def format_status(data: dict[str, Any], *, now: datetime | None = None) -> str:
         if run.get("archive"):
             parts.append(run["archive"])
         if run.get("size") is not None:
-            parts.append(_size(run["size"]))
+            parts.append(human_size(run["size"]))
         if run.get("duration_seconds") is not None:
             parts.append(f"{run['duration_seconds']:.1f} s")
         lines.append(("last run", ", ".join(parts)))
@@ -246,11 +247,3 @@ def _span(seconds: float) -> str:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
 
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"

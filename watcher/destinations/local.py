@@ -73,19 +73,11 @@ class LocalFolderDestination(Destination):
             raise DestinationError(f"cannot read the local archive {archive}: "
                                    f"{exc.strerror or exc}", retryable=False) from None
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
-        for fresh in (False, True):
-            digest = self._copy(archive, partial, size, fresh=fresh, save_state=save_state,
-                                progress=progress)
-            if digest == sha256:
-                break
-            partial.unlink(missing_ok=True)
-            if fresh:
-                raise DestinationError(
-                    f"the local archive {archive.name} does not match its sha256; it may be "
-                    f"damaged: run `siip-watcher verify {snapshot_id}`", retryable=False)
-            # a resumed .partial may hold bytes of an older attempt: start over once
-            log.info("%s: copy of %s did not verify after resuming; copying again",
-                     self.name, snapshot_id)
+        self._copy_verified(archive, partial, size, sha256, save_state=save_state,
+                            progress=progress,
+                            mismatch=f"the local archive {archive.name} does not match its "
+                                     f"sha256; it may be damaged: run `siip-watcher verify "
+                                     f"{snapshot_id}`")
 
         sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
         try:
@@ -99,6 +91,25 @@ class LocalFolderDestination(Destination):
         if save_state:
             save_state({})
         return self._remote(final, sha256)
+
+    def _copy_verified(self, source: Path, partial: Path, size: int, expected: str | None, *,
+                       save_state: Callable[[dict[str, Any]], None] | None,
+                       progress: ProgressFn | None, mismatch: str) -> None:
+        """Copy ``source`` to ``partial`` (resuming it) until its sha256 is ``expected``.
+
+        A resumed ``.partial`` may hold bytes of an older attempt: on a mismatch it starts
+        over once from scratch, and a second mismatch means the source itself is damaged.
+        """
+        for fresh in (False, True):
+            digest = self._copy(source, partial, size, fresh=fresh, save_state=save_state,
+                                progress=progress)
+            if expected is None or digest == expected:
+                return
+            partial.unlink(missing_ok=True)
+            if fresh:
+                raise DestinationError(mismatch, retryable=False)
+            log.info("%s: copy of %s did not verify after resuming; copying again",
+                     self.name, source.name)
 
     def _copy(self, archive: Path, partial: Path, size: int, *, fresh: bool,
               save_state: Callable[[dict[str, Any]], None] | None,
@@ -178,16 +189,10 @@ class LocalFolderDestination(Destination):
         except OSError as exc:
             raise DestinationError(f"the copy {source} is not readable: "
                                    f"{exc.strerror or exc}", retryable=False) from None
-        for fresh in (False, True):
-            digest = self._copy(source, partial, size, fresh=fresh, save_state=None,
-                                progress=progress)
-            if remote.sha256 is None or digest == remote.sha256:
-                break
-            partial.unlink(missing_ok=True)
-            if fresh:
-                raise DestinationError(
-                    f"the copy {source} does not match its sha256; it is damaged, restore "
-                    f"another snapshot", retryable=False)
+        self._copy_verified(source, partial, size, remote.sha256, save_state=None,
+                            progress=progress,
+                            mismatch=f"the copy {source} does not match its sha256; it is "
+                                     f"damaged, restore another snapshot")
         os.replace(partial, target)
         fsync_dir(target.parent)
         return target
