@@ -513,15 +513,17 @@ def test_real_idle_tree_gives_no_run_over_several_intervals(real: Any) -> None:
 
 
 def test_real_trickle_that_is_never_quiet_runs_by_max_delay(real: Any) -> None:
-    svc, root, _ = real(heavy_change_events=5, debounce_seconds=1.0, max_delay_seconds=3.0)
+    # debounce well above the write period, so a loaded machine that stalls the writer for a
+    # moment still never gives the tree a quiet debounce
+    svc, root, _ = real(heavy_change_events=5, debounce_seconds=2.5, max_delay_seconds=4.0)
     svc.wait_for("backup OK")
     deadline = time.monotonic() + 60
     i = 0
-    # a write every 0.2 s is never 1 s quiet: only max_delay_seconds can start the run
+    # a write every 0.1 s is never 2.5 s quiet: only max_delay_seconds can start the run
     while svc.count("backup starting: trigger change") == 0:
         (root / "static" / "trickle.txt").write_text(str(i))
         i += 1
-        time.sleep(0.2)
+        time.sleep(0.1)
         assert time.monotonic() < deadline, svc.log()
     assert "changes still coming" in svc.log()
     assert svc.stop() == 0
