@@ -1,30 +1,27 @@
-"""Read, verify and extract archives, streaming: one pass, memory independent of size.
+"""Read and verify archives, streaming: one pass, memory independent of size.
 
 Every check that matters for a restore is made: the file's sha256 against its sidecar, the zstd
-frame checksums, every member's sha256 and size against the manifest, no member missing or
-unexpected, and ``PRAGMA integrity_check`` on each database copy.
+frame checksums, every member's sha256 and size against the manifest, no member missing,
+unexpected or present twice, and ``PRAGMA integrity_check`` on each database copy. Writing an
+archive back to disk is ``watcher.restore``'s job.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
 import hashlib
 import os
-import shutil
 import sqlite3
-import stat
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
 
 import zstandard
 
 from watcher.archive_files import file_sha256, read_sidecar
-from watcher.manifest import DATABASES_PREFIX, FILES_PREFIX, MANIFEST_MEMBER, Manifest
+from watcher.manifest import DATABASES_PREFIX, MANIFEST_MEMBER, Manifest
 
 READ_CHUNK = 1 << 20
 ProgressFn = Callable[[int], None]
@@ -123,11 +120,18 @@ def scan(path: Path, handler: MemberHandler | None = None,
                     if name == MANIFEST_MEMBER and data is not None:
                         manifest_raw = data.read()
                         continue
+                    key = name.rstrip("/")
+                    if key in seen:
+                        # tar lets a later member replace an earlier one (a folder by a
+                        # link, say); a snapshot never has two, so it is damage or an attack
+                        raise ArchiveError(f"{path.name}: member {key!r} appears twice (a "
+                                           f"damaged or hostile archive); use another "
+                                           f"snapshot")
                     if handler is not None:
                         member, _ = handler(info, data)
                     else:
-                        member = _hash_member(info, data)
-                    seen[name.rstrip("/") if info.isdir() else name] = member
+                        member = hash_member(info, data)
+                    seen[key] = member
                 # read what follows the tar end so the whole file is hashed
                 while stream.read(READ_CHUNK):
                     pass
@@ -149,7 +153,8 @@ def scan(path: Path, handler: MemberHandler | None = None,
     return result
 
 
-def _hash_member(info: tarfile.TarInfo, data: IO[bytes] | None) -> MemberSeen:
+def hash_member(info: tarfile.TarInfo, data: IO[bytes] | None) -> MemberSeen:
+    """What a member is, reading and hashing its content when it has some."""
     if info.issym():
         return MemberSeen("symlink", 0, target=info.linkname)
     if info.isdir():
@@ -225,7 +230,7 @@ def verify(archive: Path, *, work_dir: Path | None = None,
                 seen = _copy_member(data, target)
                 db_files[info.name] = target
                 return seen, True
-            return _hash_member(info, data), True
+            return hash_member(info, data), True
 
         try:
             result = scan(archive, handler, progress)
@@ -265,242 +270,22 @@ def integrity_check(db_path: Path) -> str:
 
 
 def _copy_member(data: IO[bytes], target: Path, mode: int = 0o600) -> MemberSeen:
-    digest = hashlib.sha256()
-    size = 0
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0),
                  mode)
     try:
-        while chunk := data.read(READ_CHUNK):
-            digest.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-            size += len(chunk)
+        return copy_stream(data, fd)
     finally:
         os.close(fd)
+
+
+def copy_stream(data: IO[bytes], fd: int) -> MemberSeen:
+    """Copy a member's content to the open file ``fd``, hashing it on the way."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := data.read(READ_CHUNK):
+        digest.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+        size += len(chunk)
     return MemberSeen("file", size, digest.hexdigest())
-
-
-# --- restore --------------------------------------------------------------------------------
-
-
-@dataclass
-class RestoreResult:
-    """What a restore wrote."""
-
-    target: Path
-    files: int
-    bytes: int
-    databases: list[str]
-    problems: list[str]
-
-
-def _safe_rel(rel: str) -> PurePosixPath | None:
-    """A relative path that stays inside the target, or None for a hostile one."""
-    p = PurePosixPath(rel)
-    if p.is_absolute() or not p.parts or any(part in ("..", "") for part in p.parts):
-        return None
-    if any("\\" in part or ":" in part[:2] for part in p.parts):
-        return None
-    return p
-
-
-def selected(rel: str, patterns: Iterable[str]) -> bool:
-    """``--only`` matching: a glob on the restored path, or on any of its parent folders."""
-    pats = list(patterns)
-    if not pats:
-        return True
-    parts = PurePosixPath(rel).parts
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(fnmatch.fnmatchcase(c, pat.strip("/")) for pat in pats for c in candidates)
-
-
-def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: bool = False,
-            progress: ProgressFn | None = None,
-            expected_sha256: str | None = None) -> RestoreResult:
-    """Extract ``archive`` into ``target`` as a runnable project folder.
-
-    Checks the archive's sha256 first (against ``expected_sha256`` or the sidecar), then
-    extracts in one pass, checking every member against the manifest. Databases go back to
-    their relative paths (absolute ones under ``databases/``). Links are made last and never
-    followed while extracting, so a hostile archive cannot write outside ``target``.
-    """
-    patterns = list(only)
-    if target.exists() and any(target.iterdir()) and not force:
-        raise ArchiveError(f"{target} is not empty; choose an empty folder or add --force to "
-                           f"restore over it")
-    if expected_sha256 is None:
-        check_sidecar(archive)
-    elif file_sha256(archive) != expected_sha256:
-        raise ArchiveError(f"{archive.name} does not match its recorded sha256; it is "
-                           f"damaged: use another snapshot")
-    target.mkdir(parents=True, exist_ok=True)
-    root = target.resolve()
-    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=root))
-    links: list[tuple[Path, str]] = []
-    dirs: list[tuple[Path, tarfile.TarInfo]] = []
-    written: dict[str, Path] = {}
-    staged_dbs: dict[str, Path] = {}
-    counters = {"files": 0, "bytes": 0}
-    owners = _Owners()
-
-    def handler(info: tarfile.TarInfo, data: IO[bytes] | None) -> tuple[MemberSeen, bool]:
-        name = info.name.rstrip("/") if info.isdir() else info.name
-        if name.startswith(DATABASES_PREFIX) and data is not None:
-            # where it goes is in the manifest, which comes last: stage it
-            staged = staging / f"db{len(staged_dbs)}"
-            seen = _copy_member(data, staged)
-            staged_dbs[name] = staged
-            owners.note(name, info)
-            return seen, True
-        if not name.startswith(FILES_PREFIX):
-            return _hash_member(info, data), True
-        rel = _safe_rel(name[len(FILES_PREFIX):])
-        if rel is None or not selected(str(rel), patterns):
-            return _hash_member(info, data), True
-        dest = root.joinpath(*rel.parts)
-        owners.note(dest, info)
-        if info.isdir():
-            _mkdir_inside(root, dest)
-            dirs.append((dest, info))
-            return MemberSeen("dir", 0), True
-        if info.issym():
-            links.append((dest, info.linkname))
-            written[name] = dest
-            return MemberSeen("symlink", 0, target=info.linkname), True
-        if data is None:
-            return _hash_member(info, data), True
-        _mkdir_inside(root, dest.parent)
-        if dest.is_symlink() or dest.is_dir():
-            _remove(dest)
-        seen = _copy_member(data, dest, 0o600)
-        os.chmod(dest, info.mode & 0o7777)
-        written[name] = dest
-        counters["files"] += 1
-        counters["bytes"] += seen.size
-        return seen, True
-
-    try:
-        result = scan(archive, handler, progress)
-        databases = _place_databases(result.manifest, staged_dbs, root, patterns, counters)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for dest, link_target in links:
-        _mkdir_inside(root, dest.parent)
-        if dest.is_symlink() or dest.exists():
-            _remove(dest)
-        os.symlink(link_target, dest)
-    for member, rel_path in databases.items():
-        owners.rename(member, root.joinpath(*PurePosixPath(rel_path).parts))
-    owners.apply()
-    _apply_times(result.manifest, written, dirs)
-    return RestoreResult(target=root, files=counters["files"], bytes=counters["bytes"],
-                         databases=list(databases.values()), problems=result.problems)
-
-
-def _place_databases(manifest: Manifest, staged: dict[str, Path], root: Path,
-                     patterns: list[str], counters: dict[str, int]) -> dict[str, str]:
-    """Move each staged database to its place; returns member -> restored relative path."""
-    placed: dict[str, str] = {}
-    for member, path in staged.items():
-        rel_text = manifest.restore_path(member) or member
-        rel = _safe_rel(rel_text) or _safe_rel(member)
-        if rel is None or not selected(str(rel), patterns):
-            continue
-        dest = root.joinpath(*rel.parts)
-        _mkdir_inside(root, dest.parent)
-        for suffix in ("-wal", "-shm", "-journal"):
-            # stale side files beside a restored database would be replayed into it
-            Path(str(dest) + suffix).unlink(missing_ok=True)
-        if dest.is_symlink() or dest.is_dir():
-            _remove(dest)
-        os.replace(path, dest)
-        entry = manifest.members.get(member, {})
-        if "mode" in entry:
-            os.chmod(dest, int(entry["mode"]))
-        if "mtime_ns" in entry:
-            os.utime(dest, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
-        counters["files"] += 1
-        counters["bytes"] += dest.stat().st_size
-        placed[member] = str(rel)
-    return placed
-
-
-class _Owners:
-    """Owners to give back when restoring as root, as tar does: by user and group name when
-    this machine knows the name (a new machine has other numeric ids), else by number.
-
-    Without it a project restored by root belongs to root, and the app's own user could not
-    write its database. Not root: files belong to whoever restores, and nothing is noted.
-    """
-
-    def __init__(self) -> None:
-        self.enabled = hasattr(os, "geteuid") and os.geteuid() == 0
-        self._wanted: dict[Path | str, tuple[int, int]] = {}
-
-    def note(self, where: Path | str, info: tarfile.TarInfo) -> None:
-        if self.enabled:
-            self._wanted[where] = (_lookup_id("u", info.uname, info.uid),
-                                   _lookup_id("g", info.gname, info.gid))
-
-    def rename(self, old: str, new: Path) -> None:
-        if old in self._wanted:
-            self._wanted[new] = self._wanted.pop(old)
-
-    def apply(self) -> None:
-        for path, (uid, gid) in self._wanted.items():
-            if isinstance(path, Path):
-                with contextlib.suppress(OSError):
-                    os.lchown(path, uid, gid)
-
-
-def _lookup_id(kind: str, name: str, number: int) -> int:
-    if name:
-        try:
-            if kind == "u":
-                import pwd
-
-                return pwd.getpwnam(name).pw_uid
-            import grp
-
-            return grp.getgrnam(name).gr_gid
-        except (ImportError, KeyError):
-            pass
-    return number
-
-
-def _apply_times(manifest: Manifest, written: dict[str, Path],
-                 dirs: list[tuple[Path, tarfile.TarInfo]]) -> None:
-    for name, dest in written.items():
-        entry = manifest.members.get(name)
-        if entry and "mtime_ns" in entry and not dest.is_symlink():
-            os.utime(dest, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
-    for dest, info in reversed(dirs):  # deepest last-created first: children don't touch it
-        entry = manifest.members.get(info.name.rstrip("/")) or manifest.members.get(info.name)
-        try:
-            os.chmod(dest, info.mode & 0o7777 | stat.S_IRWXU)
-            if entry and "mtime_ns" in entry:
-                os.utime(dest, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
-        except OSError:
-            pass
-
-
-def _mkdir_inside(root: Path, folder: Path) -> None:
-    """Create ``folder`` refusing any existing symlink on the way (no writes outside root)."""
-    rel = folder.relative_to(root)
-    current = root
-    for part in rel.parts:
-        current = current / part
-        if current.is_symlink():
-            raise ArchiveError(f"refusing to write through the symlink {current}")
-        if not current.is_dir():
-            if current.exists():
-                current.unlink()
-            current.mkdir(mode=0o700)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()

@@ -271,26 +271,21 @@ def _remote_list(cfg: Config, source: str) -> list[Any]:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from watcher.archive import restore
+    from watcher.restore import restore, target_problem
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
     target = Path(args.to).expanduser()
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"{target} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not args.force:
-        raise UsageError(f"{target} is not empty; choose an empty folder or add --force")
+    # checked before any download; restore() checks again
+    problem = target_problem(target, args.force)
+    if problem:
+        raise UsageError(problem)
     with _fetched(cfg, args.source, args.id) as (sid, path, sha), \
             _progress(True, f"restore {sid}") as (update, total):
         if total:
             total(path.stat().st_size)
         result = restore(path, target, only=args.only or [], force=args.force,
                          progress=update, expected_sha256=sha)
-    if result.problems:
-        print(f"Restored {sid} into {result.target} WITH PROBLEMS:")
-        for p in result.problems[:20]:
-            print(f"  - {p}")
-        return EXIT_RUN_FAILED
     print(f"Restored {sid} into {result.target}: {result.files:,} files, "
           f"{result.bytes:,} bytes.")
     for db in result.databases:
