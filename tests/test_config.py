@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO, write_config
-from watcher.config import ConfigError, from_mapping, load, read_secret
+from watcher.config import (
+    NUMBER_RANGES,
+    SECTIONS,
+    ConfigError,
+    from_mapping,
+    load,
+    read_secret,
+)
 from watcher.starter import starter_toml
 
 
@@ -37,12 +46,12 @@ def base(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     ({"schedule": {"interval_hour": 24}}, ["schedule.interval_hour", "interval_hours"]),
     ({"sourc": {"root": "/x"}}, ["sourc"]),
     ({"schedule": {"interval_hours": "24"}}, ["schedule.interval_hours", "a number"]),
-    ({"schedule": {"interval_hours": -1}}, ["schedule.interval_hours", "above 0"]),
+    ({"schedule": {"interval_hours": -1}}, ["schedule.interval_hours", "one second"]),
     ({"schedule": {"enabled": "yes"}}, ["schedule.enabled", "true or false"]),
     ({"schedule": {"debounce_seconds": 600, "max_delay_seconds": 60}},
      ["schedule.max_delay_seconds", "debounce_seconds"]),
     ({"source": {"databases": "siip.db"}}, ["source.databases", "list of strings"]),
-    ({"retention": {"keep_last": 0}}, ["retention.keep_last", "1 or more"]),
+    ({"retention": {"keep_last": 0}}, ["retention.keep_last", "1 to 10000"]),
     ({"compression": {"level": 40}}, ["compression.level", "-7 to 22"]),
     ({"email": {"security": "tls"}}, ["email.security", "'starttls'"]),
     ({"email": {"language": "fr"}}, ["email.language"]),
@@ -57,6 +66,74 @@ def test_bad_values_name_the_key_and_what_is_expected(tmp_path: Path, sections: 
     message = bad(base(tmp_path, **sections), tmp_path)
     for name in names:
         assert name in message, message
+
+
+# the examples: each passed `config check` and then broke `start`
+BROKEN_NUMBERS = [
+    ("schedule", "interval_hours", "inf"),
+    ("schedule", "interval_hours", "1e-300"),   # ZeroDivisionError in the scheduling job
+    ("schedule", "debounce_seconds", "nan"),
+    ("schedule", "max_delay_seconds", "inf"),
+    ("schedule", "stop_timeout_seconds", "nan"),
+    ("email", "timeout_seconds", "nan"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), BROKEN_NUMBERS)
+def test_numbers_that_would_break_start_are_refused_by_config_check(
+        tmp_path: Path, siip: Path, capsys: pytest.CaptureFixture[str], section: str, key: str,
+        value: str) -> None:
+    from watcher.cli import main
+
+    path = write_config(tmp_path / "c.toml", siip, tmp_path / "b",
+                        f"[{section}]\n{key} = {value}\n")
+    assert main(["-c", str(path), "config", "check"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert str(path) in line and f"{section}.{key}: expected " in line, line
+    assert line.endswith(f"got {float(value)!r}"), line
+
+
+@pytest.mark.parametrize(("section", "key", "value"), BROKEN_NUMBERS)
+def test_numbers_from_the_environment_are_checked_the_same_way(
+        tmp_path: Path, section: str, key: str, value: str) -> None:
+    var = f"SIIP_WATCHER_{section.upper()}_{key.upper()}"
+    message = bad(base(tmp_path), tmp_path, {var: value})
+    assert f"{section}.{key}: expected " in message
+
+
+def numeric_keys() -> list[str]:
+    return [f"{section}.{f.name}" for section, cls in SECTIONS.items() for f in fields(cls)
+            if str(f.type) in ("int", "float")]
+
+
+def test_every_numeric_key_has_its_own_range() -> None:
+    assert sorted(numeric_keys()) == sorted(NUMBER_RANGES)
+
+
+@pytest.mark.parametrize("dotted", numeric_keys())
+def test_each_range_accepts_its_ends_and_refuses_what_lies_beyond(tmp_path: Path,
+                                                                  dotted: str) -> None:
+    section, key = dotted.split(".")
+    rng = NUMBER_RANGES[dotted]
+    is_int = next(str(f.type) for f in fields(SECTIONS[section]) if f.name == key) == "int"
+    step = 1 if is_int else 1e-9
+    # max_delay_seconds may not be below debounce_seconds: keep that rule out of the way
+    extra = {"schedule.max_delay_seconds": {"debounce_seconds": 0},
+             "schedule.debounce_seconds": {"max_delay_seconds": 604_800}}.get(dotted, {})
+    for ok in (rng.low, rng.high):
+        value = int(ok) if is_int else ok
+        cfg = from_mapping(base(tmp_path, **{section: {key: value, **extra}}),
+                           source=tmp_path / "c.toml", environ={})
+        assert getattr(getattr(cfg, section), key) == value
+    outside = [rng.low - step, rng.high + step]
+    if not is_int:
+        outside += [math.inf, -math.inf, math.nan]
+    for value in outside:
+        raw = base(tmp_path, **{section: {key: int(value) if is_int else value, **extra}})
+        message = bad(raw, tmp_path)
+        assert f"{dotted}: expected {rng.expected}, got" in message
 
 
 def test_missing_source_root_is_reported(tmp_path: Path) -> None:

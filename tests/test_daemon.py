@@ -210,7 +210,7 @@ def test_light_changes_wait_for_the_interval(siip: Path, tmp_path: Path,
 def test_idle_tree_gives_no_run_over_several_intervals(siip: Path, tmp_path: Path,
                                                        services: Any,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    cfg = svc_config(siip, tmp_path / "backups", interval_hours=0.5 / 3600)
+    cfg = svc_config(siip, tmp_path / "backups", interval_hours=1 / 3600)
     fake = FakeRun(cfg)
     with caplog.at_level("INFO", logger="watcher.daemon"):
         svc = services(cfg, fake)
@@ -243,7 +243,7 @@ def test_own_writes_into_a_backup_dir_inside_the_tree_never_trigger(
         siip: Path, services: Any, caplog: pytest.LogCaptureFixture) -> None:
     # one counted event would be enough for a run, within 0.1 s or at the next interval
     cfg = svc_config(siip, siip / "backups", heavy_change_events=1, debounce_seconds=0.1,
-                     interval_hours=0.5 / 3600)
+                     interval_hours=1 / 3600)
     fake = FakeRun(cfg)
     with caplog.at_level("INFO", logger="watcher.daemon"):
         svc = services(cfg, fake)
@@ -505,7 +505,7 @@ def test_real_burst_gives_one_run_and_own_writes_never_trigger(real: Any,
 
 
 def test_real_idle_tree_gives_no_run_over_several_intervals(real: Any) -> None:
-    svc, _, _ = real(interval_hours=0.5 / 3600)
+    svc, _, _ = real(interval_hours=1 / 3600)
     svc.wait_for("backup OK")
     svc.wait_for("interval backup skipped", 4)
     assert svc.stop() == 0

@@ -9,6 +9,7 @@ environment variable ``SIIP_WATCHER_<SECTION>_<KEY>`` (``SIIP_WATCHER_NAME`` for
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import stat
@@ -162,6 +163,41 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("log", "level"): ("debug", "info", "warning", "error"),
 }
 EMAIL_EVENTS = ("success", "warning", "failure", "recovery")
+
+
+@dataclass(frozen=True)
+class NumberRange:
+    """The values a numeric key accepts (both ends included) and how to say so."""
+
+    low: float
+    high: float
+    expected: str
+
+
+#: Every int and float key, checked in one place (:func:`check_number`). A number TOML accepts
+#: can still stop the service later (inf hours overflow a timedelta, 1e-300 hours divides by
+#: zero in the scheduler, nan compares false with everything), so each gets finite bounds that
+#: cover any sensible setting. The ranges are also listed in config/siip-watcher.example.toml.
+NUMBER_RANGES: dict[str, NumberRange] = {
+    "schedule.interval_hours": NumberRange(
+        1 / 3600, 744, "hours from one second (1/3600) to 744 (31 days); fractions allowed"),
+    "schedule.debounce_seconds": NumberRange(0, 86_400, "0 to 86400 seconds (one day)"),
+    "schedule.max_delay_seconds": NumberRange(0, 604_800, "0 to 604800 seconds (one week)"),
+    "schedule.heavy_change_events": NumberRange(1, 10_000_000, "1 to 10000000 changes"),
+    "schedule.stop_timeout_seconds": NumberRange(0, 3600, "0 to 3600 seconds (one hour)"),
+    "retention.keep_last": NumberRange(
+        1, 10_000, "1 to 10000 (the newest snapshot is always kept)"),
+    "retention.keep_daily": NumberRange(0, 10_000, "0 to 10000"),
+    "retention.keep_weekly": NumberRange(0, 10_000, "0 to 10000"),
+    "retention.keep_monthly": NumberRange(0, 10_000, "0 to 10000"),
+    "compression.level": NumberRange(-7, 22, "a zstd level from -7 to 22 (3 is a good default)"),
+    "compression.threads": NumberRange(0, 256, "0 (all cores) or 1 to 256 threads"),
+    "drive.chunk_mib": NumberRange(1, 1024, "1 to 1024 MiB"),
+    "email.smtp_port": NumberRange(1, 65_535, "a TCP port (587 for starttls, 465 for ssl)"),
+    "email.timeout_seconds": NumberRange(0.1, 3600, "0.1 to 3600 seconds"),
+}
+#: for a numeric key added without its own entry: at least finite and not negative
+DEFAULT_NUMBER_RANGE = NumberRange(0, 1e12, "a finite number, 0 or more")
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -372,33 +408,15 @@ def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
         if value not in allowed:
             fail(f"{section}.{key}", "one of " + ", ".join(repr(a) for a in allowed), value)
 
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            if str(f.type) in ("int", "float"):
+                check_number(where, f"{section}.{f.name}", getattr(getattr(cfg, section), f.name))
+
     s = cfg.schedule
-    if not s.interval_hours > 0:
-        fail("schedule.interval_hours", "a number of hours above 0 (fractions allowed)",
-             s.interval_hours)
-    if s.debounce_seconds < 0:
-        fail("schedule.debounce_seconds", "0 or more seconds", s.debounce_seconds)
     if s.max_delay_seconds < s.debounce_seconds:
         fail("schedule.max_delay_seconds",
              f"at least debounce_seconds ({s.debounce_seconds:g})", s.max_delay_seconds)
-    if s.heavy_change_events < 1:
-        fail("schedule.heavy_change_events", "1 or more", s.heavy_change_events)
-    if s.stop_timeout_seconds < 0:
-        fail("schedule.stop_timeout_seconds", "0 or more seconds", s.stop_timeout_seconds)
-
-    r = cfg.retention
-    for key in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"):
-        if getattr(r, key) < 0:
-            fail(f"retention.{key}", "0 or more", getattr(r, key))
-    if r.keep_last < 1:
-        fail("retention.keep_last", "1 or more (the newest snapshot is always kept)",
-             r.keep_last)
-
-    c = cfg.compression
-    if not -7 <= c.level <= 22:
-        fail("compression.level", "a zstd level from -7 to 22 (3 is a good default)", c.level)
-    if c.threads < 0:
-        fail("compression.threads", "0 (all cores) or a positive number", c.threads)
 
     if not cfg.source.databases and not cfg.source.root:
         fail("source.root", "the project folder", "")
@@ -413,8 +431,6 @@ def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
         fail("source.exclude", f"gitignore-style patterns ({exc})", cfg.source.exclude)
 
     d = cfg.drive
-    if d.chunk_mib < 1:
-        fail("drive.chunk_mib", "1 or more MiB", d.chunk_mib)
     api = urlsplit(d.api_root)
     if api.scheme not in ("https", "http") or not api.hostname:
         fail("drive.api_root", "an https:// URL", d.api_root)
@@ -433,13 +449,9 @@ def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
                  "when drive.auth = 'oauth'", d.token_file)
 
     e = cfg.email
-    if not 0 < e.smtp_port < 65536:
-        fail("email.smtp_port", "a TCP port (587 for starttls, 465 for ssl)", e.smtp_port)
     for event in e.on:
         if event not in EMAIL_EVENTS:
             fail("email.on", "a list drawn from " + ", ".join(EMAIL_EVENTS), e.on)
-    if e.timeout_seconds <= 0:
-        fail("email.timeout_seconds", "a number of seconds above 0", e.timeout_seconds)
     if e.enabled:
         if not e.to:
             fail("email.to", "at least one recipient when email.enabled = true", e.to)
@@ -463,6 +475,15 @@ def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
                 fail("local.dir", "a folder other than source.root itself", str(cfg.local.dir))
         except OSError:
             pass
+
+
+def check_number(where: str, key: str, value: float) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is finite and within ``key``'s range."""
+    rng = NUMBER_RANGES.get(key, DEFAULT_NUMBER_RANGE)
+    # an int needs no finiteness test (and a huge one would overflow math.isfinite)
+    finite = isinstance(value, int) or math.isfinite(value)
+    if not (finite and rng.low <= value <= rng.high):
+        raise ConfigError(f"{where}: {key}: expected {rng.expected}, got {value!r}")
 
 
 def is_loopback_host(host: str) -> bool:

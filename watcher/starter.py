@@ -9,7 +9,8 @@ from __future__ import annotations
 STARTER = '''\
 # siip-watcher configuration. Every key can also be set by an environment variable
 # SIIP_WATCHER_<SECTION>_<KEY> (for example SIIP_WATCHER_DRIVE_FOLDER_ID); top-level `name` is
-# SIIP_WATCHER_NAME. Relative paths are relative to this file's folder.
+# SIIP_WATCHER_NAME. Relative paths are relative to this file's folder. Every number has the
+# range given beside it; a value outside it (or inf, or nan) is refused.
 # Check it with: siip-watcher -c THIS_FILE config check
 
 name = "siip"                     # archive prefix: siip-20261127T181500Z.tar.zst
@@ -26,26 +27,29 @@ exclude = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/"]
 
 [schedule]                        # used by `siip-watcher start`
 enabled = true                    # old BACKUP_ENABLED
-interval_hours = 24               # old BACKUP_INTERVAL_HOURS; fractions allowed
+interval_hours = 24               # old BACKUP_INTERVAL_HOURS; fractions allowed, from
+                                  # 0.0003 (a second) to 744 (31 days)
 only_if_changed = true            # an interval with no change is skipped (and logged)
-debounce_seconds = 300            # after heavy change, wait for this much quiet...
+debounce_seconds = 300            # after heavy change, wait for this much quiet (0 to 86400)...
 max_delay_seconds = 3600          # ...but never longer than this after the first change
+                                  # (debounce_seconds to 604800)
 heavy_change_events = 200         # this many changes since the last run = heavy change
+                                  # (1 to 10000000)
 watch = "auto"                    # auto | native | polling (network filesystems: polling)
-stop_timeout_seconds = 30         # on stop, let a running snapshot finish this long
+stop_timeout_seconds = 30         # on stop, let a running snapshot finish this long (0 to 3600)
 
 [local]
 dir = "/var/backups/siip"         # old BACKUP_LOCAL_DIR; snapshots and the catalog live here
 
-[retention]                       # applies locally and at each destination
-keep_last = 3                     # the newest N snapshots
+[retention]                       # applies locally and at each destination; each 0 to 10000
+keep_last = 3                     # the newest N snapshots (at least 1)
 keep_daily = 7                    # the newest snapshot of each of the last N days
 keep_weekly = 4                   # ... of each of the last N weeks
 keep_monthly = 12                 # ... of each of the last N months
 
 [compression]
-level = 3                         # zstd level; 3 is fast, higher is slower for little gain
-threads = 0                       # 0 = all cores
+level = 3                         # zstd level, -7 to 22; 3 is fast, higher is slow for little gain
+threads = 0                       # 0 = all cores; at most 256
 
 [drive]
 enabled = false
@@ -55,7 +59,7 @@ credentials_file = ""             # OAuth client JSON, or the service-account ke
 token_file = ""                   # where `siip-watcher drive login` keeps the token (0600)
 shared_drive_id = ""              # service accounts must upload into a shared drive
 impersonate = ""                  # domain-wide delegation subject, if any
-chunk_mib = 16                    # resumable upload chunk (rounded to 256 KiB)
+chunk_mib = 16                    # resumable upload chunk, 1 to 1024 (rounded to 256 KiB)
 api_root = "https://www.googleapis.com/"
 
 [email]
@@ -72,7 +76,7 @@ sender = ""                       # the From address (defaults to username)
 to = []                           # old BACKUP_EMAIL_TO
 on = ["success", "failure", "recovery"]   # warnings are always mailed
 language = "es"                   # es | en
-timeout_seconds = 30
+timeout_seconds = 30              # per answer from the server, 0.1 to 3600
 
 [heartbeat]
 url = ""                          # GET after a good run, URL + "/fail" after a failed one
