@@ -276,3 +276,28 @@ def test_config_import_translates_backup_settings_without_running_the_file(
     assert data["email"]["to"] == ["jefe@oficina.org", "admin@oficina.org"]
     assert data["email"]["username"] == "oficina@gmail.com"
     assert "BACKUP_WEIRD" in out  # reported, not guessed
+
+
+SECRET = "Hunter2-S3cret!"
+
+
+@pytest.mark.parametrize("line", [
+    # the issue's example: an `or` the importer cannot evaluate
+    f'BACKUP_SMTP_PASSWORD = os.environ.get("X") or "{SECRET}"',
+    f'BACKUP_DRIVE_TOKEN = fetch_token("{SECRET}")',
+    f'API_KEY = "{SECRET}"\nBACKUP_SMTP_USER = API_KEY[1:]',
+    f'MAIL_PASSWORD = "{SECRET}"\nBACKUP_SMTP_PORT = int(MAIL_PASSWORD)',
+    # not a secret's name, but the URL in the expression holds one
+    f'SQLALCHEMY_DATABASE_URI = os.environ.get("DB") or "postgresql://siip:{SECRET}@db/siip"',
+])
+def test_config_import_never_prints_any_part_of_a_secret(tmp_path: Path, line: str,
+                                                         cli: Callable[..., Any]) -> None:
+    old = tmp_path / "config.py"
+    old.write_text(f"import os\n{line}\nBACKUP_SMTP_SERVER = 'smtp.gmail.com'\n")
+    proc = cli("config", "import", str(old))
+    assert proc.returncode == 0, proc.stderr
+    assert 'smtp_host = "smtp.gmail.com"' in proc.stdout
+    output = proc.stdout + proc.stderr
+    pieces = {SECRET[i:i + 5] for i in range(len(SECRET) - 4)}
+    assert not [piece for piece in pieces if piece in output], output
+    tomllib.loads(proc.stdout)

@@ -2,8 +2,10 @@
 
 The file is parsed, never executed: a tiny evaluator understands literals, string
 concatenation, ``os.path.join/dirname/abspath``, ``__file__``, names assigned earlier in the
-file, and ``os.environ.get``/``os.getenv`` defaults. Anything else is reported, not guessed.
-A password found in the file is left out, with a note on where it goes now.
+file, and ``os.environ.get``/``os.getenv`` defaults. Anything else is reported, not guessed,
+and reported by its kind, never by quoting it: the source of an expression can hold a
+literal password. A setting whose name looks like a secret is never evaluated, let alone
+printed; a password setting gets a note on where it goes now.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ MAPPING: dict[str, tuple[str, str]] = {
     "BACKUP_EMAIL_FROM": ("email", "sender"),
 }
 SECRET_NAMES = ("BACKUP_SMTP_PASSWORD", "BACKUP_EMAIL_PASSWORD", "MAIL_PASSWORD")
+#: a name holding one of these (in any case) is a secret: password, passwd, pwd, token,
+#: secret, key, api key, credential, auth, private, salt
+SECRET_WORDS = ("PASS", "PWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "AUTH", "PRIVATE",
+                "SALT")
 DATABASE_NAMES = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URI", "DATABASE", "BACKUP_DB_PATH")
 
 
@@ -49,7 +55,7 @@ class _Evaluator:
         if isinstance(node, ast.Name):
             if node.id in self.names:
                 return self.names[node.id]
-            raise _Unknown(node.id)
+            raise _Unknown(node.id)  # a secret's name lands here too: it is never stored
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             return self.eval(node.left) + self.eval(node.right)
         if isinstance(node, ast.JoinedStr):
@@ -74,7 +80,40 @@ class _Evaluator:
                 if default is None:
                     raise _Unknown(f"environment variable {var}")
                 return default
-        raise _Unknown(ast.unparse(node))
+        raise _Unknown(describe(node))
+
+
+def looks_secret(name: str) -> bool:
+    """True for a setting whose value must never be shown (``MAIL_PASSWORD``, ``API_KEY`` ...)."""
+    upper = name.upper()
+    return any(word in upper for word in SECRET_WORDS)
+
+
+def describe(node: ast.AST) -> str:
+    """What kind of expression ``node`` is, in words that quote none of its literals."""
+    if isinstance(node, ast.Call):
+        func = _dotted(node.func)
+        return f"a call to {func}()" if func else "a call"
+    if isinstance(node, ast.BoolOp):
+        return f"an `{'or' if isinstance(node.op, ast.Or) else 'and'}` expression"
+    if isinstance(node, ast.IfExp):
+        return "a conditional expression"
+    if isinstance(node, ast.Attribute):
+        dotted = _dotted(node)
+        return f"the attribute {dotted}" if dotted else "an attribute"
+    if isinstance(node, ast.Subscript):
+        return "a subscript"
+    return f"an expression of a kind it does not read ({type(node).__name__})"
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of plain names, else None (which may hide a literal)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
 
 
 def import_old_config(path: Path) -> str:
@@ -92,18 +131,27 @@ def import_old_config(path: Path) -> str:
     untranslated: list[str] = []
     secrets: list[str] = []
 
-    for node in _assignments(tree):
-        target, value = node
+    for target, value in _assignments(tree):
+        if looks_secret(target):
+            # never evaluated: a failure would describe the expression, and a success would
+            # keep the value where a later expression could print it; only the name is shown
+            if (target in SECRET_NAMES or target.startswith("BACKUP_")) and \
+                    target not in secrets:
+                secrets.append(target)
+            continue
         try:
             result = ev.eval(value)
-        except (_Unknown, TypeError, ValueError, IndexError) as exc:
+        except _Unknown as exc:
             if target.startswith("BACKUP_") or target in DATABASE_NAMES:
                 untranslated.append(f"{target}: could not work out its value ({exc})")
             continue
-        ev.names[target] = result
-        if target in SECRET_NAMES or (target.startswith("BACKUP_") and "PASSWORD" in target):
-            secrets.append(target)  # never printed: only its name
+        except (TypeError, ValueError, IndexError) as exc:
+            # the exception's text may quote the value (int('...')), so only its kind is shown
+            if target.startswith("BACKUP_") or target in DATABASE_NAMES:
+                untranslated.append(f"{target}: could not work out its value "
+                                    f"({describe(value)} failed with {type(exc).__name__})")
             continue
+        ev.names[target] = result
         if target in MAPPING or target in DATABASE_NAMES:
             found[target] = result
         elif target.startswith("BACKUP_"):
@@ -147,9 +195,10 @@ def import_old_config(path: Path) -> str:
            "# Review it, then check it with `siip-watcher -c FILE config check`."]
     out += [f"#   {n}" for n in notes]
     for name in secrets:
-        out.append(f"# {name} was NOT copied: passwords never sit in this file. Put it in the "
-                   f"environment variable SIIP_WATCHER_SMTP_PASSWORD (systemd: EnvironmentFile= "
-                   f"or LoadCredential=) or in a 0600 file named by email.password_file.")
+        out.append(f"# {name} was NOT copied: secrets never sit in this file. An SMTP password "
+                   f"goes in the environment variable SIIP_WATCHER_SMTP_PASSWORD (systemd: "
+                   f"EnvironmentFile= or LoadCredential=) or in a 0600 file named by "
+                   f"email.password_file.")
     for var, _func in ev.env_notes.items():
         out.append(f"# the old file read the environment variable {var}; its default was used")
     for line in untranslated:
