@@ -6,6 +6,7 @@ never print the password anywhere."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import smtplib
 from collections.abc import Iterator
@@ -442,3 +443,75 @@ def test_notify_never_raises_even_on_a_report_it_cannot_describe(
     notify(make_cfg(tmp_path, server.port, tls=tls), unfinished, None, None, retry_delays=FAST)
     assert server.received == []
     assert "email notification crashed" in caplog.text
+
+
+# --- a password smtplib cannot send --------------------------------------------------------
+
+NON_ASCII_PASSWORD = "Contraseña"
+
+
+def assert_no_piece_of(password: str, text: str) -> None:
+    """Neither the password, a 5-character piece of it, any non-ASCII character of it (as
+    itself or escaped), nor the position a UnicodeEncodeError would give, is in ``text``."""
+    pieces = {password[i:i + 5] for i in range(len(password) - 4)}
+    for ch in (c for c in password if not c.isascii()):
+        pieces |= {ch, ascii(ch).strip("'"), ch.encode().hex(), repr(ch.encode())[2:-1]}
+    pieces |= {base64.b64encode(password.encode()).decode(), "position", "codec"}
+    found = sorted(piece for piece in pieces if piece in text)
+    assert not found, f"{found} in {text!r}"
+
+
+def test_cli_email_test_with_a_non_ascii_password_says_so_in_one_line(
+        tmp_path: Path, server: SmtpTestServer, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    from watcher.cli import main
+
+    monkeypatch.setenv(PASSWORD_ENV, NON_ASCII_PASSWORD)
+    caplog.set_level(logging.DEBUG)
+    assert main(["-c", str(write_config(tmp_path, server.port, tls)), "email", "test"]) == 1
+    out, err = capsys.readouterr()
+    [line] = err.splitlines()
+    assert line.startswith("siip-watcher: test email not sent: the password in "
+                           f"${PASSWORD_ENV} has non-ASCII characters"), line
+    assert "ASCII only" in line and "Traceback" not in err
+    assert server.received == []
+    assert_no_piece_of(NON_ASCII_PASSWORD, "\n".join([out, err, caplog.text]))
+
+
+def test_a_run_with_a_non_ascii_password_records_the_failure_for_status(
+        tmp_path: Path, siip: Path, server: SmtpTestServer, tls: TlsFiles,
+        cli: Any) -> None:
+    from tests.conftest import write_config as write_project_config
+
+    log_file = tmp_path / "watcher.log"
+    config = write_project_config(
+        tmp_path / "c.toml", siip, tmp_path / "backups",
+        f'[email]\nenabled = true\nsmtp_host = "127.0.0.1"\nsmtp_port = {server.port}\n'
+        f'username = "{TEST_USER}"\npassword_env = "{PASSWORD_ENV}"\n'
+        f'ca_file = "{tls.ca_cert}"\nsender = "watcher@example.test"\n'
+        f'to = ["admin@example.test"]\ntimeout_seconds = 10\n'
+        f'[log]\nfile = "{log_file}"\nlevel = "debug"\n')
+    env = {PASSWORD_ENV: NON_ASCII_PASSWORD}
+    once = cli("-c", str(config), "once", env=env)
+    assert once.returncode == 0, once.stderr  # the email failing never fails the backup
+    assert server.received == []
+    status_json = cli("-c", str(config), "status", "--json", env=env, check=True).stdout
+    email = json.loads(status_json)["notifications"]["email"]
+    assert email["state"] == "failed"
+    assert "non-ASCII characters" in email["error"] and f"${PASSWORD_ENV}" in email["error"]
+    status_text = cli("-c", str(config), "status", env=env, check=True).stdout
+    assert "last failed" in status_text
+    assert_no_piece_of(NON_ASCII_PASSWORD, "\n".join([
+        once.stdout, once.stderr, status_json, status_text,
+        log_file.read_text(encoding="utf-8")]))
+
+
+def test_a_crashed_notification_is_still_recorded_for_status(
+        tmp_path: Path, server: SmtpTestServer, tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, server.port, tls=tls)
+    catalog = Catalog(cfg.local.dir)
+    unfinished = RunReport(name="siip", trigger="manual", started_at=STARTED)
+    notify(cfg, unfinished, catalog, 5, retry_delays=FAST)
+    row = catalog.last_notification("email")
+    assert row is not None and row["state"] == "failed" and row["run_id"] == 5
+    assert row["error"].startswith("email notification crashed: ")

@@ -42,20 +42,26 @@ def notify(
     shutting down) cuts retry waits short. Never raises.
     """
     if email and cfg.email.enabled:
-        _guarded(EMAIL, lambda: _email(cfg, report, catalog, run_id, retry_delays, stop))
+        _guarded(EMAIL, lambda: _email(cfg, report, catalog, run_id, retry_delays, stop),
+                 catalog, run_id)
     if cfg.heartbeat.url:
         _guarded(HEARTBEAT, lambda: _heartbeat(cfg, report, catalog, run_id, retry_delays,
-                                               stop))
+                                               stop), catalog, run_id)
 
 
-def _guarded(channel: str, send: Callable[[], None]) -> None:
+def _guarded(channel: str, send: Callable[[], None], catalog: Catalog | None,
+             run_id: int | None) -> None:
     # The last line of defence for "a notification never changes the backup's result": a bug
-    # here must cost an email, not the run. The exception text is logged without a traceback
-    # so no frame of the SMTP conversation is printed.
+    # here must cost an email, not the run, and `status` must still show that it was lost.
+    # No traceback, so no frame of the SMTP conversation is printed; a UnicodeError's text
+    # quotes the character it could not encode, which may be one of the password's.
     try:
         send()
     except Exception as exc:
-        log.error("%s notification crashed: %s: %s", channel, type(exc).__name__, exc)
+        detail = "" if isinstance(exc, UnicodeError) else f": {exc}"
+        reason = f"{channel} notification crashed: {type(exc).__name__}{detail}"
+        log.error("%s", reason)
+        _record(catalog, run_id, channel, "failed", reason)
 
 
 def _email(cfg: Config, report: RunReport, catalog: Catalog | None, run_id: int | None,

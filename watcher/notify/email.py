@@ -74,6 +74,10 @@ def send_message(cfg: Config, msg: EmailMessage, password: str | None) -> None:
     except (smtplib.SMTPException, OSError) as exc:
         # `from None`: the chained smtplib traceback adds nothing the one line does not say
         raise explain(exc, cfg, password) from None
+    except UnicodeError:
+        # smtplib encodes AUTH as ASCII; the UnicodeEncodeError's own text quotes the
+        # offending character and its position, so neither it nor its chain is ever shown
+        raise EmailError(_non_ascii(cfg, password), retryable=False) from None
 
 
 def send_test(cfg: Config) -> None:
@@ -149,6 +153,21 @@ def _classify(exc: BaseException, cfg: Config) -> tuple[str, bool]:
     if isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException):
         return f"network error talking to {server}: {exc.strerror or _one_line(exc)}", True
     return f"SMTP error from {server}: {_one_line(exc)}", True
+
+
+def _non_ascii(cfg: Config, password: str | None) -> str:
+    """Which setting holds characters the SMTP conversation cannot carry, and what to do."""
+    e = cfg.email
+    server = f"{e.smtp_host}:{e.smtp_port}"
+    if password and not password.isascii():
+        return (f"the password in {_password_source(cfg)} has non-ASCII characters and the "
+                f"AUTH login at {server} sends ASCII only; use an ASCII-only password (for "
+                f"Gmail, an app password) or store it in the form the server expects")
+    if not e.username.isascii():
+        return (f"email.username has non-ASCII characters and the AUTH login at {server} "
+                f"sends ASCII only; use the ASCII form of the account name")
+    return (f"an address or header has non-ASCII characters that {server} cannot take; use "
+            f"ASCII addresses in email.sender and email.to")
 
 
 def _security_hint(cfg: Config) -> str:
