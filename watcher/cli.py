@@ -142,13 +142,15 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
     """(id, local path of the archive, sha256 to expect) from the local dir or a destination.
 
     A remote archive is downloaded into a temporary folder (in the local dir when it exists,
-    else the system's) with its sidecar, and removed afterwards.
+    else the system's) with its sidecar, and removed afterwards. Both are named after the
+    snapshot id, checked against the archive name pattern, and never after the remote file's
+    name: whoever can rename a file at the destination could otherwise pick the path written.
     """
     if source == "local":
         sid, path = _resolve_local(cfg, ident)
         yield sid, path, None
         return
-    from watcher.archive_files import sidecar_line
+    from watcher.archive_files import archive_name, parse_snapshot_id, sidecar_line
     from watcher.destinations.factory import open_destination
 
     dest = open_destination(cfg, source)
@@ -161,17 +163,22 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
         if chosen is None:
             raise UsageError(f"no snapshot {ident!r} at {source}; "
                              f"`siip-watcher list --from {source}` shows them")
+        sid = chosen.snapshot_id
+        if parse_snapshot_id(sid) is None:
+            raise UsageError(f"{source} holds a file whose snapshot id {sid!r} is not like "
+                             f"NAME-YYYYMMDDTHHMMSSZ; it is not downloaded, pick another with "
+                             f"`siip-watcher list --from {source}`")
         work = cfg.local.dir if cfg.local.dir.is_dir() else None
         with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
-            target = Path(tmp) / chosen.name
-            with _progress(True, f"download {chosen.name}") as (update, total):
+            target = Path(tmp) / archive_name(sid)
+            with _progress(True, f"download {sid}") as (update, total):
                 if total:
                     total(chosen.size)
                 dest.get(chosen, target, progress=update)
             if chosen.sha256:
                 target.with_name(target.name + ".sha256").write_text(
                     sidecar_line(chosen.sha256, target.name))
-            yield chosen.snapshot_id, target, chosen.sha256
+            yield sid, target, chosen.sha256
     finally:
         dest.close()
 

@@ -36,6 +36,7 @@ from watcher.archive_files import (
     fsync_dir,
     newest_first,
     open_private,
+    parse_snapshot_id,
     snapshot_id_of,
     snapshot_time,
 )
@@ -201,9 +202,27 @@ class GoogleDriveDestination(Destination):
         return self._remote(res) if res else None
 
     def list(self) -> list[RemoteFile]:
-        """Every archive in the folder, newest first (pages followed)."""
+        """Every archive in the folder, newest first (pages followed).
+
+        Anyone who can edit the folder can rename its files, so a name is never trusted: a
+        file whose snapshot id is not ``NAME-YYYYMMDDTHHMMSSZ`` is left out with a warning,
+        and a renamed archive is flagged (callers name local copies by snapshot id).
+        """
         with self._stoppable():
-            return newest_first(self._remote(r) for r in self._files(self._query(), "list"))
+            found = [self._remote(r) for r in self._files(self._query(), "list")]
+        return newest_first(r for r in found if self._acceptable(r))
+
+    def _acceptable(self, remote: RemoteFile) -> bool:
+        if parse_snapshot_id(remote.snapshot_id) is None:
+            log.warning("%s: ignoring the Drive file %r (id %s): %r is not a snapshot id "
+                        "like NAME-YYYYMMDDTHHMMSSZ", self.name, remote.name, remote.remote_id,
+                        remote.snapshot_id)
+            return False
+        if remote.name != archive_name(remote.snapshot_id):
+            log.warning("%s: the Drive file holding %s was renamed to %r; it is still used, "
+                        "under its snapshot id's name", self.name, remote.snapshot_id,
+                        remote.name)
+        return True
 
     def _remote(self, res: dict[str, Any]) -> RemoteFile:
         props = res.get("appProperties") or {}
