@@ -257,10 +257,13 @@ def test_compressibility_by_name_and_by_content(tmp_path: Path) -> None:
     big_text.write_bytes(b"2026-11-27 INFO request served\n" * (SNIFF_MIN_SIZE // 20))
     small_random = tmp_path / "small.bin"
     small_random.write_bytes(rnd.randbytes(1000))
-    assert looks_incompressible(str(big_random), "blob.bin", SNIFF_MIN_SIZE)
-    assert not looks_incompressible(str(big_text), "log.bin", big_text.stat().st_size)
-    assert not looks_incompressible(str(small_random), "small.bin", 1000)  # too small to matter
-    assert not looks_incompressible(str(tmp_path / "gone.bin"), "gone.bin", 1 << 30)
+    assert looks_incompressible(str(big_random), "blob.bin", big_random.lstat())
+    assert not looks_incompressible(str(big_text), "log.bin", big_text.lstat())
+    assert not looks_incompressible(str(small_random), "small.bin",
+                                    small_random.lstat())  # too small to matter
+    walked = big_random.lstat()
+    big_random.unlink()
+    assert not looks_incompressible(str(big_random), "blob.bin", walked)  # gone since the walk
 
 
 def test_deferred_entries_round_trip_across_block_boundaries(tmp_path: Path) -> None:

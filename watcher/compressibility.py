@@ -12,6 +12,8 @@ import os
 
 import zstandard
 
+from watcher.tree import open_member
+
 #: extensions of formats that are compressed already (lower case, with the dot)
 INCOMPRESSIBLE_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".avif", ".jxl",  # images
@@ -44,18 +46,20 @@ def incompressible_sample(sample: bytes) -> bool:
     return len(compressed) >= INCOMPRESSIBLE_RATIO * len(sample)
 
 
-def looks_incompressible(path: str, name: str, size: int) -> bool:
+def looks_incompressible(path: str, name: str, walked: os.stat_result) -> bool:
     """Decide for one regular file: by name, then by its first bytes when it is big.
 
-    A file that cannot be read here counts as compressible; reading it for the archive
-    reports the problem.
+    ``walked`` is the walk's ``lstat`` of it: the trial reads only that file
+    (:func:`watcher.tree.open_member`), never what a link swapped in since points to. A file
+    that cannot be read here counts as compressible; reading it for the archive reports the
+    problem.
     """
     if incompressible_name(name):
         return True
-    if size < SNIFF_MIN_SIZE:
+    if walked.st_size < SNIFF_MIN_SIZE:
         return False  # small files cost little whatever the level
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        fd, _ = open_member(path, walked)
     except OSError:
         return False
     try:

@@ -16,6 +16,9 @@ SIGTERM/SIGINT (NSSM sends Ctrl+C on Windows): stop watching, give a running bac
 ``schedule.stop_timeout_seconds`` to finish, then abort it through its ``stop`` event (the run
 removes its partial file), and exit 0. A second signal aborts at once.
 
+A start that fails, and a run that fails however early, reach the admin by email and
+heartbeat (:mod:`watcher.failure`); a second `start` refused by the lock does not.
+
 Exit codes: 0 stopped by a signal; 1 the service could not keep watching (the file watcher
 failed); 2 configuration or usage problem, including "already running" (systemd's
 ``RestartPreventExitStatus=2`` keeps such a unit from restarting in a loop).
@@ -43,8 +46,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from watcher.catalog import CATALOG_FILE, Catalog, utcnow
 from watcher.config import Config
 from watcher.decide import ChangeTracker, Decision, Policy
+from watcher.failure import failed_report, problem_for, send_notice, unexpected_problem
 from watcher.lock import LOCK_FILE, SERVICE_LOCK_FILE, FileLock, LockBusy
-from watcher.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, RunReport
+from watcher.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, Problem, RunReport
 from watcher.service_state import write_state
 from watcher.watch import TreeWatcher, WatchError
 
@@ -81,8 +85,11 @@ def serve(cfg: Config, *, run_fn: RunFn | None = None,
 
         run_fn = run_backup
     if not cfg.schedule.enabled:
-        log.error("schedule.enabled is false, so the service has nothing to do; set it to true "
-                  "(or stop and disable the service and run `siip-watcher once` by hand)")
+        problem = Problem("schedule.enabled is false, so the service has nothing to do",
+                          "set it to true (or stop and disable the service and run "
+                          "`siip-watcher once` by hand)", cause="schedule_disabled")
+        log.error("%s; %s", problem.message, problem.hint)
+        start_failed(cfg, problem)
         return EXIT_USAGE
     service = Service(cfg, run_fn, stop_event or threading.Event())
     with _signals(service):
@@ -146,6 +153,8 @@ class Service:
         try:
             self.lock.acquire()
         except LockBusy:
+            # no email or heartbeat: the service that holds the lock is running fine, and a
+            # /fail ping from its refused twin would report it down
             pid = self.lock.holder_pid()
             who = f" (pid {pid})" if pid else ""
             log.error("siip-watcher is already running as a service for %s%s; stop that one "
@@ -153,11 +162,17 @@ class Service:
                       self.local_dir, who)
             return EXIT_USAGE
         except OSError as exc:
-            log.error("cannot create the service lock in %s (%s); check local.dir and that "
-                      "the service user may write it", self.local_dir, exc.strerror or exc)
+            problem = Problem(f"cannot create the service lock in {self.local_dir}: "
+                              f"{exc.strerror or exc}", "check local.dir and that the service "
+                              "user may write it", cause="backup_dir")
+            log.error("%s; %s", problem.message, problem.hint)
+            start_failed(self.cfg, problem, started_at=self._started_at)
             return EXIT_USAGE
         try:
-            code = self._start()
+            try:
+                code = self._start()
+            except Exception as exc:
+                code = self._start_crashed(exc)
             if code is not None:
                 return code
             self._wait_for_stop()
@@ -182,13 +197,15 @@ class Service:
             run_lock.release()
 
     def _start(self) -> int | None:
-        """Start watching and scheduling; an exit code if that is impossible."""
+        """Start watching and scheduling; an exit code if that is impossible (the admin is
+        told by email and heartbeat)."""
         try:
             catalog = Catalog(self.local_dir)
             newest = newest_snapshot(catalog.path)
         except (sqlite3.Error, OSError) as exc:
-            log.error("cannot open the catalog in %s (%s); check local.dir and its "
-                      "permissions", self.local_dir, exc)
+            problem = problem_for(exc, self.local_dir)
+            log.error("service not started: %s; %s", problem.message, problem.hint)
+            start_failed(self.cfg, problem, started_at=self._started_at)
             return EXIT_USAGE
         self._remove_leftovers()
         last_success = newest[0] if newest else None
@@ -199,6 +216,8 @@ class Service:
             self.watcher.start()
         except WatchError as exc:
             log.error("%s", exc)
+            start_failed(self.cfg, Problem(str(exc), cause="watch"), catalog,
+                         started_at=self._started_at)
             return EXIT_RUN_FAILED
         self.scheduler = BackgroundScheduler(timezone="UTC",
                                              job_defaults={"max_instances": 1, **_JOB})
@@ -216,6 +235,18 @@ class Service:
         self._schedule_uploads(self.clock())
         self._write_state()
         return None
+
+    def _start_crashed(self, exc: Exception) -> int:
+        """A start that failed on something unforeseen: undo what started, tell the admin."""
+        log.exception("the service could not start: %s", _one_line(exc))
+        if self.watcher is not None:
+            with contextlib.suppress(Exception):
+                self.watcher.stop()
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=False)
+        start_failed(self.cfg, problem_for(exc, self.local_dir), started_at=self._started_at)
+        return EXIT_RUN_FAILED
 
     def _wait_for_stop(self) -> None:
         # a plain wait() is interrupted by signals on POSIX; Windows needs a timeout for Ctrl+C
@@ -396,11 +427,15 @@ class Service:
                     report = self.run_fn(self.cfg, **kwargs)
                 except Exception as exc:
                     # run_backup never raises for a failed run: this is RunBusy (another
-                    # process kept the run lock too long) or a bug, which needs its traceback
+                    # process kept the run lock too long; run_backup has told the admin) or
+                    # a bug, which needs its traceback and must reach the admin too
                     if type(exc).__name__ == "RunBusy":
                         log.error("backup could not run: %s", _one_line(exc))
                     else:
                         log.exception("backup could not run: %s", _one_line(exc))
+                        failed = failed_report(self.cfg, unexpected_problem(exc),
+                                               trigger=trigger, started_at=started)
+                        send_notice(self.cfg, failed, stop=self._abort)
         finally:
             self._finish_run(report)
 
@@ -489,6 +524,15 @@ class Service:
         except OSError as exc:
             log.warning("cannot write the service state file in %s (%s); `status` will show "
                         "less", self.local_dir, exc.strerror or exc)
+
+
+def start_failed(cfg: Config, problem: Problem, catalog: Catalog | None = None, *,
+                 started_at: datetime | None = None) -> None:
+    """Tell the admin by email and heartbeat that the service could not start; never raises
+    (the caller still exits with the start's own code)."""
+    report = failed_report(cfg, problem, trigger="start", phase="start",
+                           started_at=started_at)
+    send_notice(cfg, report, catalog)
 
 
 def send_queued_uploads(cfg: Config, stop: threading.Event) -> bool:

@@ -21,7 +21,11 @@ TRIGGERS = ("manual", "start", "interval", "change")
 #: what a failure was about, for people who do not read the technical line (the email says it
 #: in plain words in its own language): see ``cause_*`` in watcher/notify/texts.py
 CAUSES = ("source_missing", "database_missing", "database_damaged", "database_unreadable",
-          "disk_full", "write_failed", "stopped", "backup_dir")
+          "disk_full", "write_failed", "stopped", "backup_dir", "catalog", "busy", "unexpected",
+          "watch", "schedule_disabled")
+
+#: what a report is about: a backup run, or the service's start (no run took place)
+PHASES = ("run", "start")
 
 
 @dataclass
@@ -95,6 +99,7 @@ class RunReport:
     free_bytes: int | None = None
     next_run: datetime | None = None
     previous_status: str | None = None   # of the run before this one, for "recovery"
+    phase: str = "run"                   # "start": the service could not start (PHASES)
 
     @property
     def duration(self) -> float:

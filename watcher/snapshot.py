@@ -20,7 +20,6 @@ import hashlib
 import os
 import platform
 import shutil
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,7 +47,14 @@ from watcher.sqlite_copy import (
 )
 from watcher.store import LocalStore
 from watcher.tarstream import Aborted, CompressedSink, SinkError, TarProducer
-from watcher.tree import TreeFilter, summarize, tree_fingerprint, walk
+from watcher.tree import (
+    MemberChanged,
+    TreeFilter,
+    open_member,
+    summarize,
+    tree_fingerprint,
+    walk,
+)
 
 __all__ = ["SnapshotError", "SnapshotResult", "take_snapshot", "tree_fingerprint", "Aborted"]
 
@@ -302,7 +308,10 @@ def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
                 continue
             producer.check_stop()
             between()
-            added = _add_file(rec.path, FILES_PREFIX + rec.rel, producer, spool, warnings)
+            # the walk's type and identity of the file, all open_member looks at
+            walked = os.stat_result((rec.mode, rec.ino, rec.dev, 0, 0, 0, 0, 0, 0, 0))
+            added = _add_file(rec.path, FILES_PREFIX + rec.rel, walked, producer, spool,
+                              warnings)
             if added is not None:
                 members += 1
                 content += added
@@ -322,7 +331,11 @@ def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
 
 @dataclass(frozen=True)
 class _Later:
-    """An entry held back for a later pass: "f" (incompressible file) or "d" (folder)."""
+    """An entry held back for a later pass: "f" (incompressible file) or "d" (folder).
+
+    A file keeps the walk's mode, device and inode, so that the later pass reads the very
+    file the walk saw and nothing swapped in for it since.
+    """
 
     kind: str
     rel: str
@@ -331,9 +344,11 @@ class _Later:
     mtime_ns: int = 0
     uid: int = 0
     gid: int = 0
+    dev: int = 0
+    ino: int = 0
 
 
-_LATER_FIELDS = 7
+_LATER_FIELDS = 9
 
 
 def _later_record(rec: _Later) -> bytes:
@@ -341,7 +356,7 @@ def _later_record(rec: _Later) -> bytes:
     that are not valid UTF-8). A folder keeps the stat of the first pass, so its member
     says what the walk saw."""
     fields = (rec.kind, rec.rel, rec.path, str(rec.mode), str(rec.mtime_ns), str(rec.uid),
-              str(rec.gid))
+              str(rec.gid), str(rec.dev), str(rec.ino))
     return "".join(f + "\0" for f in fields).encode("utf-8", "surrogateescape")
 
 
@@ -356,8 +371,8 @@ def _read_later(fh: Any) -> Iterator[_Later]:
         for i in range(0, whole, _LATER_FIELDS):
             kind, rel, path, *numbers = (f.decode("utf-8", "surrogateescape")
                                          for f in fields[i:i + _LATER_FIELDS])
-            mode, mtime_ns, uid, gid = (int(n) for n in numbers)
-            yield _Later(kind, rel, path, mode, mtime_ns, uid, gid)
+            mode, mtime_ns, uid, gid, dev, ino = (int(n) for n in numbers)
+            yield _Later(kind, rel, path, mode, mtime_ns, uid, gid, dev, ino)
 
 
 def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
@@ -371,6 +386,9 @@ def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
         name = FILES_PREFIX + entry.rel
         if entry.kind == "error":
             err = getattr(st, "error", None)
+            if isinstance(err, MemberChanged):
+                warnings.append(_changed_problem(err))
+                continue
             warnings.append(Problem(
                 f"could not read {entry.path}: {getattr(err, 'strerror', None) or err}",
                 "give the service user read access to it, or exclude it in source.exclude"))
@@ -393,25 +411,30 @@ def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
                                    target=target))
             members += 1
             continue
-        if looks_incompressible(entry.path, entry.rel, st.st_size):
-            later.write(_later_record(_Later("f", entry.rel, entry.path)))
+        if looks_incompressible(entry.path, entry.rel, st):
+            later.write(_later_record(_Later("f", entry.rel, entry.path, st.st_mode,
+                                             dev=st.st_dev, ino=st.st_ino)))
             continue
-        added = _add_file(entry.path, name, producer, spool, warnings)
+        added = _add_file(entry.path, name, st, producer, spool, warnings)
         if added is not None:
             members += 1
             content += added
     return members, content
 
 
-def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
-              warnings: list[Problem]) -> int | None:
-    """Add one regular file; returns its size, or None when it vanished before reading."""
+def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProducer,
+              spool: ManifestSpool, warnings: list[Problem]) -> int | None:
+    """Add one regular file, the one the walk saw as ``walked``; returns its size, or None
+    when it vanished or changed into something else (a link, a FIFO) before reading."""
     try:
         # os-level calls: a file object costs more than the read itself for small files
-        fd = os.open(path, os.O_RDONLY | _O_BINARY)
+        fd, before = open_member(path, walked)
     except FileNotFoundError:
         warnings.append(Problem(f"{path} vanished while the snapshot was taken; it is not in "
                                 f"this snapshot", "nothing to do if the app deleted it"))
+        return None
+    except MemberChanged as exc:
+        warnings.append(_changed_problem(exc))
         return None
     except OSError as exc:
         warnings.append(Problem(f"could not read {path}: {exc.strerror or exc}",
@@ -419,9 +442,6 @@ def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
                                 "in source.exclude"))
         return None
     with open(fd, "rb", buffering=0) as fh:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            return None
         warning = None
         if before.st_size <= SMALL_FILE:
             data = _read_small(fd, before.st_size)
@@ -453,7 +473,12 @@ def _add_file(path: str, name: str, producer: TarProducer, spool: ManifestSpool,
         return size
 
 
-_O_BINARY = getattr(os, "O_BINARY", 0)
+def _changed_problem(exc: MemberChanged) -> Problem:
+    """The warning for a member swapped for something else since the walk: it is left out,
+    and nothing it may point to is read in its place."""
+    return Problem(f"{exc}; it is not in this snapshot, and nothing it points to was read",
+                   "nothing to do if the app replaced it (the next snapshot holds it as it is "
+                   "then); if nobody should, find out who changes files under source.root")
 
 
 def _read_small(fd: int, expected: int) -> bytes:

@@ -1,6 +1,7 @@
 """Tell people how a run went: an email report and a heartbeat ping.
 
-:func:`notify` is called once per finished run. It never raises and never changes the run's
+:func:`notify` is called once per finished run, and once for a service that could not start
+(through :func:`watcher.failure.send_notice`). It never raises and never changes the run's
 result: every failure is logged in one line, retried a few times when that can help, and
 recorded in the catalog (channel "email" or "heartbeat") for `siip-watcher status`.
 """

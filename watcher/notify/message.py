@@ -107,7 +107,8 @@ def report_body(cfg: Config, report: RunReport, kind: str, *, host: str) -> Body
     name = cfg.name
     lead: list[str] = []
     if report.status == "failed":
-        lead.append(text(lang, "lead_failed", name=name))
+        lead.append(text(lang, "lead_start_failed" if report.phase == "start" else "lead_failed",
+                         name=name))
         first = report.errors[0] if report.errors else Problem(text(lang, "failed_unknown"))
         # in plain words when the cause is known; the technical line is under the errors
         plain = text(lang, f"cause_{first.cause}") if first.cause in CAUSES else first.message

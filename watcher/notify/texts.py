@@ -20,6 +20,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "lead_failed": 'La copia de seguridad de "{name}" FALLÓ: no se creó ninguna copia nueva.',
         "lead_recovery": 'Las copias de seguridad de "{name}" vuelven a funcionar: esta es la '
                          "primera copia correcta después de uno o más fallos.",
+        "lead_start_failed": 'El servicio de copias de seguridad de "{name}" NO pudo arrancar: '
+                             "no se harán copias hasta que se corrija.",
         # what a failure was about, in plain words (watcher.report.CAUSES); the technical
         # line follows under "Errores"
         "cause_source_missing": "no se encuentra la carpeta del proyecto que hay que copiar.",
@@ -32,6 +34,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "cause_stopped": "el servicio se detuvo antes de terminar la copia; se repetirá al "
                          "volver a arrancar.",
         "cause_backup_dir": "no se puede usar la carpeta donde se guardan las copias.",
+        "cause_catalog": "no se puede leer el registro interno de las copias (el catálogo); "
+                         "las copias ya guardadas no se han tocado.",
+        "cause_busy": "otra copia de seguridad seguía en marcha y esta no pudo empezar.",
+        "cause_unexpected": "siip-watcher se detuvo por un error inesperado antes de terminar; "
+                            "los detalles técnicos están abajo y en el registro del servicio.",
+        "cause_watch": "el servicio no puede vigilar los cambios en la carpeta del proyecto.",
+        "cause_schedule_disabled": "el servicio está desactivado en la configuración "
+                                   "(schedule.enabled = false), así que no hace copias.",
         "what_failed": "Qué falló: {message}",
         "what_to_check": "Qué revisar: {message}",
         "what_to_do": "Qué hacer: {hint}",
@@ -105,6 +115,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "lead_failed": 'The backup of "{name}" FAILED: no new backup was made.',
         "lead_recovery": 'Backups of "{name}" are working again: this is the first good backup '
                          "after one or more failures.",
+        "lead_start_failed": 'The backup service for "{name}" could NOT start: no backups are '
+                             "made until this is fixed.",
         # what a failure was about, in plain words (watcher.report.CAUSES); the technical
         # line follows under "Errors"
         "cause_source_missing": "the project folder to back up cannot be found.",
@@ -117,6 +129,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "cause_stopped": "the service stopped before the backup was complete; it runs again "
                          "at the next start.",
         "cause_backup_dir": "the folder that holds the backups cannot be used.",
+        "cause_catalog": "the backup program's own record of its backups (the catalog) cannot "
+                         "be read; the backups already stored are untouched.",
+        "cause_busy": "another backup was still running, so this one could not start.",
+        "cause_unexpected": "siip-watcher stopped on an unexpected error before it finished; "
+                            "the technical details are below and in the service log.",
+        "cause_watch": "the service cannot watch the project folder for changes.",
+        "cause_schedule_disabled": "the service is switched off in the configuration "
+                                   "(schedule.enabled = false), so it makes no backups.",
         "what_failed": "What failed: {message}",
         "what_to_check": "What to check: {message}",
         "what_to_do": "What to do: {hint}",
