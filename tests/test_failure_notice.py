@@ -6,6 +6,7 @@ notification never hides the failure it was about."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -26,6 +27,7 @@ from tests.smtp_server import (
 )
 from tests.test_heartbeat import CHECK_ID, Recorder
 from watcher.config import Config
+from watcher.service_state import read_state
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_AUTH_WARNING)
 
@@ -257,7 +259,14 @@ def test_a_scheduled_run_that_fails_before_its_report_mails_and_pings_fail(
     try:
         wait_until(lambda: hc.paths == [OK], "the first run's heartbeat")
         assert smtp.received == []  # email.on = failure only
-        (cfg.local.dir / "catalog.sqlite3").write_bytes(GARBAGE)
+        # once the service has settled it leaves the catalog alone until the next change, so
+        # the damage is not undone by a write of its own; and the damaged file replaces the
+        # catalog in one rename, never half-written
+        wait_until(lambda: (s := read_state(cfg.local.dir)) and s["running_since"] is None
+                   and s["next_check_at"] == s["next_interval_at"], "the service to settle")
+        damaged = tmp_path / "damaged.sqlite3"
+        damaged.write_bytes(GARBAGE)
+        os.replace(damaged, cfg.local.dir / "catalog.sqlite3")
         for i in range(10):  # heavy change: the service runs again after the debounce
             (siip / f"nuevo {i}.txt").write_text(str(i))
         wait_until(lambda: smtp.received, "the failure email")
