@@ -5,8 +5,9 @@ it, a second `start` refuses). A :class:`~watcher.watch.TreeWatcher` feeds a
 :class:`~watcher.decide.ChangeTracker`; an APScheduler 3 ``BackgroundScheduler`` in this process
 runs the cheap "decide" job when the tracker names a time (or a change may bring a run forward),
 the backup itself (one at a time: ``max_instances=1``, ``coalesce``, late jobs still run), and a
-retry of queued uploads on a back-off timer. The scheduler runs here, never inside the web app:
-under several gunicorn workers every job would run once per worker (FACTS.md).
+retry of queued uploads on a back-off timer, under the same file lock as a run. The scheduler
+runs here, never inside the web app: under several gunicorn workers every job would run once
+per worker (FACTS.md).
 
 At start the interval is counted from the newest snapshot in the catalog, and the tree is
 compared with that snapshot's fingerprint, so neither a restart nor a change made while the
@@ -480,12 +481,33 @@ class Service:
                                    replace_existing=True, max_instances=1, **_JOB)
 
     def _uploads(self) -> None:
-        """Send queued copies (snapshots stored while a destination was unreachable)."""
+        """Send queued copies (snapshots stored while a destination was unreachable).
+
+        Under the same file lock as a run: a `siip-watcher once` sends the queue too, and two
+        processes sending one copy would upload it twice or overwrite each other's resumable
+        session in the catalog.
+        """
         if self._stopping or not self._work.acquire(blocking=False):
             return  # a backup is running; it sends the queue itself, then reschedules this
         try:
-            sent = send_queued_uploads(self.cfg, self._abort)
-            self._upload_failures = 0 if sent else self._upload_failures + 1
+            run_lock = FileLock(self.local_dir / LOCK_FILE)
+            try:
+                run_lock.acquire(timeout=0)
+            except LockBusy:
+                # `once` sends the whole queue itself; this round is skipped, not failed
+                log.info("queued uploads wait: a snapshot started from the command line (pid "
+                         "%s) holds the run lock and sends them itself; trying again later",
+                         run_lock.holder_pid() or "?")
+            except OSError as exc:
+                log.warning("queued uploads not retried: cannot take the run lock in %s (%s)",
+                            self.local_dir, exc.strerror or exc)
+                self._upload_failures += 1
+            else:
+                try:
+                    sent = send_queued_uploads(self.cfg, self._abort)
+                finally:
+                    run_lock.release()
+                self._upload_failures = 0 if sent else self._upload_failures + 1
         finally:
             self._work.release()
         self._schedule_uploads(self.clock())
