@@ -1,5 +1,7 @@
-"""The upload queue is never raced: the service's retry of queued uploads waits while `once`
-holds the run lock. Real catalog, real archives, the Drive API of tests/drive_server.py."""
+"""The upload queue is never raced and never forgotten: the service's retry of queued uploads
+waits while `once` holds the run lock, and a catalog rebuilt from the archives queues every
+archive again, so none is pruned locally before it is known to be at Drive. Real catalog,
+real archives, the Drive API of tests/drive_server.py."""
 
 from __future__ import annotations
 
@@ -16,10 +18,14 @@ from tests.conftest import make_config
 from tests.drive_fixtures import drive_config
 from tests.drive_server import DriveServer
 from tests.test_daemon import FakeRun, Running, wait_until
-from watcher.catalog import Catalog
+from watcher.catalog import CATALOG_FILE, Catalog
 from watcher.config import Config
 from watcher.destinations.gdrive import KEY_SNAPSHOT
 from watcher.run import run_backup, run_lock
+
+#: keep only the newest snapshot: anything older is pruned unless it is protected
+KEEP_ONE = {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
+
 
 @pytest.fixture
 def server() -> Iterator[DriveServer]:
@@ -40,6 +46,10 @@ def copies(cfg: Config) -> dict[str, str]:
 
 def on_drive(server: DriveServer, sid: str) -> int:
     return len(server.state.live_files(app_property=(KEY_SNAPSHOT, sid)))
+
+
+def lose_catalog(cfg: Config) -> None:
+    (cfg.local.dir / CATALOG_FILE).unlink()
 
 
 # --- the service's retry and `once` ---------------------------------------------------------
@@ -70,3 +80,47 @@ def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
     wait_until(lambda: copies(cfg) == {stored.id: "uploaded"}, "the retry after `once` ended")
     assert svc.stop() == 0
     assert on_drive(server, stored.id) == 1
+
+
+# --- a catalog rebuilt from the archives ----------------------------------------------------
+
+
+def test_a_rebuilt_catalog_queues_waiting_uploads_and_keeps_them_from_pruning(
+        siip: Path, tmp_path: Path, server: DriveServer) -> None:
+    cfg = drive_cfg(siip, tmp_path, server, retention=KEEP_ONE)
+    first = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot
+    assert first is not None and copies(cfg) == {first.id: "pending"}
+    lose_catalog(cfg)
+
+    # a second snapshot, still without uploads: retention keeps one, and the first one has
+    # never reached Drive, so it must stay
+    second = run_backup(cfg, trigger="manual", upload=False, email=False)
+    assert second.snapshot is not None
+    assert first.id not in second.pruned
+    assert Path(first.file).is_file(), "pruned locally before it ever reached Drive"
+    assert copies(cfg) == {first.id: "pending", second.snapshot.id: "pending"}
+
+    # the next run that reaches Drive sends all three, after which retention may prune the
+    # older ones, locally and at Drive
+    third = run_backup(cfg, trigger="manual", email=False)
+    assert third.snapshot is not None
+    sent = {d.snapshot_id: d.state for d in third.destinations}
+    assert sent == {first.id: "uploaded", second.snapshot.id: "uploaded",
+                    third.snapshot.id: "uploaded"}
+    assert not Path(first.file).exists()
+
+
+def test_a_rebuilt_catalog_finds_uploads_already_at_drive_without_sending_them_again(
+        siip: Path, tmp_path: Path, server: DriveServer) -> None:
+    cfg = drive_cfg(siip, tmp_path, server)
+    first = run_backup(cfg, trigger="manual", email=False).snapshot
+    assert first is not None and copies(cfg) == {first.id: "uploaded"}
+    uploads = len(server.state.ops("initiate"))
+    lose_catalog(cfg)
+
+    again = run_backup(cfg, trigger="manual", email=False)
+
+    assert again.snapshot is not None
+    assert copies(cfg) == {first.id: "uploaded", again.snapshot.id: "uploaded"}
+    assert on_drive(server, first.id) == 1
+    assert len(server.state.ops("initiate")) == uploads + 1  # only the new snapshot was sent

@@ -2,6 +2,11 @@
 
 The archives are the truth: one found on disk but unknown to the catalog (a lost or older
 catalog) is read back from its own manifest; a catalog row whose file is gone is marked so.
+
+Whether such an archive reached its destinations was in the lost catalog, so it is queued
+again at every enabled destination: that keeps it from local pruning until it is known to be
+there, and the next upload pass finds a copy already there instead of sending it twice
+(:meth:`watcher.destinations.base.Destination.put`).
 """
 
 from __future__ import annotations
@@ -10,14 +15,18 @@ import logging
 
 from watcher.archive import ArchiveError, read_manifest
 from watcher.catalog import Catalog
+from watcher.destinations.factory import enabled_names
 from watcher.report import DatabaseResult, SnapshotInfo
 from watcher.store import LocalStore
+from watcher.uploads import queue_copies
 
 log = logging.getLogger(__name__)
 
 
 def reconcile(catalog: Catalog, store: LocalStore) -> int:
-    """Add archives missing from the catalog and mark vanished ones; returns rows changed."""
+    """Add archives missing from the catalog (queued at every enabled destination) and mark
+    vanished ones; returns the number of snapshots changed."""
+    destinations = enabled_names(store.cfg)
     on_disk = {a.id: a for a in store.archives()}
     known = {s.id: s for s in catalog.snapshots()}
     changed = 0
@@ -48,6 +57,11 @@ def reconcile(catalog: Catalog, store: LocalStore) -> int:
                             files=int(totals.get("files", 0)), bytes_in=int(totals.get("bytes", 0)),
                             databases=dbs)
         catalog.add_snapshot(info, trigger=None, duration=None)
-        log.info("catalog: added %s from the archive itself", sid)
+        queued = [name for _, name in queue_copies(catalog, destinations, [sid])]
+        if queued:
+            log.info("catalog: added %s from the archive itself; queued for %s (a copy "
+                     "already there is found, not sent again)", sid, ", ".join(queued))
+        else:
+            log.info("catalog: added %s from the archive itself", sid)
         changed += 1
     return changed

@@ -17,6 +17,7 @@ from pathlib import Path
 from watcher.catalog import Catalog, utcnow
 from watcher.config import Config
 from watcher.destinations.base import Destination
+from watcher.destinations.factory import enabled_names
 from watcher.failure import problem_for, send_notice, unexpected_problem
 from watcher.inventory import reconcile
 from watcher.lock import LOCK_FILE, FileLock, LockBusy
@@ -24,6 +25,7 @@ from watcher.prune import prune
 from watcher.report import DestinationResult, Problem, RunReport, human_size
 from watcher.snapshot import Aborted, SnapshotError, take_snapshot
 from watcher.store import LocalStore, StoreError
+from watcher.uploads import protected_snapshot_ids
 
 log = logging.getLogger("watcher.run")
 
@@ -184,7 +186,7 @@ def _after_snapshot(cfg: Config, catalog: Catalog, store: LocalStore,
         if destinations:
             report.destinations = _send(cfg, catalog, destinations, report, upload=upload,
                                         stop=stop)
-        protected = _protected(catalog, destinations)
+        protected = _protected(cfg, catalog)
         if report.snapshot is not None:
             pruned = prune(cfg, catalog, store, destinations if upload else [],
                            protected=protected)
@@ -237,12 +239,10 @@ def _send(cfg: Config, catalog: Catalog, destinations: list[Destination], report
     return send_copies(cfg, catalog, destinations, new, stop=stop)
 
 
-def _protected(catalog: Catalog, destinations: list[Destination]) -> set[str]:
-    if not destinations:
-        return set()
-    from watcher.uploads import protected_snapshot_ids
-
-    return protected_snapshot_ids(catalog, destinations)
+def _protected(cfg: Config, catalog: Catalog) -> set[str]:
+    """Snapshots not yet at every enabled destination; by name, so a destination that could
+    not even be built this run still protects its queued copies."""
+    return protected_snapshot_ids(catalog, enabled_names(cfg))
 
 
 def summary_line(report: RunReport) -> str:

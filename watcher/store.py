@@ -47,6 +47,7 @@ class LocalStore:
     """Paths and atomic writes in the local dir for one configured ``name``."""
 
     def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
         self.name = cfg.name
         self.dir = cfg.local.dir
 

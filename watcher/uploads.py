@@ -56,13 +56,21 @@ def due(copy: CopyRow, now: datetime) -> bool:
     return copy.state != "uploaded" and (copy.next_try_at is None or copy.next_try_at <= now)
 
 
-def queue_copies(catalog: Catalog, destinations: Sequence[Destination],
-                 snapshot_ids: Sequence[str]) -> None:
-    """Make sure each snapshot has a copy row (pending if new) at each destination."""
+def queue_copies(catalog: Catalog, destinations: Sequence[Destination | str],
+                 snapshot_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """Make sure each snapshot has a copy row (pending if new) at each destination (given as
+    itself or by name); returns the (snapshot id, destination name) pairs queued now."""
+    queued: list[tuple[str, str]] = []
     for sid in snapshot_ids:
-        for dest in destinations:
-            if not catalog.copies(sid, destination=dest.name):
-                catalog.set_copy(sid, dest.name, "pending")
+        for name in _names(destinations):
+            if not catalog.copies(sid, destination=name):
+                catalog.set_copy(sid, name, "pending")
+                queued.append((sid, name))
+    return queued
+
+
+def _names(destinations: Sequence[Destination | str]) -> list[str]:
+    return [d if isinstance(d, str) else d.name for d in destinations]
 
 
 def send_copies(
@@ -204,16 +212,20 @@ def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str,
                              snapshot_id=sid)
 
 
-def protected_snapshot_ids(catalog: Catalog, destinations: Sequence[Destination]) -> set[str]:
+def protected_snapshot_ids(catalog: Catalog,
+                           destinations: Sequence[Destination | str]) -> set[str]:
     """Snapshots local retention must keep: a copy at an enabled destination is queued.
 
     Snapshots taken before a destination was enabled have no copy row there and are not
-    protected (otherwise enabling Drive would freeze local retention).
+    protected (otherwise enabling Drive would freeze local retention). A catalog rebuilt
+    from the archives queues every archive it adds (:func:`watcher.inventory.reconcile`), so
+    an upload that was waiting when the catalog was lost stays protected.
     """
     return {c.snapshot_id for c in pending_copies(catalog, destinations)}
 
 
-def pending_copies(catalog: Catalog, destinations: Sequence[Destination]) -> list[CopyRow]:
+def pending_copies(catalog: Catalog,
+                   destinations: Sequence[Destination | str]) -> list[CopyRow]:
     """Copies at enabled destinations that are not uploaded yet (pending or failed)."""
-    names = {d.name for d in destinations}
+    names = set(_names(destinations))
     return [c for c in catalog.copies() if c.destination in names and c.state != "uploaded"]

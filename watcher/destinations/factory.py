@@ -24,6 +24,12 @@ def enabled_destinations(cfg: Config, *, stop: threading.Event | None = None
     return found
 
 
+def enabled_names(cfg: Config) -> list[str]:
+    """The names of the destinations :func:`enabled_destinations` builds, without building
+    them: what the catalog's copies are queued under."""
+    return ["drive"] if cfg.drive.enabled else []
+
+
 def open_destination(cfg: Config, name: str, *, stop: threading.Event | None = None
                      ) -> Destination:
     """The destination called ``name``, for reading (`list`/`verify`/`restore --from`).
