@@ -38,6 +38,7 @@ class SourceConfig:
     root: Path = Path("/srv/siip")
     databases: list[str] = field(default_factory=lambda: ["siip_database.db"])
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
+    lock_timeout_seconds: float = 300.0
 
     def database_paths(self) -> list[Path]:
         """Absolute paths of the configured databases (relative ones are under ``root``)."""
@@ -179,6 +180,7 @@ class NumberRange:
 #: zero in the scheduler, nan compares false with everything), so each gets finite bounds that
 #: cover any sensible setting. The ranges are also listed in config/siip-watcher.example.toml.
 NUMBER_RANGES: dict[str, NumberRange] = {
+    "source.lock_timeout_seconds": NumberRange(1, 86_400, "1 to 86400 seconds (one day)"),
     "schedule.interval_hours": NumberRange(
         1 / 3600, 744, "hours from one second (1/3600) to 744 (31 days); fractions allowed"),
     "schedule.debounce_seconds": NumberRange(0, 86_400, "0 to 86400 seconds (one day)"),

@@ -96,7 +96,9 @@ def take_snapshot(
 ) -> SnapshotResult:
     """Write a complete snapshot of ``cfg`` into ``store`` and return what was stored.
 
-    Raises :class:`SnapshotError` (nothing stored), or :class:`Aborted` when ``stop`` is set.
+    ``now`` is the run's start; the snapshot is named after the moment its databases were
+    copied, which is later when a locked database kept the run waiting. Raises
+    :class:`SnapshotError` (nothing stored), or :class:`Aborted` when ``stop`` is set.
     Either way no partial file is left behind.
     """
     root = cfg.source.root
@@ -114,17 +116,17 @@ def take_snapshot(
         on_total(summary.bytes)
     _check_free_space(store.dir, summary.bytes)
 
-    snapshot_id = store.new_snapshot_id(now)
-    archive = store.archive_path(snapshot_id)
-    partial = store.partial_path(archive)
-    spool_path = store.dir / f".{snapshot_id}.manifest.partial"
-    later_path = store.dir / f".{snapshot_id}.later.partial"
+    # names the work files only: the snapshot's own id waits for its data's moment
+    stem = store.new_snapshot_id(now)
+    partial = store.partial_path(store.archive_path(stem))
+    spool_path = store.dir / f".{stem}.manifest.partial"
+    later_path = store.dir / f".{stem}.later.partial"
     warnings: list[Problem] = []
     db_copies: list[DatabaseCopy] = []
 
     # the database copies start at once: every commit made before the run began is in them
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-copy")
-    db_future = pool.submit(_copy_databases, cfg, store, snapshot_id, stop)
+    db_future = pool.submit(_copy_databases, cfg, store, stem, stop)
     sink: CompressedSink | None = None
     spool: ManifestSpool | None = None
     try:
@@ -135,10 +137,8 @@ def take_snapshot(
             "format": FORMAT_VERSION,
             "tool": "siip-watcher",
             "version": __version__,
-            "id": snapshot_id,
             "name": cfg.name,
             "host": platform.node(),
-            "created_at": now.isoformat(),
             "source_root": str(root),
         })
         databases = _DatabaseMembers(cfg, producer, spool, db_future)
@@ -146,15 +146,22 @@ def take_snapshot(
                                     between=databases.poll)
         db_results = databases.wait()
         db_copies = databases.copies
+        # not the run's start: a database locked for minutes holds what was committed then
+        created = max([now, *(c.copied_at for c in db_copies)])
+        snapshot_id = store.new_snapshot_id(created)
+        archive = store.archive_path(snapshot_id)
         bytes_in += sum(d.size for d in db_results)
         producer.set_incompressible(False)
+        # id and time go after the members: they are known only once the databases are read
         manifest_size = spool.finish({
+            "id": snapshot_id,
+            "created_at": created.isoformat(),
             "databases": [d.__dict__ for d in db_results],
             "totals": {"files": files, "bytes": bytes_in},
             "warnings": [w.message for w in warnings],
         })
         with open(spool_path, "rb") as fh:
-            producer.add_stream(MANIFEST_MEMBER, fh, manifest_size, 0o600, now.timestamp(),
+            producer.add_stream(MANIFEST_MEMBER, fh, manifest_size, 0o600, created.timestamp(),
                                 os.getuid() if hasattr(os, "getuid") else 0,
                                 os.getgid() if hasattr(os, "getgid") else 0)
         producer.end()
@@ -183,7 +190,7 @@ def take_snapshot(
         partial.unlink(missing_ok=True)
         later_path.unlink(missing_ok=True)
 
-    info = SnapshotInfo(id=snapshot_id, file=str(archive), created_at=now, size=size,
+    info = SnapshotInfo(id=snapshot_id, file=str(archive), created_at=created, size=size,
                         sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results)
     return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint)
 
@@ -211,13 +218,14 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.0f} MB"
 
 
-def _copy_databases(cfg: Config, store: LocalStore, snapshot_id: str,
+def _copy_databases(cfg: Config, store: LocalStore, stem: str,
                     stop: threading.Event | None) -> list[DatabaseCopy]:
     copies: list[DatabaseCopy] = []
     try:
         for i, db in enumerate(cfg.source.database_paths()):
-            target = store.dir / f".{snapshot_id}.db{i}.partial"
-            copies.append(copy_database(db, target, stop=stop))
+            target = store.dir / f".{stem}.db{i}.partial"
+            copies.append(copy_database(db, target, stop=stop,
+                                        lock_timeout=cfg.source.lock_timeout_seconds))
     except BaseException:
         for c in copies:
             c.copy.unlink(missing_ok=True)

@@ -24,6 +24,8 @@ databases = ["siip_database.db"]
 # gitignore syntax. The backup dir itself and the databases' -wal/-shm/-journal files are
 # always left out.
 exclude = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/"]
+lock_timeout_seconds = 300        # wait this long for a database another program keeps
+                                  # locked, logging every 30 s; then the run fails (1 to 86400)
 
 [schedule]                        # used by `siip-watcher start`
 enabled = true                    # old BACKUP_ENABLED
