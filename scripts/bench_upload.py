@@ -115,8 +115,8 @@ def child_upload(args: argparse.Namespace) -> None:
     """Runs in its own process: one put, timed, with its peak memory."""
     import hashlib
 
-    from watcher.config import DriveConfig
-    from watcher.destinations.gdrive import GoogleDriveDestination
+    from watcher.config.settings import DriveConfig
+    from watcher.destinations.gdrive.destination import GoogleDriveDestination
 
     info = json.loads(args.child)
     path = Path(info["file"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from watcher.config import Config, from_mapping
+from watcher.config.settings import Config, from_mapping
 
 REPO = Path(__file__).resolve().parent.parent
 

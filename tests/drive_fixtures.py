@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.drive_server import DriveServer
-from watcher.config import DriveConfig
-from watcher.destinations.gdrive import GoogleDriveDestination
-from watcher.destinations.retry import RetryPolicy
+from watcher.config.settings import DriveConfig
+from watcher.destinations.gdrive.destination import GoogleDriveDestination
+from watcher.retry import RetryPolicy
 
 CHUNK = 256 * 1024
 CLIENT_ID = "test-client.apps.googleusercontent.com"

@@ -7,10 +7,10 @@ import dataclasses
 from pathlib import Path
 
 from tests.conftest import make_config
+from watcher.backup.report import CAUSES
+from watcher.backup.run import run_backup
 from watcher.notify.message import build_report_message
 from watcher.notify.texts import LANGUAGES, TEXTS
-from watcher.report import CAUSES
-from watcher.run import run_backup
 
 
 def test_every_cause_has_words_in_every_language() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, write_config
-from watcher.config import (
+from watcher.config.settings import (
     NUMBER_RANGES,
     SECTIONS,
     ConfigError,
@@ -20,7 +20,7 @@ from watcher.config import (
     load,
     read_secret,
 )
-from watcher.starter import starter_toml
+from watcher.config.starter import starter_toml
 
 
 def bad(raw: dict[str, Any], tmp_path: Path, environ: dict[str, str] | None = None) -> str:

@@ -1,8 +1,8 @@
 """The service: real observer, real APScheduler, real files; intervals of seconds.
 
-The first part drives :func:`watcher.daemon.serve` in a thread with a recording ``run_fn`` (fast,
-and it lets a test hold a run open); the second part runs the real `siip-watcher start` as a
-subprocess with the real backup, for the issue's end-to-end cases.
+The first part drives :func:`watcher.service.daemon.serve` in a thread with a recording
+``run_fn`` (fast, and it lets a test hold a run open); the second part runs the real
+`siip-watcher start` as a subprocess with the real backup, for the issue's end-to-end cases.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, make_config, make_siip_tree, write_config
-from watcher.catalog import Catalog, utcnow
-from watcher.config import Config
-from watcher.daemon import ABORT_GRACE_SECONDS, newest_snapshot, serve
-from watcher.lock import SERVICE_LOCK_FILE
-from watcher.report import RunReport, SnapshotInfo
-from watcher.service_state import read_state
-from watcher.status import collect_status, format_status
+from watcher.backup.report import RunReport, SnapshotInfo
+from watcher.config.settings import Config
+from watcher.service.daemon import ABORT_GRACE_SECONDS, newest_snapshot, serve
+from watcher.service.state_file import read_state
+from watcher.service.status import collect_status, format_status
+from watcher.state.catalog import Catalog, utcnow
+from watcher.state.lock import SERVICE_LOCK_FILE
 
 WAIT = 30.0  # upper bound for things that normally take well under a second
 
@@ -212,7 +212,7 @@ def test_idle_tree_gives_no_run_over_several_intervals(siip: Path, tmp_path: Pat
                                                        caplog: pytest.LogCaptureFixture) -> None:
     cfg = svc_config(siip, tmp_path / "backups", interval_hours=1 / 3600)
     fake = FakeRun(cfg)
-    with caplog.at_level("INFO", logger="watcher.daemon"):
+    with caplog.at_level("INFO", logger="watcher.service.daemon"):
         svc = services(cfg, fake)
         wait_until(lambda: fake.triggers() == ["start"], "the start run")
         wait_until(lambda: caplog.text.count("interval backup skipped") >= 4,
@@ -245,7 +245,7 @@ def test_own_writes_into_a_backup_dir_inside_the_tree_never_trigger(
     cfg = svc_config(siip, siip / "backups", heavy_change_events=1, debounce_seconds=0.1,
                      interval_hours=1 / 3600)
     fake = FakeRun(cfg)
-    with caplog.at_level("INFO", logger="watcher.daemon"):
+    with caplog.at_level("INFO", logger="watcher.service.daemon"):
         svc = services(cfg, fake)
         wait_until(lambda: fake.triggers() == ["start"], "the start run")
         # the run wrote an archive, renamed it and wrote the catalog inside the tree; the
@@ -258,7 +258,7 @@ def test_own_writes_into_a_backup_dir_inside_the_tree_never_trigger(
 
 def test_change_made_while_stopped_is_backed_up_after_start(siip: Path, tmp_path: Path,
                                                             services: Any) -> None:
-    from watcher.snapshot import tree_fingerprint
+    from watcher.snapshot.take import tree_fingerprint
 
     local = tmp_path / "backups"
     cfg = svc_config(siip, local, interval_hours=1 / 3600)
@@ -328,7 +328,7 @@ def test_second_instance_refuses(siip: Path, tmp_path: Path, services: Any,
                                  caplog: pytest.LogCaptureFixture) -> None:
     cfg = svc_config(siip, tmp_path / "backups")
     services(cfg, FakeRun(cfg))
-    with caplog.at_level("ERROR", logger="watcher.daemon"):
+    with caplog.at_level("ERROR", logger="watcher.service.daemon"):
         assert serve(cfg, run_fn=FakeRun(cfg), stop_event=threading.Event()) == 2
     assert "already running" in caplog.text
     assert f"pid {os.getpid()}" in caplog.text
@@ -592,8 +592,8 @@ def test_queued_uploads_are_retried_on_a_timer(siip: Path, tmp_path: Path, servi
 
     from tests.drive_fixtures import drive_config
     from tests.drive_server import DriveServer
-    from watcher import daemon
-    from watcher.run import run_backup
+    from watcher.backup.run import run_backup
+    from watcher.service import daemon
 
     server = DriveServer().start()
     try:
@@ -617,7 +617,7 @@ def test_queued_uploads_are_retried_on_a_timer(siip: Path, tmp_path: Path, servi
 
 def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Path,
                                                        services: Any) -> None:
-    from watcher.lock import LOCK_FILE, FileLock
+    from watcher.state.lock import LOCK_FILE, FileLock
 
     cfg = svc_config(siip, tmp_path / "backups")
     cfg.local.dir.mkdir()
@@ -642,8 +642,8 @@ def test_each_run_releases_its_compressor(cfg: Config, monkeypatch: pytest.Monke
     import gc
     import weakref
 
-    from watcher import tarstream
-    from watcher.run import run_backup
+    from watcher.backup.run import run_backup
+    from watcher.snapshot import tarstream
 
     sinks: list[weakref.ref[Any]] = []
     original = tarstream.CompressedSink.__init__
@@ -663,13 +663,13 @@ def test_each_run_releases_its_compressor(cfg: Config, monkeypatch: pytest.Monke
 def test_service_exits_1_when_the_watched_folder_disappears(
         tmp_path: Path, services: Any, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    from watcher import daemon
+    from watcher.service import daemon
 
     monkeypatch.setattr(daemon, "HEALTH_SECONDS", 0.2)
     root = make_siip_tree(tmp_path / "siip")
     cfg = svc_config(root, tmp_path / "backups")
     fake = FakeRun(cfg)
-    with caplog.at_level("ERROR", logger="watcher.daemon"):
+    with caplog.at_level("ERROR", logger="watcher.service.daemon"):
         svc = services(cfg, fake)
         wait_until(lambda: fake.triggers() == ["start"], "the start run")
         shutil.rmtree(root)  # e.g. a project folder removed by mistake: nothing is watched

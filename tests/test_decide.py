@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.config import ScheduleConfig
-from watcher.decide import (
+from watcher.config.settings import ScheduleConfig
+from watcher.service.decide import (
     TRIGGER_CHANGE,
     TRIGGER_INTERVAL,
     TRIGGER_START,

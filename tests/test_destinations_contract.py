@@ -25,7 +25,7 @@ from tests.drive_fixtures import (
 )
 from tests.drive_server import DriveServer
 from watcher.destinations.base import Destination, DestinationError, RemoteFile
-from watcher.destinations.local import LocalFolderDestination
+from watcher.destinations.folder import LocalFolderDestination
 
 SIZE = 3 * CHUNK + 12_345          # several chunks and a short last one
 IDS = ["siip-20260101T000000Z", "siip-20260215T120000Z", "siip-20260301T060000Z"]

@@ -26,11 +26,17 @@ from tests.smtp_server import (
     closed_port,
     make_tls_files,
 )
-from watcher.catalog import Catalog
-from watcher.config import Config, ConfigError, from_mapping
+from watcher.backup.report import (
+    DatabaseResult,
+    DestinationResult,
+    Problem,
+    RunReport,
+    SnapshotInfo,
+)
+from watcher.config.settings import Config, ConfigError, from_mapping
 from watcher.notify import notify
 from watcher.notify.email import EmailError, explain, send_test
-from watcher.report import DatabaseResult, DestinationResult, Problem, RunReport, SnapshotInfo
+from watcher.state.catalog import Catalog
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_AUTH_WARNING)
 

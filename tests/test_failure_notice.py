@@ -26,8 +26,8 @@ from tests.smtp_server import (
     make_tls_files,
 )
 from tests.test_heartbeat import CHECK_ID, Recorder
-from watcher.config import Config
-from watcher.service_state import read_state
+from watcher.config.settings import Config
+from watcher.service.state_file import read_state
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_AUTH_WARNING)
 
@@ -145,7 +145,7 @@ def test_a_failing_notification_never_hides_the_original_error(
 def test_a_backup_dir_that_cannot_be_created_mails_and_pings_fail(
         tmp_path: Path, siip: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.run import run_backup
+    from watcher.backup.run import run_backup
 
     in_the_way = tmp_path / "a file, not a folder"
     in_the_way.write_text("x")
@@ -164,7 +164,7 @@ def test_a_backup_dir_that_cannot_be_created_mails_and_pings_fail(
 def test_a_run_kept_waiting_by_another_snapshot_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.run import RunBusy, run_backup, run_lock
+    from watcher.backup.run import RunBusy, run_backup, run_lock
 
     cfg = make_config(siip, tmp_path / "backups", email=email_section(smtp, tls),
                       heartbeat={"url": hc.url})
@@ -193,8 +193,8 @@ def service_config(siip: Path, local: Path, smtp: SmtpTestServer, tls: TlsFiles,
 def test_service_start_on_a_damaged_catalog_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.daemon import serve
-    from watcher.lock import SERVICE_LOCK_FILE, FileLock
+    from watcher.service.daemon import serve
+    from watcher.state.lock import SERVICE_LOCK_FILE, FileLock
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     cfg.local.dir.mkdir()
@@ -216,7 +216,7 @@ def test_service_start_on_a_damaged_catalog_mails_and_pings_fail(
 def test_service_start_that_cannot_watch_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.daemon import serve
+    from watcher.service.daemon import serve
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     shutil.rmtree(siip)  # the project folder moved away while the service was down
@@ -233,7 +233,7 @@ def test_service_start_that_cannot_watch_mails_and_pings_fail(
 def test_service_started_with_its_schedule_off_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.daemon import serve
+    from watcher.service.daemon import serve
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc, enabled=False)
 
@@ -248,7 +248,7 @@ def test_service_started_with_its_schedule_off_mails_and_pings_fail(
 def test_a_scheduled_run_that_fails_before_its_report_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.daemon import serve
+    from watcher.service.daemon import serve
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     stop = threading.Event()

@@ -16,7 +16,7 @@ from tests.conftest import write_config
 from tests.drive_fixtures import FAST_RETRY, drive_config
 from tests.drive_server import DriveServer
 from watcher.cli import main
-from watcher.destinations.gdrive import KEY_SNAPSHOT
+from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
 
 Cli = Callable[..., CompletedProcess[str]]
 
@@ -73,7 +73,7 @@ def test_drive_down_keeps_the_snapshot_queued_and_exits_3(
         siip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     # in-process, only to shorten the half minute of production retries to milliseconds
-    monkeypatch.setattr("watcher.destinations.gdrive.DEFAULT_RETRY", FAST_RETRY)
+    monkeypatch.setattr("watcher.destinations.gdrive.destination.DEFAULT_RETRY", FAST_RETRY)
     with DriveServer() as server:
         extra = drive_section(server, tmp_path)
         config = write_config(tmp_path / "server.toml", siip, tmp_path / "backups", extra)
@@ -91,7 +91,7 @@ def test_drive_down_keeps_the_snapshot_queued_and_exits_3(
 def test_once_sends_what_is_still_queued_too(
         siip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("watcher.destinations.gdrive.DEFAULT_RETRY", FAST_RETRY)
+    monkeypatch.setattr("watcher.destinations.gdrive.destination.DEFAULT_RETRY", FAST_RETRY)
     with DriveServer() as server:
         extra = drive_section(server, tmp_path)
         config = write_config(tmp_path / "server.toml", siip, tmp_path / "backups", extra)

@@ -27,7 +27,7 @@ from tests.drive_fixtures import (
 )
 from tests.drive_server import DriveServer, DriveState
 from watcher.destinations.base import DestinationError
-from watcher.destinations.gdrive import KEY_SNAPSHOT, GoogleDriveDestination
+from watcher.destinations.gdrive.destination import KEY_SNAPSHOT, GoogleDriveDestination
 
 SID = "siip-20261127T181500Z"
 SIZE = 5 * CHUNK + 1000           # six chunks, the last one short

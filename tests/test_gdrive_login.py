@@ -17,9 +17,9 @@ import pytest
 
 from tests.drive_fixtures import CLIENT_ID, client_file, make_archive, make_drive
 from tests.drive_server import DriveServer
-from watcher.config import Config, DriveConfig, from_mapping
-from watcher.destinations.gdrive_auth import LoginError, load_user_token, login, parse_pasted
-from watcher.destinations.gdrive_setup import drive_login
+from watcher.config.settings import Config, DriveConfig, from_mapping
+from watcher.destinations.gdrive.auth import LoginError, load_user_token, login, parse_pasted
+from watcher.destinations.gdrive.setup import drive_login
 
 
 @pytest.fixture

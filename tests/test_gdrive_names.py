@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import write_config
 from tests.drive_server import DriveServer
 from tests.test_gdrive_end_to_end import drive_section
-from watcher.destinations.gdrive import KEY_SNAPSHOT
+from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
 
 Cli = Callable[..., CompletedProcess[str]]
 

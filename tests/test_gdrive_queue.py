@@ -1,4 +1,4 @@
-"""The upload queue (watcher.uploads) with a real catalog, real archives and the Drive
+"""The upload queue (watcher.backup.uploads) with a real catalog, real archives and the Drive
 destination against tests/drive_server.py."""
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import pytest
 
 from tests.drive_fixtures import CHUNK, drive_config, make_archive, make_drive
 from tests.drive_server import DriveServer
-from watcher.catalog import Catalog, utcnow
-from watcher.config import Config, from_mapping
-from watcher.destinations.base import Destination
-from watcher.destinations.gdrive import KEY_SNAPSHOT, GoogleDriveDestination
-from watcher.report import SnapshotInfo
-from watcher.uploads import (
+from watcher.backup.report import SnapshotInfo
+from watcher.backup.uploads import (
     FAILED_RETRY,
     pending_copies,
     protected_snapshot_ids,
     retry_delay,
     send_copies,
 )
+from watcher.config.settings import Config, from_mapping
+from watcher.destinations.base import Destination
+from watcher.destinations.gdrive.destination import KEY_SNAPSHOT, GoogleDriveDestination
+from watcher.state.catalog import Catalog, utcnow
 
 IDS = ["siip-20260101T000000Z", "siip-20260102T000000Z", "siip-20260103T000000Z"]
 SIZE = 3 * CHUNK + 77
@@ -38,7 +38,7 @@ class Queue:
 
     def snapshot(self, sid: str) -> Path:
         path, sha = make_archive(self.cfg.local.dir, sid, SIZE)
-        from watcher.archive_files import snapshot_time
+        from watcher.archive.files import snapshot_time
 
         created = snapshot_time(sid)
         assert created is not None

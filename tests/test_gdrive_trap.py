@@ -18,8 +18,8 @@ from googleapiclient.http import MediaIoBaseUpload
 
 from tests.drive_fixtures import CHUNK, drive_config, make_archive, make_drive
 from tests.drive_server import DriveServer
-from watcher.destinations.gdrive_auth import load_credentials
-from watcher.destinations.gdrive_transport import authorized_http, build_service
+from watcher.destinations.gdrive.auth import load_credentials
+from watcher.destinations.gdrive.transport import authorized_http, build_service
 
 SID = "siip-20260601T000000Z"
 

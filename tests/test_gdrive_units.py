@@ -11,10 +11,9 @@ import httplib2
 import pytest
 from google.auth.exceptions import RefreshError, TransportError
 
-from watcher.config import ConfigError, from_mapping
-from watcher.destinations.factory import enabled_destinations, open_destination
-from watcher.destinations.gdrive import GoogleDriveDestination
-from watcher.destinations.gdrive_errors import (
+from watcher.config.settings import ConfigError, from_mapping
+from watcher.destinations.gdrive.destination import GoogleDriveDestination
+from watcher.destinations.gdrive.errors import (
     Action,
     Context,
     classify,
@@ -22,9 +21,10 @@ from watcher.destinations.gdrive_errors import (
     one_line,
     parse_error,
 )
-from watcher.destinations.gdrive_transport import build_http, discovery_document
-from watcher.destinations.gdrive_upload import PrefixHasher, parse_range, round_chunk
-from watcher.destinations.retry import RetryPolicy
+from watcher.destinations.gdrive.transport import build_http, discovery_document
+from watcher.destinations.gdrive.upload import PrefixHasher, parse_range, round_chunk
+from watcher.destinations.registry import enabled_destinations, open_destination
+from watcher.retry import RetryPolicy
 
 SA = Context(auth="service_account", folder="F1")
 USER = Context(auth="oauth", folder="F1")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from watcher.destinations.base import DestinationError
-from watcher.destinations.gdrive_upload import HashAhead, PrefixHasher
+from watcher.destinations.gdrive.upload import HashAhead, PrefixHasher
 
 SIZE = 3 * PrefixHasher.WINDOW + 12_345      # several windows and an unaligned tail
 

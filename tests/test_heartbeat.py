@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from tests.smtp_server import SilentServer, closed_port
-from watcher.catalog import Catalog
-from watcher.config import Config, from_mapping
+from watcher.backup.report import Problem, RunReport, SnapshotInfo
+from watcher.config.settings import Config, from_mapping
 from watcher.notify import notify
 from watcher.notify.heartbeat import ping, ping_url
-from watcher.report import Problem, RunReport, SnapshotInfo
+from watcher.state.catalog import Catalog
 
 CHECK_ID = "5f1c2a9e-0b7d-4c1e-9a55-secretcheck"
 FAST = (0.05, 0.05)

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_config, make_siip_tree
-from watcher.catalog import utcnow
-from watcher.config import Config
-from watcher.report import RunReport
-from watcher.restore import restore
-from watcher.run import run_backup
-from watcher.sqlite_copy import DatabaseCopyError, copy_database
+from watcher.archive.restore import restore
+from watcher.backup.report import RunReport
+from watcher.backup.run import run_backup
+from watcher.config.settings import Config
+from watcher.snapshot.sqlite_copy import DatabaseCopyError, copy_database
+from watcher.state.catalog import utcnow
 
 HOLDER = r"""
 import sqlite3, sys
@@ -115,7 +115,7 @@ def test_waiting_for_a_lock_is_logged_with_the_holder_and_the_limit(
         siip_rollback: Path, tmp_path: Path, holder: subprocess.Popen[str],
         caplog: pytest.LogCaptureFixture) -> None:
     db = siip_rollback / "siip_database.db"
-    with caplog.at_level(logging.WARNING, logger="watcher.snapshot"), \
+    with caplog.at_level(logging.WARNING, logger="watcher.snapshot.take"), \
             pytest.raises(DatabaseCopyError) as failed:
         copy_database(db, tmp_path / "copy.db", lock_timeout=2, log_every=0.5)
     lines = [r.getMessage() for r in caplog.records if str(db) in r.getMessage()]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config import from_mapping
+from watcher.config.settings import from_mapping
 
 SCRIPT = """
 import logging, sys
-from watcher.config import from_mapping
+from watcher.config.settings import from_mapping
 from watcher.logsetup import setup_logging
 cfg = from_mapping({"log": {"file": sys.argv[1], "level": sys.argv[2]}}, environ={},
                    check_paths=False)

@@ -18,10 +18,10 @@ from tests.conftest import make_config
 from tests.drive_fixtures import drive_config
 from tests.drive_server import DriveServer
 from tests.test_daemon import FakeRun, Running, wait_until
-from watcher.catalog import CATALOG_FILE, Catalog
-from watcher.config import Config
-from watcher.destinations.gdrive import KEY_SNAPSHOT
-from watcher.run import run_backup, run_lock
+from watcher.backup.run import run_backup, run_lock
+from watcher.config.settings import Config
+from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
+from watcher.state.catalog import CATALOG_FILE, Catalog
 
 #: keep only the newest snapshot: anything older is pruned unless it is protected
 KEEP_ONE = {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
@@ -58,7 +58,7 @@ def lose_catalog(cfg: Config) -> None:
 def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
         siip: Path, tmp_path: Path, server: DriveServer, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    from watcher import daemon
+    from watcher.service import daemon
 
     cfg = drive_cfg(siip, tmp_path, server, schedule={"interval_hours": 1.0})
     stored = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot

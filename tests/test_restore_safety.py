@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from watcher.archive import ArchiveError, verify
-from watcher.archive_files import sidecar_line
-from watcher.config import Config
-from watcher.manifest import FORMAT_VERSION, MANIFEST_MEMBER, member_entry
-from watcher.restore import STAGING_PREFIX, DiskFullError, restore
-from watcher.run import run_backup
+from watcher.archive.files import sidecar_line
+from watcher.archive.manifest import FORMAT_VERSION, MANIFEST_MEMBER, member_entry
+from watcher.archive.read import ArchiveError, verify
+from watcher.archive.restore import STAGING_PREFIX, DiskFullError, restore
+from watcher.backup.run import run_backup
+from watcher.config.settings import Config
 
 OLD_MTIME = 946684800  # 2000-01-01
 
@@ -176,7 +176,7 @@ def test_new_restore_folder_is_private_whatever_the_umask(cfg: Config, siip: Pat
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from watcher.restore import restore
+from watcher.archive.restore import restore
 archive, target, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 done = 0
 def progress(n):

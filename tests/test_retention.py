@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from watcher.config import RetentionConfig
-from watcher.retention import select
+from watcher.backup.retention import select
+from watcher.config.settings import RetentionConfig
 
 START = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
 

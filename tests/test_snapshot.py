@@ -20,12 +20,12 @@ import pytest
 import zstandard
 
 from tests.conftest import make_config, make_siip_tree, write_config
-from watcher import snapshot as snapshot_module
-from watcher.archive import verify
-from watcher.config import Config
-from watcher.restore import restore
-from watcher.run import run_backup
-from watcher.tarstream import CompressedSink, TarProducer
+from watcher.archive.read import verify
+from watcher.archive.restore import restore
+from watcher.backup.run import run_backup
+from watcher.config.settings import Config
+from watcher.snapshot import take as snapshot_module
+from watcher.snapshot.tarstream import CompressedSink, TarProducer
 
 EXCLUDED = ["app/__pycache__", "app/models.pyc", ".git", "venv"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import zstandard
 
 from tests.conftest import make_config
-from watcher.report import RunReport
-from watcher.run import run_backup
+from watcher.backup.report import RunReport
+from watcher.backup.run import run_backup
 
 SECRET = b"outside-secret-" + random.Random(15).randbytes(48).hex().encode()
 

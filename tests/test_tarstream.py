@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from watcher.compressibility import (
+from watcher.snapshot.compressibility import (
     SNIFF_MIN_SIZE,
     incompressible_name,
     incompressible_sample,
     looks_incompressible,
 )
-from watcher.snapshot import _Later, _later_record, _read_later
-from watcher.tarstream import (
+from watcher.snapshot.take import _Later, _later_record, _read_later
+from watcher.snapshot.tarstream import (
     BLOCK,
     STORED_BLOCK,
     CompressedSink,
@@ -281,7 +281,7 @@ def test_deferred_entries_round_trip_across_block_boundaries(tmp_path: Path) -> 
 
 
 def test_an_archive_past_several_writeback_hints_is_whole(tmp_path: Path) -> None:
-    from watcher.tarstream import WRITEBACK_EVERY
+    from watcher.snapshot.tarstream import WRITEBACK_EVERY
 
     blob = random.Random(5).randbytes(WRITEBACK_EVERY + (3 << 20))
     archive = tmp_path / "big.tar.zst"
@@ -333,7 +333,7 @@ def test_stored_frames_decode_with_python_zstandard_and_the_zstd_cli(
 @needs_gnu_tar
 def test_snapshot_order_and_gnu_tar_restores_folder_times(tmp_path: Path) -> None:
     from tests.conftest import make_config, make_siip_tree
-    from watcher.run import run_backup
+    from watcher.backup.run import run_backup
 
     root = make_siip_tree(tmp_path / "siip")
     (root / "static" / "uploads" / "notas.txt").write_text("texto\n" * 1000)

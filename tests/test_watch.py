@@ -21,8 +21,8 @@ import pytest
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileModifiedEvent, FileMovedEvent
 from watchdog.observers import Observer
 
-from watcher.config import Config, from_mapping
-from watcher.watch import ChangeFilter, TreeWatcher, WatchError
+from watcher.config.settings import Config, from_mapping
+from watcher.service.watch import ChangeFilter, TreeWatcher, WatchError
 
 WAIT = 10.0  # generous upper bound for an event to arrive; normally milliseconds
 
@@ -195,7 +195,7 @@ def test_backup_dir_inside_the_tree_never_counts(tmp_path: Path, watching: Any) 
     db.execute("CREATE TABLE t (x)")
     db.commit()
     db.close()
-    (backups / "siip-watcher.lock").write_text("1\n")
+    (backups / "siip-watcher.state.lock").write_text("1\n")
     (backups / "sub").mkdir()
     (backups / "sub").rmdir()
     sentinel(root, seen)
@@ -298,7 +298,7 @@ class _ExhaustedInotify(Observer):  # type: ignore[misc,valid-type]
 def test_auto_falls_back_to_polling_with_a_hint(tmp_path: Path, watching: Any,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     cfg = make_cfg(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="watcher.watch"):
+    with caplog.at_level(logging.WARNING, logger="watcher.service.watch"):
         w, seen = watching(cfg, poll_interval=0.1, native_factory=_ExhaustedInotify)
     assert w.kind == "polling"
     assert "fs.inotify.max_user_watches" in caplog.text

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from watcher import __version__
-from watcher.config import Config, ConfigError, config_file_from, load, to_toml
-from watcher.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from watcher.config.settings import Config, ConfigError, config_file_from, load, to_toml
 
 log = logging.getLogger("watcher")
 
@@ -74,7 +74,7 @@ def _setup_logging(args: argparse.Namespace, cfg: Config | None = None) -> None:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from watcher.run import RunBusy, run_backup
+    from watcher.backup.run import RunBusy, run_backup
 
     cfg = _load(args)
     _setup_logging(args, cfg)
@@ -93,7 +93,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: Any) -> None:
-    from watcher.run import seconds
+    from watcher.backup.run import seconds
 
     out = sys.stdout
     if report.snapshot is None:
@@ -123,7 +123,7 @@ def _print_report(report: Any) -> None:
 
 
 def _resolve_local(cfg: Config, ident: str) -> tuple[str, Path]:
-    from watcher.store import LocalStore
+    from watcher.state.store import LocalStore
 
     archives = LocalStore(cfg).archives()
     if not archives:
@@ -150,8 +150,8 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
         sid, path = _resolve_local(cfg, ident)
         yield sid, path, None
         return
-    from watcher.archive_files import archive_name, parse_snapshot_id, sidecar_line
-    from watcher.destinations.factory import open_destination
+    from watcher.archive.files import archive_name, parse_snapshot_id, sidecar_line
+    from watcher.destinations.registry import open_destination
 
     dest = open_destination(cfg, source)
     try:
@@ -188,9 +188,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     _setup_logging(args, cfg)
     rows: list[dict[str, Any]] = []
     if args.source == "local":
-        from watcher.catalog import Catalog
-        from watcher.inventory import reconcile
-        from watcher.store import LocalStore
+        from watcher.state.catalog import Catalog
+        from watcher.state.inventory import reconcile
+        from watcher.state.store import LocalStore
 
         store = LocalStore(cfg)
         catalog = Catalog(cfg.local.dir) if cfg.local.dir.is_dir() else None
@@ -207,7 +207,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                          "trigger": snap.trigger, "stored_at": where,
                          "file": snap.file if snap.local else None})
     else:
-        from watcher.destinations.factory import open_destination
+        from watcher.destinations.registry import open_destination
 
         dest = open_destination(cfg, args.source)
         try:
@@ -232,8 +232,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from watcher.archive import verify
-    from watcher.store import LocalStore
+    from watcher.archive.read import verify
+    from watcher.state.store import LocalStore
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
@@ -268,7 +268,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _remote_list(cfg: Config, source: str) -> list[Any]:
-    from watcher.destinations.factory import open_destination
+    from watcher.destinations.registry import open_destination
 
     dest = open_destination(cfg, source)
     try:
@@ -278,7 +278,7 @@ def _remote_list(cfg: Config, source: str) -> list[Any]:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from watcher.restore import restore, target_problem
+    from watcher.archive.restore import restore, target_problem
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
@@ -304,11 +304,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from watcher.catalog import Catalog
-    from watcher.inventory import reconcile
-    from watcher.prune import prune
-    from watcher.run import run_lock
-    from watcher.store import LocalStore
+    from watcher.backup.prune import prune
+    from watcher.backup.run import run_lock
+    from watcher.state.catalog import Catalog
+    from watcher.state.inventory import reconcile
+    from watcher.state.store import LocalStore
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
@@ -316,7 +316,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     store.ensure()
     destinations: list[Any] = []
     if cfg.drive.enabled:
-        from watcher.destinations.factory import enabled_destinations
+        from watcher.destinations.registry import enabled_destinations
 
         destinations = enabled_destinations(cfg)
     with run_lock(cfg):
@@ -324,7 +324,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         reconcile(catalog, store)
         protected: set[str] = set()
         if destinations:
-            from watcher.uploads import protected_snapshot_ids
+            from watcher.backup.uploads import protected_snapshot_ids
 
             protected = protected_snapshot_ids(catalog, destinations)
         result = prune(cfg, catalog, store, destinations, protected=protected,
@@ -349,7 +349,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         sys.stdout.write(f"# {cfg.path}: OK\n" + to_toml(cfg))
         return EXIT_OK
     if args.config_cmd == "init":
-        from watcher.starter import starter_toml
+        from watcher.config.starter import starter_toml
 
         text = starter_toml()
         if args.output:
@@ -363,7 +363,7 @@ def cmd_config(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return EXIT_OK
     if args.config_cmd == "import":
-        from watcher.config_import import import_old_config
+        from watcher.config.import_old import import_old_config
 
         sys.stdout.write(import_old_config(Path(args.old_config)))
         return EXIT_OK
@@ -392,8 +392,8 @@ def cmd_drive(args: argparse.Namespace) -> int:
     """`drive login`: sign in to Google (drive.auth = "oauth") and check the upload folder."""
     import os
 
-    from watcher.destinations.gdrive_auth import LoginError
-    from watcher.destinations.gdrive_setup import drive_login
+    from watcher.destinations.gdrive.auth import LoginError
+    from watcher.destinations.gdrive.setup import drive_login
 
     if args.drive_cmd != "login":
         raise UsageError("drive needs: login")
@@ -418,7 +418,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     """The service, in the foreground until SIGTERM/SIGINT (systemd, NSSM)."""
-    from watcher.daemon import serve
+    from watcher.service.daemon import serve
 
     cfg = _load(args)
     _setup_logging(args, cfg)
@@ -426,7 +426,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from watcher.status import StatusError, collect_status, format_status
+    from watcher.service.status import StatusError, collect_status, format_status
 
     # status must answer even when the source folder is missing (that is worth seeing)
     cfg = _load(args, check_paths=False)
@@ -554,10 +554,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_failure(exc: Exception) -> int:
-    from watcher.archive import ArchiveError
+    from watcher.archive.read import ArchiveError
     from watcher.destinations.base import DestinationError
-    from watcher.lock import LockBusy
-    from watcher.store import StoreError
+    from watcher.state.lock import LockBusy
+    from watcher.state.store import StoreError
 
     if isinstance(exc, ArchiveError | DestinationError | LockBusy | StoreError):
         print(f"siip-watcher: {exc}", file=sys.stderr)

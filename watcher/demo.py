@@ -13,8 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
-from watcher.config import from_mapping
-from watcher.report import EXIT_OK, DatabaseResult
+from watcher.backup.report import EXIT_OK, DatabaseResult
+from watcher.config.settings import from_mapping
 
 DEMO_CONFIG = """\
 # Demo configuration written by `siip-watcher demo`.
@@ -87,7 +87,7 @@ def _writer(db_path: Path, stop: threading.Event) -> None:
 
 def run_demo(base: Path) -> int:
     """Build the demo under ``base``, back it up once, and tell the user what to try next."""
-    from watcher.run import run_backup
+    from watcher.backup.run import run_backup
 
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from watcher.config import Config
+from watcher.config.settings import Config
 
 FILE_MAX_BYTES = 10 * 1024 * 1024
 FILE_BACKUPS = 5

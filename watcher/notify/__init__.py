@@ -1,7 +1,7 @@
 """Tell people how a run went: an email report and a heartbeat ping.
 
 :func:`notify` is called once per finished run, and once for a service that could not start
-(through :func:`watcher.failure.send_notice`). It never raises and never changes the run's
+(through :func:`watcher.backup.failure.send_notice`). It never raises and never changes the run's
 result: every failure is logged in one line, retried a few times when that can help, and
 recorded in the catalog (channel "email" or "heartbeat") for `siip-watcher status`.
 """
@@ -12,13 +12,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from watcher.catalog import Catalog
-from watcher.config import Config, ConfigError
+from watcher.backup.report import RunReport
+from watcher.config.settings import Config, ConfigError
 from watcher.notify import email as smtp_email
 from watcher.notify import heartbeat, policy
 from watcher.notify.message import build_report_message
 from watcher.notify.retry import DEFAULT_RETRY_DELAYS, attempt
-from watcher.report import RunReport
+from watcher.state.catalog import Catalog
 
 log = logging.getLogger("watcher.notify")
 

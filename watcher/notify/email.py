@@ -14,10 +14,10 @@ import socket
 import ssl
 from email.message import EmailMessage
 
-from watcher.catalog import utcnow
-from watcher.config import Config, ConfigError, read_secret
+from watcher.config.settings import Config, ConfigError, read_secret
 from watcher.notify.message import build_test_message, sender_address
 from watcher.notify.retry import NotifyError
+from watcher.state.catalog import utcnow
 
 GMAIL_HOSTS = ("gmail.com", "googlemail.com")
 GMAIL_HINT = ("Gmail refuses the normal account password here: create an app password "

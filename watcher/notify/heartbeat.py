@@ -2,7 +2,7 @@
 one, so someone outside notices when the service goes quiet.
 
 The URL embeds a secret check id, so it never appears in a log line or an error: only
-:func:`watcher.config.redacted_heartbeat` of it does.
+:func:`watcher.config.settings.redacted_heartbeat` of it does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from watcher import __version__
-from watcher.config import redacted_heartbeat
+from watcher.config.settings import redacted_heartbeat
 from watcher.notify.retry import DEFAULT_RETRY_DELAYS, NotifyError, attempt
 
 log = logging.getLogger("watcher.notify")

@@ -16,10 +16,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from watcher import __version__
-from watcher.config import Config
+from watcher.backup.report import CAUSES, Problem, RunReport
+from watcher.config.settings import Config
 from watcher.notify import policy
 from watcher.notify.texts import SUBJECT_STATUS, TEXTS, text
-from watcher.report import CAUSES, Problem, RunReport
 
 # --- layout ---------------------------------------------------------------------------------
 

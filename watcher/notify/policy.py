@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from watcher.report import RunReport
+from watcher.backup.report import RunReport
 
 #: message kinds, also the words of ``email.on``
 SUCCESS = "success"

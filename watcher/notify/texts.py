@@ -22,7 +22,7 @@ TEXTS: dict[str, dict[str, str]] = {
                          "primera copia correcta después de uno o más fallos.",
         "lead_start_failed": 'El servicio de copias de seguridad de "{name}" NO pudo arrancar: '
                              "no se harán copias hasta que se corrija.",
-        # what a failure was about, in plain words (watcher.report.CAUSES); the technical
+        # what a failure was about, in plain words (watcher.backup.report.CAUSES); the technical
         # line follows under "Errores"
         "cause_source_missing": "no se encuentra la carpeta del proyecto que hay que copiar.",
         "cause_database_missing": "no se encuentra la base de datos que hay que copiar.",
@@ -117,7 +117,7 @@ TEXTS: dict[str, dict[str, str]] = {
                          "after one or more failures.",
         "lead_start_failed": 'The backup service for "{name}" could NOT start: no backups are '
                              "made until this is fixed.",
-        # what a failure was about, in plain words (watcher.report.CAUSES); the technical
+        # what a failure was about, in plain words (watcher.backup.report.CAUSES); the technical
         # line follows under "Errors"
         "cause_source_missing": "the project folder to back up cannot be found.",
         "cause_database_missing": "the database to back up cannot be found.",

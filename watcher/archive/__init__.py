@@ -1,0 +1,1 @@
+"""The archive format and reading it back: names and sidecars, manifest, verify, restore."""

@@ -1,0 +1,1 @@
+"""One backup run and what follows it: the report, uploads, retention and pruning."""

@@ -1,0 +1,93 @@
+"""Apply the retention policy to the local dir and to each destination.
+
+The choice of what to keep is :mod:`watcher.backup.retention` (pure); this module only carries it
+out. A snapshot whose copy has not yet reached every enabled destination is never deleted
+locally: it may be the only copy there is.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from watcher.archive.files import parse_snapshot_id
+from watcher.backup.report import Problem
+from watcher.backup.retention import select
+from watcher.config.settings import Config
+from watcher.destinations.base import Destination, DestinationError
+from watcher.state.catalog import Catalog
+from watcher.state.store import LocalStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PruneResult:
+    """What was (or, in a dry run, would be) deleted and kept, per place."""
+
+    deleted: dict[str, list[str]] = field(default_factory=dict)
+    kept: dict[str, list[str]] = field(default_factory=dict)
+    protected: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def local_timezone() -> object:
+    """The office's own time zone, for daily/weekly/monthly buckets."""
+    return datetime.now().astimezone().tzinfo
+
+
+def prune(cfg: Config, catalog: Catalog, store: LocalStore,
+          destinations: list[Destination], *, protected: set[str] | None = None,
+          dry_run: bool = False) -> PruneResult:
+    """Delete what the policy does not keep, locally and at every destination."""
+    result = PruneResult()
+    tz = local_timezone()
+    protected = protected or set()
+
+    local = [(a.id, a.created_at) for a in store.archives()]
+    decision = select(local, cfg.retention, tz)  # type: ignore[arg-type]
+    result.kept["local"] = list(decision.keep)
+    result.deleted["local"] = []
+    for sid in decision.delete:
+        if sid in protected:
+            result.protected.append(sid)
+            result.kept["local"].append(sid)
+            log.info("keeping %s locally: its upload has not reached every destination yet", sid)
+            continue
+        if not dry_run:
+            store.delete(sid)
+            catalog.mark_local_deleted(sid)
+            log.info("pruned %s from %s", sid, store.dir)
+        result.deleted["local"].append(sid)
+
+    for dest in destinations:
+        try:
+            remote = dest.list()
+        except DestinationError as exc:
+            result.problems.append(Problem(f"could not list {dest.name} to prune it: {exc}",
+                                           "it is pruned on the next run that reaches it"))
+            continue
+        pairs = []
+        by_id = {}
+        for r in remote:
+            parsed = parse_snapshot_id(r.snapshot_id)
+            if parsed and parsed[0] == cfg.name:
+                pairs.append((r.snapshot_id, parsed[1]))
+                by_id[r.snapshot_id] = r
+        remote_decision = select(pairs, cfg.retention, tz)  # type: ignore[arg-type]
+        result.kept[dest.name] = list(remote_decision.keep)
+        result.deleted[dest.name] = []
+        for sid in remote_decision.delete:
+            if not dry_run:
+                try:
+                    dest.delete(by_id[sid])
+                except DestinationError as exc:
+                    result.problems.append(Problem(
+                        f"could not delete {sid} from {dest.name}: {exc}",
+                        "it is pruned on the next run"))
+                    continue
+                catalog.delete_copy(sid, dest.name)
+                log.info("pruned %s from %s", sid, dest.name)
+            result.deleted[dest.name].append(sid)
+    return result

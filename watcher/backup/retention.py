@@ -1,0 +1,52 @@
+"""Which snapshots to keep: the grandfather-father-son rule of restic's ``forget --keep-*``.
+
+Pure: given ids with their times and a policy, return what stays and why. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+
+from watcher.config.settings import RetentionConfig
+
+
+@dataclass(frozen=True)
+class RetentionDecision:
+    """``keep`` maps each kept id to the rules that keep it; ``delete`` is oldest first."""
+
+    keep: dict[str, list[str]] = field(default_factory=dict)
+    delete: list[str] = field(default_factory=list)
+
+
+def select(snapshots: Iterable[tuple[str, datetime]], policy: RetentionConfig,
+           tz: tzinfo = UTC) -> RetentionDecision:
+    """Apply ``policy`` to ``(id, created_at)`` pairs.
+
+    keep_last keeps the N newest; keep_daily/weekly/monthly keep the newest snapshot of each
+    of the last N days/ISO weeks/months that have one (calendar in ``tz``, the office's own
+    time). The newest snapshot is always kept, whatever the policy says.
+    """
+    ordered = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
+    keep: dict[str, list[str]] = {}
+
+    def mark(rule: str, count: int, bucket: Callable[[datetime], object] | None) -> None:
+        seen: set[object] = set()
+        for sid, when in ordered:
+            if len(seen) >= count:
+                break
+            key = bucket(when.astimezone(tz)) if bucket else sid
+            if key in seen:
+                continue
+            seen.add(key)
+            keep.setdefault(sid, []).append(rule)
+
+    mark("last", policy.keep_last, None)
+    mark("daily", policy.keep_daily, lambda t: t.date())
+    mark("weekly", policy.keep_weekly, lambda t: t.isocalendar()[:2])
+    mark("monthly", policy.keep_monthly, lambda t: (t.year, t.month))
+    if ordered and ordered[0][0] not in keep:
+        keep[ordered[0][0]] = ["newest"]
+    delete = [sid for sid, _ in reversed(ordered) if sid not in keep]
+    return RetentionDecision(keep=keep, delete=delete)

@@ -1,0 +1,268 @@
+"""One backup run, end to end: snapshot, local store, destinations, prune, notify.
+
+Every step's outcome lands in the returned :class:`RunReport`; nothing here prints. A failure
+of a later step (an upload, pruning, an email) never undoes an earlier one: the snapshot that
+was stored stays stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from watcher.backup.failure import problem_for, send_notice, unexpected_problem
+from watcher.backup.prune import prune
+from watcher.backup.report import DestinationResult, Problem, RunReport, human_size
+from watcher.backup.uploads import protected_snapshot_ids
+from watcher.config.settings import Config
+from watcher.destinations.base import Destination
+from watcher.destinations.registry import enabled_names
+from watcher.snapshot.take import Aborted, SnapshotError, take_snapshot
+from watcher.state.catalog import Catalog, utcnow
+from watcher.state.inventory import reconcile
+from watcher.state.lock import LOCK_FILE, FileLock, LockBusy
+from watcher.state.store import LocalStore, StoreError
+
+log = logging.getLogger("watcher.backup.run")
+
+
+class RunBusy(Exception):
+    """Another process is taking a snapshot of the same local dir."""
+
+
+def run_lock(cfg: Config) -> FileLock:
+    """The lock that keeps two snapshots of one local dir from running at once."""
+    return FileLock(cfg.local.dir / LOCK_FILE)
+
+
+def run_backup(
+    cfg: Config,
+    *,
+    trigger: str,
+    upload: bool = True,
+    email: bool = True,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+    lock_timeout: float = 3600.0,
+    next_run: Callable[[], datetime | None] | None = None,
+) -> RunReport:
+    """Take one snapshot and carry it through every later step; return the report.
+
+    Waits up to ``lock_timeout`` seconds for a snapshot already running (the service, or
+    another `once`) and raises :class:`RunBusy` after that, once the admin has been told.
+    ``stop`` aborts the snapshot cleanly (no partial file kept). Never raises for a failed
+    run, whatever failed (a damaged catalog, a bug): the report says so, and it is mailed and
+    pinged like any other.
+    """
+    store = LocalStore(cfg)
+    report = RunReport(name=cfg.name, trigger=trigger, started_at=utcnow())
+    try:
+        store.ensure()
+    except StoreError as exc:
+        return _failed_early(cfg, report, Problem(str(exc), cause="backup_dir"), email=email,
+                             stop=stop)
+
+    lock = run_lock(cfg)
+    try:
+        if lock.is_held_elsewhere():
+            log.info("waiting for the snapshot already running (pid %s) to finish",
+                     lock.holder_pid() or "?")
+        lock.acquire(timeout=lock_timeout)
+    except LockBusy as exc:
+        busy = RunBusy(f"{exc}: a snapshot is already running; try again when it ends")
+        _failed_early(cfg, report, Problem(
+            str(busy), "if no backup is really running, look for a stuck siip-watcher process "
+            "(`siip-watcher status`) and end it", cause="busy"), email=email, stop=stop)
+        raise busy from None
+    except OSError as exc:
+        return _failed_early(cfg, report, problem_for(exc, store.dir), email=email, stop=stop)
+    try:
+        return _run_locked(cfg, store, report, upload=upload, email=email, progress=progress,
+                           on_total=on_total, stop=stop, next_run=next_run)
+    finally:
+        lock.release()
+
+
+def _failed_early(cfg: Config, report: RunReport, problem: Problem, *, email: bool,
+                  stop: threading.Event | None) -> RunReport:
+    """Close, log and notify a run that failed before it could open the catalog."""
+    report.errors.append(problem)
+    try:
+        report.free_bytes = shutil.disk_usage(cfg.local.dir).free
+    except OSError:
+        report.free_bytes = None
+    report.finish(utcnow())
+    log.error("%s", summary_line(report))
+    send_notice(cfg, report, email=email, stop=stop)
+    return report
+
+
+def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bool,
+                email: bool, progress: Callable[[int], None] | None,
+                on_total: Callable[[int], None] | None, stop: threading.Event | None,
+                next_run: Callable[[], datetime | None] | None) -> RunReport:
+    catalog: Catalog | None = None
+    run_id: int | None = None
+    destinations: list[Destination] = []
+    try:
+        store.remove_leftovers()
+        catalog = Catalog(store.dir)
+        interrupted = catalog.abandon_unfinished_runs()
+        if interrupted:
+            log.warning("%d earlier run(s) were interrupted before finishing; their partial "
+                        "files were removed", interrupted)
+        reconcile(catalog, store)
+        previous = catalog.last_finished_run()
+        report.previous_status = previous.status if previous else None
+        run_id = catalog.start_run(report.trigger, report.started_at)
+        log.info("run %d started (trigger: %s)", run_id, report.trigger)
+        _snapshot(cfg, store, catalog, report, progress=progress, on_total=on_total,
+                  stop=stop)
+        destinations = _destinations(cfg, report)
+        _after_snapshot(cfg, catalog, store, destinations, report, upload=upload, stop=stop)
+    except Exception as exc:
+        # the catalog, a bug, the disk: whatever it was, the run still ends with a report
+        # that is recorded, logged and sent to the admin
+        _crashed(report, exc, store)
+    finally:
+        for dest in destinations:
+            dest.close()
+
+    try:
+        report.free_bytes = shutil.disk_usage(store.dir).free
+    except OSError:
+        report.free_bytes = None
+    report.next_run = next_run() if next_run else None
+    report.finish(utcnow())
+    summary = summary_line(report)
+    if catalog is not None and run_id is not None:
+        try:
+            catalog.finish_run(run_id, report, summary)
+        except Exception as exc:
+            log.warning("run %d could not be recorded in the catalog (%s); `status` will not "
+                        "show it", run_id, exc)
+    (log.error if report.status == "failed" else log.info)("%s", summary)
+    send_notice(cfg, report, catalog, run_id, email=email, stop=stop)
+    return report
+
+
+def _snapshot(cfg: Config, store: LocalStore, catalog: Catalog, report: RunReport, *,
+              progress: Callable[[int], None] | None, on_total: Callable[[int], None] | None,
+              stop: threading.Event | None) -> None:
+    try:
+        result = take_snapshot(cfg, store, now=report.started_at, progress=progress,
+                               on_total=on_total, stop=stop)
+    except SnapshotError as exc:
+        report.errors.append(Problem(str(exc), cause=exc.cause))
+        return
+    except Aborted:
+        report.errors.append(Problem("the run was stopped before the snapshot was complete; "
+                                     "nothing partial was kept",
+                                     "it runs again at the next start", cause="stopped"))
+        return
+    except Exception as exc:  # a bug in the snapshot code: never blamed on the catalog
+        log.exception("the snapshot failed on an unexpected error")
+        report.errors.append(unexpected_problem(exc))
+        return
+    report.snapshot = result.info
+    report.warnings.extend(result.warnings)
+    catalog.add_snapshot(result.info, trigger=report.trigger,
+                         duration=(utcnow() - report.started_at).total_seconds(),
+                         fingerprint=result.fingerprint)
+    log.info("stored %s (%s, %d files, %d databases checked ok)", Path(result.info.file).name,
+             human_size(result.info.size), result.info.files, len(result.info.databases))
+
+
+def _after_snapshot(cfg: Config, catalog: Catalog, store: LocalStore,
+                    destinations: list[Destination], report: RunReport, *, upload: bool,
+                    stop: threading.Event | None) -> None:
+    """Send, prune, list what is kept: a failure here never loses the snapshot's report."""
+    try:
+        if destinations:
+            report.destinations = _send(cfg, catalog, destinations, report, upload=upload,
+                                        stop=stop)
+        protected = _protected(cfg, catalog)
+        if report.snapshot is not None:
+            pruned = prune(cfg, catalog, store, destinations if upload else [],
+                           protected=protected)
+            report.pruned = [sid for ids in pruned.deleted.values() for sid in ids]
+            report.warnings.extend(pruned.problems)
+        report.kept = [a.id for a in store.archives()]
+    except Exception as exc:
+        log.exception("a step after the snapshot failed")
+        report.warnings.append(Problem(f"after the snapshot: {exc}",
+                                       "the snapshot itself is stored; see the log"))
+
+
+def _crashed(report: RunReport, exc: Exception, store: LocalStore) -> None:
+    problem = problem_for(exc, store.dir)
+    if problem.cause == "unexpected":
+        log.exception("the run failed on an unexpected error")
+    if report.snapshot is not None:
+        # stored, and the next run's reconcile puts it back in the catalog if need be
+        report.warnings.append(Problem(f"after the snapshot: {problem.message}",
+                                       problem.hint, cause=problem.cause))
+    else:
+        report.errors.append(problem)
+
+
+def _destinations(cfg: Config, report: RunReport) -> list[Destination]:
+    if not cfg.drive.enabled:
+        return []
+    from watcher.destinations.base import DestinationError
+    from watcher.destinations.registry import enabled_destinations
+
+    try:
+        return enabled_destinations(cfg)
+    except DestinationError as exc:
+        report.destinations.append(DestinationResult(name="drive", state="pending",
+                                                     error=str(exc)))
+        return []
+
+
+def _send(cfg: Config, catalog: Catalog, destinations: list[Destination], report: RunReport,
+          *, upload: bool, stop: threading.Event | None) -> list[DestinationResult]:
+    """Queue the new snapshot at each destination and, unless --no-upload, send the queue."""
+    from watcher.backup.uploads import queue_copies, send_copies
+
+    new = [report.snapshot.id] if report.snapshot else []
+    if not upload:
+        queue_copies(catalog, destinations, new)
+        return [DestinationResult(name=d.name, state="skipped", snapshot_id=sid,
+                                  hint="upload skipped (--no-upload); it stays queued")
+                for d in destinations for sid in new]
+    return send_copies(cfg, catalog, destinations, new, stop=stop)
+
+
+def _protected(cfg: Config, catalog: Catalog) -> set[str]:
+    """Snapshots not yet at every enabled destination; by name, so a destination that could
+    not even be built this run still protects its queued copies."""
+    return protected_snapshot_ids(catalog, enabled_names(cfg))
+
+
+def summary_line(report: RunReport) -> str:
+    """The one line per run an admin reads in the journal."""
+    if report.snapshot is None:
+        first = report.errors[0].message if report.errors else "no snapshot was stored"
+        return f"backup FAILED after {seconds(report.duration)}: {first}"
+    s = report.snapshot
+    parts = [f"backup {report.status.upper()}: {Path(s.file).name}", human_size(s.size),
+             f"{s.files} files", f"ratio {s.ratio:.2f}", seconds(report.duration)]
+    for d in report.destinations:
+        parts.append(f"{d.name} {d.state}")
+    if report.warnings:
+        parts.append(f"{len(report.warnings)} warning(s)")
+    if report.pruned:
+        parts.append(f"pruned {len(report.pruned)}")
+    return ", ".join(parts)
+
+
+def seconds(value: float) -> str:
+    """A duration for a log line: small runs keep their hundredths, not "0.0s"."""
+    return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
+

@@ -1,0 +1,231 @@
+"""The upload queue: every snapshot's copy at every enabled destination, until it is there.
+
+A copy is a row in the catalog (pending, uploaded or failed). :func:`send_copies` makes sure
+the rows exist for new snapshots and then sends what is still pending, oldest snapshot
+first. A retryable failure (network, 5xx) leaves the copy pending with a growing
+``next_try_at``; a non-retryable one (no quota, no folder, revoked sign-in) marks it failed
+with the reason and tries again much later, because the admin may fix the cause. The
+service honours ``next_try_at``; ``siip-watcher once`` (``force=True``) sends everything now.
+A destination's resumable state is stored with the copy, so a restart resumes an upload.
+
+Local retention asks :func:`protected_snapshot_ids` which snapshots it must keep: those whose
+copy has not yet reached every enabled destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from watcher.backup.report import DestinationResult
+from watcher.config.settings import Config
+from watcher.destinations.base import Destination, DestinationError, ProgressFn
+from watcher.state.catalog import Catalog, CopyRow, SnapshotRow, utcnow
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY = timedelta(minutes=5)
+MAX_RETRY = timedelta(hours=6)
+FAILED_RETRY = timedelta(hours=6)
+
+ProgressFactory = Callable[[str, str, int], ProgressFn | None]
+"""(destination name, snapshot id, archive size) -> a progress callback, or None."""
+
+
+def retry_delay(attempts: int, *, retryable: bool,
+                rand: Callable[[], float] = random.random) -> timedelta:
+    """How long a copy waits after its ``attempts``-th failed attempt.
+
+    Retryable: 5 min, 10, 20, ... capped at 6 h, +-10% so copies do not retry in step.
+    Not retryable: 6 h; the cause needs the admin, but a full drive or a daily limit may
+    clear on its own.
+    """
+    if not retryable:
+        return FAILED_RETRY
+    base = min(MAX_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
+    return base * (0.9 + 0.2 * rand())
+
+
+def due(copy: CopyRow, now: datetime) -> bool:
+    """A queued copy whose backoff has run out (or that never failed)."""
+    return copy.state != "uploaded" and (copy.next_try_at is None or copy.next_try_at <= now)
+
+
+def queue_copies(catalog: Catalog, destinations: Sequence[Destination | str],
+                 snapshot_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """Make sure each snapshot has a copy row (pending if new) at each destination (given as
+    itself or by name); returns the (snapshot id, destination name) pairs queued now."""
+    queued: list[tuple[str, str]] = []
+    for sid in snapshot_ids:
+        for name in _names(destinations):
+            if not catalog.copies(sid, destination=name):
+                catalog.set_copy(sid, name, "pending")
+                queued.append((sid, name))
+    return queued
+
+
+def _names(destinations: Sequence[Destination | str]) -> list[str]:
+    return [d if isinstance(d, str) else d.name for d in destinations]
+
+
+def send_copies(
+    cfg: Config,
+    catalog: Catalog,
+    destinations: Sequence[Destination],
+    snapshot_ids: Sequence[str] | None = None,
+    *,
+    stop: threading.Event | None = None,
+    force: bool | None = None,
+    now: Callable[[], datetime] = utcnow,
+    progress: ProgressFactory | None = None,
+) -> list[DestinationResult]:
+    """Send the copies of ``snapshot_ids`` and every other copy still queued.
+
+    ``snapshot_ids`` are always tried. Other queued copies: all of them when ``force``; only
+    those whose ``next_try_at`` has passed when not. ``force=None`` (the default) means: after
+    a run (``snapshot_ids`` given) send everything queued, as the issue asks of `once` and of
+    the service after each run; on a retry timer (no ids) only what is due. After a retryable
+    failure the destination's remaining copies wait for the next pass (reported pending)
+    instead of each spending a full retry budget on a service that is down. Returns one
+    result per copy tried or held back.
+    """
+    wanted = list(dict.fromkeys(snapshot_ids or []))
+    if force is None:
+        force = bool(wanted)
+    queue_copies(catalog, destinations, wanted)
+
+    snapshots: dict[str, SnapshotRow | None] = {}
+    work: list[tuple[Destination, CopyRow]] = []
+    moment = now()
+    for dest in destinations:
+        for copy in catalog.copies(destination=dest.name):
+            if copy.state == "uploaded":
+                continue
+            if force or copy.snapshot_id in wanted or due(copy, moment):
+                work.append((dest, copy))
+                snapshots.setdefault(copy.snapshot_id, catalog.snapshot(copy.snapshot_id))
+
+    oldest = datetime.min.replace(tzinfo=UTC)
+
+    def age(item: tuple[Destination, CopyRow]) -> tuple[datetime, str]:
+        snap = snapshots.get(item[1].snapshot_id)
+        return (snap.created_at if snap else oldest, item[1].snapshot_id)
+
+    work.sort(key=age)
+    results: list[DestinationResult] = []
+    down: dict[str, str] = {}
+    for dest, copy in work:
+        if stop is not None and stop.is_set():
+            results.append(_held_back(dest, copy, "not tried: the service is stopping"))
+            continue
+        if dest.name in down:
+            results.append(_held_back(dest, copy, f"not tried: {dest.name} failed earlier in "
+                                      f"this pass ({down[dest.name]})"))
+            continue
+        result = _send_one(cfg, catalog, dest, copy, snapshots.get(copy.snapshot_id),
+                           now=now, progress=progress)
+        if result is None:
+            continue
+        if result.state == "pending":
+            down[dest.name] = result.error or "error"
+        results.append(result)
+    return results
+
+
+def _held_back(dest: Destination, copy: CopyRow, why: str) -> DestinationResult:
+    return DestinationResult(name=dest.name, state="pending" if copy.state != "failed"
+                             else "failed", error=copy.last_error or why,
+                             hint=f"{why}; it stays queued", snapshot_id=copy.snapshot_id)
+
+
+def archive_path(cfg: Config, snap: SnapshotRow) -> Path | None:
+    """The local archive of ``snap``: as recorded, else by name in the local dir (the
+    dir may have been moved and the catalog rebuilt). None when it is not on disk."""
+    recorded = Path(snap.file)
+    for candidate in (recorded, cfg.local.dir / recorded.name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
+              snap: SnapshotRow | None, *, now: Callable[[], datetime],
+              progress: ProgressFactory | None) -> DestinationResult | None:
+    sid = copy.snapshot_id
+    if snap is None:
+        # the snapshot was forgotten (retention, catalog rebuild): nothing left to send
+        catalog.delete_copy(sid, dest.name)
+        return None
+    path = archive_path(cfg, snap) if snap.local else None
+    if path is None:
+        message = (f"the local archive of {sid} is missing, so it cannot be copied to "
+                   f"{dest.name}")
+        catalog.set_copy(sid, dest.name, "failed", error=message,
+                         next_try_at=now() + FAILED_RETRY)
+        return DestinationResult(name=dest.name, state="failed", error=message,
+                                 hint="run `siip-watcher verify --all` to see what the local "
+                                      "dir holds", snapshot_id=sid)
+
+    def save_state(state: dict[str, Any]) -> None:
+        catalog.save_resume(sid, dest.name, state)
+
+    attempts = copy.attempts + 1
+    log.info("sending %s to %s (attempt %d)", sid, dest.name, attempts)
+    try:
+        remote = dest.put(path, snapshot_id=sid, sha256=snap.sha256, state=copy.resume,
+                          save_state=save_state,
+                          progress=progress(dest.name, sid, snap.size) if progress else None)
+    except DestinationError as exc:
+        return _record_failure(catalog, dest, sid, str(exc), exc.retryable, attempts, now)
+    except Exception as exc:  # a bug, not an answer from the service: keep the copy queued
+        log.exception("unexpected error while sending %s to %s", sid, dest.name)
+        return _record_failure(catalog, dest, sid, f"unexpected {type(exc).__name__} (see the "
+                               f"log)", True, attempts, now)
+    catalog.set_copy(sid, dest.name, "uploaded", remote_id=remote.remote_id, link=remote.link,
+                     count_attempt=True, clear_resume=True)
+    log.info("%s is on %s (%s)", sid, dest.name, remote.link or remote.remote_id)
+    return DestinationResult(name=dest.name, state="uploaded", link=remote.link,
+                             snapshot_id=sid)
+
+
+def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str,
+                    retryable: bool, attempts: int,
+                    now: Callable[[], datetime]) -> DestinationResult:
+    next_try = now() + retry_delay(attempts, retryable=retryable)
+    state = "pending" if retryable else "failed"
+    catalog.set_copy(sid, dest.name, state, error=message, count_attempt=True,
+                     next_try_at=next_try)
+    when = next_try.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if retryable:
+        hint = (f"the local snapshot is kept and the copy stays queued; next try at {when} "
+                f"(or run `siip-watcher once`)")
+    else:
+        hint = (f"fix the cause, then run `siip-watcher once`; the local snapshot is kept "
+                f"(next automatic try at {when})")
+    log.warning("%s: copy of %s %s: %s", dest.name, sid, state, message)
+    return DestinationResult(name=dest.name, state=state, error=message, hint=hint,
+                             snapshot_id=sid)
+
+
+def protected_snapshot_ids(catalog: Catalog,
+                           destinations: Sequence[Destination | str]) -> set[str]:
+    """Snapshots local retention must keep: a copy at an enabled destination is queued.
+
+    Snapshots taken before a destination was enabled have no copy row there and are not
+    protected (otherwise enabling Drive would freeze local retention). A catalog rebuilt
+    from the archives queues every archive it adds (:func:`watcher.state.inventory.reconcile`), so
+    an upload that was waiting when the catalog was lost stays protected.
+    """
+    return {c.snapshot_id for c in pending_copies(catalog, destinations)}
+
+
+def pending_copies(catalog: Catalog,
+                   destinations: Sequence[Destination | str]) -> list[CopyRow]:
+    """Copies at enabled destinations that are not uploaded yet (pending or failed)."""
+    names = set(_names(destinations))
+    return [c for c in catalog.copies() if c.destination in names and c.state != "uploaded"]

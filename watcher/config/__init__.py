@@ -1,0 +1,1 @@
+"""Configuration: the typed settings, the starter file, and the old routine's import."""

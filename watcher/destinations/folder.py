@@ -1,0 +1,222 @@
+"""A destination that keeps copies in another folder: a mounted NAS share or a USB disk.
+
+Each copy is ``<dir>/<snapshot id>.tar.zst`` plus its ``.sha256`` sidecar, so the folder is
+usable without siip-watcher (``sha256sum -c``). A copy is written as ``<name>.partial``,
+fsynced, checked against the expected sha256 and only then renamed: a copy that looks
+complete always is. An interrupted copy resumes from its ``.partial``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from watcher.archive.files import (
+    ARCHIVE_SUFFIX,
+    PARTIAL_SUFFIX,
+    SIDECAR_SUFFIX,
+    archive_name,
+    file_sha256,
+    fsync_dir,
+    newest_first,
+    open_private,
+    parse_sidecar,
+    sidecar_line,
+    snapshot_id_of,
+    snapshot_time,
+    write_private_atomic,
+)
+from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK = 4 << 20
+
+
+class LocalFolderDestination(Destination):
+    """Copies archives into ``directory`` (created with mode 0700 if missing)."""
+
+    def __init__(self, directory: Path, *, name: str = "folder",
+                 chunk_size: int = DEFAULT_CHUNK) -> None:
+        self.dir = Path(directory)
+        self.name = name
+        self.chunk_size = chunk_size
+
+    # --- put ------------------------------------------------------------------------------
+
+    def put(
+        self,
+        archive: Path,
+        *,
+        snapshot_id: str,
+        sha256: str,
+        state: dict[str, Any] | None = None,
+        save_state: Callable[[dict[str, Any]], None] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> RemoteFile:
+        """Copy ``archive`` here (resuming a ``.partial`` left by an interrupted copy)."""
+        sha256 = sha256.lower()
+        self._ensure_dir()
+        final = self.dir / archive_name(snapshot_id)
+        existing = self.find(snapshot_id)
+        if existing is not None and self._is_verified_copy(final, sha256):
+            return existing
+
+        try:
+            size = archive.stat().st_size
+        except OSError as exc:
+            raise DestinationError(f"cannot read the local archive {archive}: "
+                                   f"{exc.strerror or exc}", retryable=False) from None
+        partial = final.with_name(final.name + PARTIAL_SUFFIX)
+        self._copy_verified(archive, partial, size, sha256, save_state=save_state,
+                            progress=progress,
+                            mismatch=f"the local archive {archive.name} does not match its "
+                                     f"sha256; it may be damaged: run `siip-watcher verify "
+                                     f"{snapshot_id}`")
+
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        try:
+            # the sidecar first: an archive visible under its final name always has one
+            write_private_atomic(sidecar, sidecar_line(sha256, final.name).encode())
+            os.replace(partial, final)
+            fsync_dir(self.dir)
+        except OSError as exc:
+            raise DestinationError(f"cannot finish the copy in {self.dir}: "
+                                   f"{exc.strerror or exc}") from None
+        if save_state:
+            save_state({})
+        return self._remote(final, sha256)
+
+    def _copy_verified(self, source: Path, partial: Path, size: int, expected: str | None, *,
+                       save_state: Callable[[dict[str, Any]], None] | None,
+                       progress: ProgressFn | None, mismatch: str) -> None:
+        """Copy ``source`` to ``partial`` (resuming it) until its sha256 is ``expected``.
+
+        A resumed ``.partial`` may hold bytes of an older attempt: on a mismatch it starts
+        over once from scratch, and a second mismatch means the source itself is damaged.
+        """
+        for fresh in (False, True):
+            digest = self._copy(source, partial, size, fresh=fresh, save_state=save_state,
+                                progress=progress)
+            if expected is None or digest == expected:
+                return
+            partial.unlink(missing_ok=True)
+            if fresh:
+                raise DestinationError(mismatch, retryable=False)
+            log.info("%s: copy of %s did not verify after resuming; copying again",
+                     self.name, source.name)
+
+    def _copy(self, archive: Path, partial: Path, size: int, *, fresh: bool,
+              save_state: Callable[[dict[str, Any]], None] | None,
+              progress: ProgressFn | None) -> str:
+        """Append the rest of ``archive`` to ``partial``; return the sha256 of the result."""
+        start = 0
+        if not fresh and partial.exists():
+            start = partial.stat().st_size
+            if start > size:
+                partial.unlink()
+                start = 0
+        hasher = hashlib.sha256()
+        try:
+            if start:
+                file_sha256(partial, hasher=hasher)
+            fd = open_private(partial, os.O_WRONLY | os.O_CREAT | (0 if start else os.O_TRUNC))
+            try:
+                os.lseek(fd, start, os.SEEK_SET)
+                with open(archive, "rb") as src:
+                    src.seek(start)
+                    done = start
+                    while block := src.read(self.chunk_size):
+                        view = memoryview(block)
+                        while view:
+                            view = view[os.write(fd, view):]
+                        hasher.update(block)
+                        done += len(block)
+                        if save_state:
+                            save_state({"partial": partial.name, "offset": done})
+                        if progress:
+                            progress(len(block))
+                os.ftruncate(fd, done)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise DestinationError(f"cannot copy {archive.name} into {self.dir}: "
+                                   f"{exc.strerror or exc}") from None
+        return hasher.hexdigest()
+
+    def _is_verified_copy(self, final: Path, sha256: str) -> bool:
+        """A copy is already here and its bytes hash to ``sha256`` (sidecar and content)."""
+        sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
+        try:
+            recorded = parse_sidecar(sidecar.read_text(encoding="utf-8"))
+            return recorded == sha256 and file_sha256(final) == sha256
+        except OSError:
+            return False
+
+    def _ensure_dir(self) -> None:
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"cannot create the folder {self.dir}: "
+                                   f"{exc.strerror or exc}; is the disk mounted?") from None
+
+    # --- find, list, get, delete ----------------------------------------------------------
+
+    def find(self, snapshot_id: str) -> RemoteFile | None:
+        """The copy of ``snapshot_id`` in the folder, if its archive is there."""
+        path = self.dir / archive_name(snapshot_id)
+        return self._remote(path) if path.is_file() else None
+
+    def list(self) -> list[RemoteFile]:
+        """Every archive in the folder, newest first (``.partial`` leftovers are not)."""
+        if not self.dir.is_dir():
+            return []
+        return newest_first(self._remote(p) for p in self.dir.glob("*" + ARCHIVE_SUFFIX)
+                            if p.is_file())
+
+    def get(self, remote: RemoteFile, target: Path, *, progress: ProgressFn | None = None) -> Path:
+        """Copy ``remote`` to ``target`` through ``<target>.partial``, checking its sha256."""
+        source = Path(remote.remote_id)
+        partial = target.with_name(target.name + PARTIAL_SUFFIX)
+        try:
+            size = source.stat().st_size
+        except OSError as exc:
+            raise DestinationError(f"the copy {source} is not readable: "
+                                   f"{exc.strerror or exc}", retryable=False) from None
+        self._copy_verified(source, partial, size, remote.sha256, save_state=None,
+                            progress=progress,
+                            mismatch=f"the copy {source} does not match its sha256; it is "
+                                     f"damaged, restore another snapshot")
+        os.replace(partial, target)
+        fsync_dir(target.parent)
+        return target
+
+    def delete(self, remote: RemoteFile) -> None:
+        """Remove the archive and its sidecar (already gone is fine)."""
+        path = Path(remote.remote_id)
+        try:
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
+            fsync_dir(path.parent)
+        except OSError as exc:
+            raise DestinationError(f"cannot delete {path}: {exc.strerror or exc}") from None
+
+    def _remote(self, path: Path, sha256: str | None = None) -> RemoteFile:
+        snapshot_id = snapshot_id_of(path.name) or path.name
+        if sha256 is None:
+            try:
+                sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+                sha256 = parse_sidecar(sidecar.read_text(encoding="utf-8"))
+            except OSError:
+                sha256 = None
+        st = path.stat()
+        created = snapshot_time(snapshot_id) or datetime.fromtimestamp(st.st_mtime, UTC)
+        return RemoteFile(snapshot_id=snapshot_id, name=path.name, size=st.st_size,
+                          remote_id=str(path), sha256=sha256, created_at=created,
+                          link=path.as_uri())

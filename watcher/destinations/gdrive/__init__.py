@@ -1,0 +1,1 @@
+"""The Google Drive destination: auth, transport, resumable upload, errors, setup."""

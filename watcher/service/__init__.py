@@ -1,0 +1,1 @@
+"""The long-running service: watching, deciding when to run, the daemon and its status."""

@@ -1,0 +1,1 @@
+"""Writing one snapshot: consistent database copies and the tree, streamed into a .tar.zst."""

@@ -1,0 +1,1 @@
+"""What lives in the local backup folder: archives, the catalog, the run lock."""

@@ -1,0 +1,343 @@
+"""The catalog: a small SQLite database in the local dir holding snapshots, their copies at
+each destination, runs and notifications.
+
+It is state, not truth: the archives are self-describing, and a lost catalog is rebuilt from
+them (:func:`watcher.state.inventory.reconcile`). Connections are short-lived and every write is
+its own transaction, so the CLI can read it while the service writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from watcher.backup.report import RunReport, SnapshotInfo
+
+CATALOG_FILE = "catalog.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    id          TEXT PRIMARY KEY,
+    file        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    files       INTEGER NOT NULL,
+    bytes_in    INTEGER NOT NULL,
+    databases   TEXT NOT NULL DEFAULT '[]',
+    duration    REAL,
+    trigger     TEXT,
+    local       INTEGER NOT NULL DEFAULT 1,
+    fingerprint TEXT
+);
+CREATE TABLE IF NOT EXISTS copies (
+    snapshot_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('pending', 'uploaded', 'failed')),
+    remote_id   TEXT,
+    link        TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    resume      TEXT,
+    next_try_at TEXT,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, destination)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    trigger     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    snapshot_id TEXT,
+    summary     TEXT,
+    report      TEXT
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER,
+    channel     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    error       TEXT,
+    at          TEXT NOT NULL
+);
+"""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (one clock for the whole package)."""
+    return datetime.now(UTC)
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).isoformat() if dt else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    id: str
+    file: str
+    created_at: datetime
+    size: int
+    sha256: str
+    files: int
+    bytes_in: int
+    databases: list[dict[str, Any]]
+    duration: float | None
+    trigger: str | None
+    local: bool
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class CopyRow:
+    snapshot_id: str
+    destination: str
+    state: str
+    remote_id: str | None
+    link: str | None
+    attempts: int
+    last_error: str | None
+    resume: dict[str, Any] | None
+    next_try_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    trigger: str
+    status: str
+    snapshot_id: str | None
+    summary: str | None
+
+
+class Catalog:
+    """Typed access to the catalog database at ``local_dir/catalog.sqlite3``."""
+
+    def __init__(self, local_dir: Path) -> None:
+        self.path = Path(local_dir) / CATALOG_FILE
+        existed = self.path.exists()
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.executescript(_SCHEMA)  # commits on its own: no surrounding transaction
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        finally:
+            db.close()
+        if not existed and os.name == "posix":
+            # it names every archive and file count; keep it as private as the archives
+            os.chmod(self.path, 0o600)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    def add_snapshot(self, info: SnapshotInfo, *, trigger: str | None,
+                     duration: float | None, fingerprint: str | None = None) -> None:
+        """Record a stored snapshot (replacing a row with the same id).
+
+        ``fingerprint`` is the tree's (see :func:`watcher.snapshot.tree.summarize`) when it was
+        taken.
+        """
+        dbs = json.dumps([d.__dict__ for d in info.databases])
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshots (id, file, created_at, size, sha256, files, "
+                "bytes_in, databases, duration, trigger, local, fingerprint) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,1,?)",
+                (info.id, info.file, _ts(info.created_at), info.size, info.sha256, info.files,
+                 info.bytes_in, dbs, duration, trigger, fingerprint),
+            )
+
+    def latest_fingerprint(self) -> tuple[str, datetime] | None:
+        """(fingerprint, created_at) of the newest snapshot that has one."""
+        with self._connect() as db:
+            r = db.execute("SELECT fingerprint, created_at FROM snapshots WHERE fingerprint "
+                           "IS NOT NULL ORDER BY created_at DESC LIMIT 1").fetchone()
+        return (r[0], _dt(r[1])) if r else None  # type: ignore[return-value]
+
+    def snapshots(self, *, local_only: bool = False) -> list[SnapshotRow]:
+        """Every known snapshot, newest first."""
+        sql = "SELECT * FROM snapshots"
+        if local_only:
+            sql += " WHERE local = 1"
+        with self._connect() as db:
+            rows = db.execute(sql + " ORDER BY created_at DESC, id DESC").fetchall()
+        return [_snapshot_row(r) for r in rows]
+
+    def snapshot(self, snapshot_id: str) -> SnapshotRow | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
+        return _snapshot_row(row) if row else None
+
+    def mark_local_deleted(self, snapshot_id: str) -> None:
+        """The local archive is gone; forget the snapshot once no copy of it remains."""
+        with self._connect() as db:
+            db.execute("UPDATE snapshots SET local = 0 WHERE id = ?", (snapshot_id,))
+            db.execute(
+                "DELETE FROM snapshots WHERE id = ? AND NOT EXISTS (SELECT 1 FROM copies "
+                "WHERE snapshot_id = ? AND state = 'uploaded')", (snapshot_id, snapshot_id))
+
+    def forget_snapshot(self, snapshot_id: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM copies WHERE snapshot_id = ?", (snapshot_id,))
+            db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,))
+
+    # --- copies at destinations -------------------------------------------------------------
+
+    def set_copy(
+        self,
+        snapshot_id: str,
+        destination: str,
+        state: str,
+        *,
+        remote_id: str | None = None,
+        link: str | None = None,
+        error: str | None = None,
+        count_attempt: bool = False,
+        next_try_at: datetime | None = None,
+        clear_resume: bool = False,
+    ) -> None:
+        """Create or update the copy of a snapshot at a destination."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO copies (snapshot_id, destination, state, remote_id, link, attempts,"
+                " last_error, next_try_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (snapshot_id, destination) DO UPDATE SET state = excluded.state, "
+                "remote_id = COALESCE(excluded.remote_id, remote_id), "
+                "link = COALESCE(excluded.link, link), "
+                "attempts = attempts + excluded.attempts, last_error = excluded.last_error, "
+                "next_try_at = excluded.next_try_at, updated_at = excluded.updated_at",
+                (snapshot_id, destination, state, remote_id, link, int(count_attempt), error,
+                 _ts(next_try_at), _ts(utcnow())),
+            )
+            if clear_resume:
+                db.execute("UPDATE copies SET resume = NULL WHERE snapshot_id = ? AND "
+                           "destination = ?", (snapshot_id, destination))
+
+    def save_resume(self, snapshot_id: str, destination: str, state: dict[str, Any]) -> None:
+        """Persist a destination's resumable state (e.g. a Drive upload session)."""
+        with self._connect() as db:
+            db.execute("UPDATE copies SET resume = ?, updated_at = ? WHERE snapshot_id = ? AND "
+                       "destination = ?", (json.dumps(state), _ts(utcnow()), snapshot_id,
+                                           destination))
+
+    def copies(self, snapshot_id: str | None = None, *, destination: str | None = None,
+               state: str | None = None) -> list[CopyRow]:
+        """Copies, filtered by snapshot, destination and state; oldest snapshot first."""
+        sql, args = "SELECT * FROM copies WHERE 1=1", []
+        for col, val in (("snapshot_id", snapshot_id), ("destination", destination),
+                         ("state", state)):
+            if val is not None:
+                sql += f" AND {col} = ?"
+                args.append(val)
+        with self._connect() as db:
+            rows = db.execute(sql + " ORDER BY snapshot_id", args).fetchall()
+        return [_copy_row(r) for r in rows]
+
+    def delete_copy(self, snapshot_id: str, destination: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM copies WHERE snapshot_id = ? AND destination = ?",
+                       (snapshot_id, destination))
+
+    # --- runs and notifications -------------------------------------------------------------
+
+    def start_run(self, trigger: str, started_at: datetime) -> int:
+        with self._connect() as db:
+            cur = db.execute("INSERT INTO runs (started_at, trigger, status) VALUES (?,?,?)",
+                             (_ts(started_at), trigger, "running"))
+            return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, report: RunReport, summary: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, snapshot_id = ?, summary = ?, "
+                "report = ? WHERE id = ?",
+                (_ts(report.finished_at), report.status,
+                 report.snapshot.id if report.snapshot else None, summary,
+                 json.dumps(report.to_dict()), run_id),
+            )
+
+    def abandon_unfinished_runs(self) -> int:
+        """Runs left 'running' by a crash become 'failed'; returns how many."""
+        with self._connect() as db:
+            cur = db.execute("UPDATE runs SET status = 'failed', summary = 'interrupted "
+                             "(the process stopped during the run)' WHERE status = 'running'")
+            return cur.rowcount
+
+    def runs(self, limit: int = 20) -> list[RunRow]:
+        """The latest runs, newest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, started_at, finished_at, trigger, status, snapshot_id,"
+                              " summary FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [RunRow(r[0], _dt(r[1]), _dt(r[2]), r[3], r[4], r[5], r[6])  # type: ignore[arg-type]
+                for r in rows]
+
+    def last_finished_run(self) -> RunRow | None:
+        with self._connect() as db:
+            r = db.execute("SELECT id, started_at, finished_at, trigger, status, snapshot_id, "
+                           "summary FROM runs WHERE status != 'running' ORDER BY id DESC "
+                           "LIMIT 1").fetchone()
+        return RunRow(r[0], _dt(r[1]), _dt(r[2]), r[3], r[4], r[5], r[6]) if r else None  # type: ignore[arg-type]
+
+    def run_report(self, run_id: int) -> dict[str, Any] | None:
+        with self._connect() as db:
+            r = db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(r[0]) if r and r[0] else None
+
+    def record_notification(self, run_id: int | None, channel: str, state: str,
+                            error: str | None = None) -> None:
+        with self._connect() as db:
+            db.execute("INSERT INTO notifications (run_id, channel, state, error, at) "
+                       "VALUES (?,?,?,?,?)", (run_id, channel, state, error, _ts(utcnow())))
+
+    def last_notification(self, channel: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            r = db.execute("SELECT run_id, state, error, at FROM notifications WHERE "
+                           "channel = ? ORDER BY id DESC LIMIT 1", (channel,)).fetchone()
+        return {"run_id": r[0], "state": r[1], "error": r[2], "at": r[3]} if r else None
+
+
+def _snapshot_row(r: tuple[Any, ...]) -> SnapshotRow:
+    return SnapshotRow(
+        id=r[0], file=r[1], created_at=_dt(r[2]), size=r[3], sha256=r[4],  # type: ignore[arg-type]
+        files=r[5], bytes_in=r[6], databases=json.loads(r[7] or "[]"), duration=r[8],
+        trigger=r[9], local=bool(r[10]), fingerprint=r[11],
+    )
+
+
+def _copy_row(r: tuple[Any, ...]) -> CopyRow:
+    return CopyRow(
+        snapshot_id=r[0], destination=r[1], state=r[2], remote_id=r[3], link=r[4],
+        attempts=r[5], last_error=r[6], resume=json.loads(r[7]) if r[7] else None,
+        next_try_at=_dt(r[8]), updated_at=_dt(r[9]),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,137 @@
+"""The local dir: where archives, their sidecars and the catalog live.
+
+Names: ``<name>-<YYYYMMDDTHHMMSSZ>.tar.zst`` (UTC) and ``<archive>.sha256``. The sidecar is
+renamed into place before the archive, so an archive under its final name always has its
+checksum beside it and is complete; anything ending in ``.partial`` is a leftover.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from watcher.archive.files import (
+    ARCHIVE_SUFFIX,
+    PARTIAL_SUFFIX,
+    SIDECAR_SUFFIX,
+    fsync_dir,
+    parse_snapshot_id,
+    read_sidecar,
+    sidecar_line,
+    write_private_atomic,
+)
+from watcher.config.settings import Config
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The local dir cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class LocalArchive:
+    """An archive found in the local dir."""
+
+    id: str
+    path: Path
+    created_at: datetime
+    size: int
+    sha256: str | None
+
+
+class LocalStore:
+    """Paths and atomic writes in the local dir for one configured ``name``."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.dir = cfg.local.dir
+
+    def ensure(self) -> None:
+        """Create the local dir (0700: archives hold the whole database)."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StoreError(f"cannot create the backup dir {self.dir}: "
+                             f"{exc.strerror or exc}; create it for the service user or change "
+                             f"local.dir") from None
+        if not os.access(self.dir, os.W_OK):
+            raise StoreError(f"the backup dir {self.dir} is not writable by this user; fix "
+                             f"its owner or permissions, or change local.dir")
+
+    def new_snapshot_id(self, now: datetime) -> str:
+        """A fresh id for a snapshot taken at ``now``, never one already in use."""
+        ts = now.astimezone(UTC).replace(microsecond=0)
+        while True:
+            snapshot_id = f"{self.name}-{ts:%Y%m%dT%H%M%SZ}"
+            path = self.archive_path(snapshot_id)
+            if not path.exists() and not self.sidecar_path(path).exists():
+                return snapshot_id
+            ts += timedelta(seconds=1)
+
+    def archive_path(self, snapshot_id: str) -> Path:
+        return self.dir / (snapshot_id + ARCHIVE_SUFFIX)
+
+    @staticmethod
+    def sidecar_path(archive: Path) -> Path:
+        return archive.with_name(archive.name + SIDECAR_SUFFIX)
+
+    @staticmethod
+    def partial_path(path: Path) -> Path:
+        return path.with_name(path.name + PARTIAL_SUFFIX)
+
+    def commit(self, partial: Path, archive: Path, sha256: str) -> None:
+        """Publish a fsynced partial archive: sidecar first, then the archive, then the dir."""
+        sidecar = sidecar_line(sha256, archive.name).encode()
+        write_private_atomic(self.sidecar_path(archive), sidecar)
+        os.replace(partial, archive)
+        fsync_dir(self.dir)
+
+    def archives(self) -> list[LocalArchive]:
+        """Complete archives of this ``name`` in the local dir, newest first."""
+        found: list[LocalArchive] = []
+        if not self.dir.is_dir():
+            return found
+        for path in self.dir.glob(f"*{ARCHIVE_SUFFIX}"):
+            snapshot_id = path.name[: -len(ARCHIVE_SUFFIX)]
+            parsed = parse_snapshot_id(snapshot_id)
+            if not parsed or parsed[0] != self.name:
+                continue
+            try:
+                sha = read_sidecar(self.sidecar_path(path))
+            except (OSError, ValueError):
+                sha = None
+            found.append(LocalArchive(snapshot_id, path, parsed[1], path.stat().st_size, sha))
+        found.sort(key=lambda a: (a.created_at, a.id), reverse=True)
+        return found
+
+    def delete(self, snapshot_id: str) -> None:
+        """Remove an archive and its sidecar (archive first: a lone sidecar is harmless)."""
+        archive = self.archive_path(snapshot_id)
+        archive.unlink(missing_ok=True)
+        self.sidecar_path(archive).unlink(missing_ok=True)
+        fsync_dir(self.dir)
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete what a crashed or killed run left: partial files and lone sidecars."""
+        removed: list[Path] = []
+        if not self.dir.is_dir():
+            return removed
+        for path in self.dir.iterdir():
+            name = path.name
+            lone_sidecar = (name.endswith(ARCHIVE_SUFFIX + SIDECAR_SUFFIX)
+                            and not path.with_name(name[: -len(SIDECAR_SUFFIX)]).exists())
+            if name.endswith(PARTIAL_SUFFIX) or lone_sidecar:
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError as exc:
+                    log.warning("could not remove the leftover %s: %s", path, exc)
+        for path in removed:
+            log.info("removed %s, left by an interrupted run", path.name)
+        return removed
+
