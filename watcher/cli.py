@@ -12,7 +12,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +153,7 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
     from watcher.archive.files import archive_name, parse_snapshot_id, sidecar_line
     from watcher.destinations.registry import open_destination
 
-    dest = open_destination(cfg, source)
-    try:
+    with open_destination(cfg, source) as dest:
         remote = dest.list()
         if not remote:
             raise UsageError(f"no snapshots at {source}")
@@ -179,8 +178,6 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
                 target.with_name(target.name + ".sha256").write_text(
                     sidecar_line(chosen.sha256, target.name))
             yield sid, target, chosen.sha256
-    finally:
-        dest.close()
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -209,15 +206,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         from watcher.destinations.registry import open_destination
 
-        dest = open_destination(cfg, args.source)
-        try:
+        with open_destination(cfg, args.source) as dest:
             for r in dest.list():
                 rows.append({"id": r.snapshot_id,
                              "created_at": r.created_at.isoformat() if r.created_at else None,
                              "size": r.size, "sha256": r.sha256, "stored_at": [args.source],
                              "link": r.link})
-        finally:
-            dest.close()
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -270,11 +264,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _remote_list(cfg: Config, source: str) -> list[Any]:
     from watcher.destinations.registry import open_destination
 
-    dest = open_destination(cfg, source)
-    try:
+    with open_destination(cfg, source) as dest:
         return dest.list()
-    finally:
-        dest.close()
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -314,23 +305,22 @@ def cmd_prune(args: argparse.Namespace) -> int:
     _setup_logging(args, cfg)
     store = LocalStore(cfg)
     store.ensure()
-    destinations: list[Any] = []
-    if cfg.drive.enabled:
-        from watcher.destinations.registry import enabled_destinations
+    with ExitStack() as opened:
+        destinations: list[Any] = []
+        if cfg.drive.enabled:
+            from watcher.destinations.registry import enabled_destinations
 
-        destinations = enabled_destinations(cfg)
-    with run_lock(cfg):
-        catalog = Catalog(store.dir)
-        reconcile(catalog, store)
-        protected: set[str] = set()
-        if destinations:
-            from watcher.backup.uploads import protected_snapshot_ids
+            destinations = [opened.enter_context(d) for d in enabled_destinations(cfg)]
+        with run_lock(cfg):
+            catalog = Catalog(store.dir)
+            reconcile(catalog, store)
+            protected: set[str] = set()
+            if destinations:
+                from watcher.backup.uploads import protected_snapshot_ids
 
-            protected = protected_snapshot_ids(catalog, destinations)
-        result = prune(cfg, catalog, store, destinations, protected=protected,
-                       dry_run=args.dry_run)
-    for d in destinations:
-        d.close()
+                protected = protected_snapshot_ids(catalog, destinations)
+            result = prune(cfg, catalog, store, destinations, protected=protected,
+                           dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for place, ids in result.deleted.items():
         print(f"{place}: {verb} {len(ids)}, keeping {len(result.kept.get(place, []))}")

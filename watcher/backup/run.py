@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -108,30 +109,28 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
                 next_run: Callable[[], datetime | None] | None) -> RunReport:
     catalog: Catalog | None = None
     run_id: int | None = None
-    destinations: list[Destination] = []
     try:
-        store.remove_leftovers()
-        catalog = Catalog(store.dir)
-        interrupted = catalog.abandon_unfinished_runs()
-        if interrupted:
-            log.warning("%d earlier run(s) were interrupted before finishing; their partial "
-                        "files were removed", interrupted)
-        reconcile(catalog, store)
-        previous = catalog.last_finished_run()
-        report.previous_status = previous.status if previous else None
-        run_id = catalog.start_run(report.trigger, report.started_at)
-        log.info("run %d started (trigger: %s)", run_id, report.trigger)
-        _snapshot(cfg, store, catalog, report, progress=progress, on_total=on_total,
-                  stop=stop)
-        destinations = _destinations(cfg, report)
-        _after_snapshot(cfg, catalog, store, destinations, report, upload=upload, stop=stop)
+        with ExitStack() as opened:
+            store.remove_leftovers()
+            catalog = Catalog(store.dir)
+            interrupted = catalog.abandon_unfinished_runs()
+            if interrupted:
+                log.warning("%d earlier run(s) were interrupted before finishing; their partial "
+                            "files were removed", interrupted)
+            reconcile(catalog, store)
+            previous = catalog.last_finished_run()
+            report.previous_status = previous.status if previous else None
+            run_id = catalog.start_run(report.trigger, report.started_at)
+            log.info("run %d started (trigger: %s)", run_id, report.trigger)
+            _snapshot(cfg, store, catalog, report, progress=progress, on_total=on_total,
+                      stop=stop)
+            destinations = [opened.enter_context(d) for d in _destinations(cfg, report)]
+            _after_snapshot(cfg, catalog, store, destinations, report, upload=upload,
+                            stop=stop)
     except Exception as exc:
         # the catalog, a bug, the disk: whatever it was, the run still ends with a report
         # that is recorded, logged and sent to the admin
         _crashed(report, exc, store)
-    finally:
-        for dest in destinations:
-            dest.close()
 
     try:
         report.free_bytes = shutil.disk_usage(store.dir).free

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 ProgressFn = Callable[[int], None]
 """Called with the number of bytes just transferred."""
@@ -46,7 +47,10 @@ class RemoteFile:
 
 
 class Destination(ABC):
-    """Stores, lists, fetches and deletes archives somewhere other than the local dir."""
+    """Stores, lists, fetches and deletes archives somewhere other than the local dir.
+
+    A context manager: ``with`` closes it (its connections) however the block ends.
+    """
 
     #: short name used in the catalog, the CLI (`--from NAME`) and reports
     name: str
@@ -86,3 +90,10 @@ class Destination(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -580,14 +580,15 @@ def send_queued_uploads(cfg: Config, stop: threading.Event) -> bool:
         log.warning("queued uploads not retried: %s", _one_line(exc))
         return False
     try:
-        results = send_copies(cfg, catalog, destinations, [], stop=stop)
+        # a failure to close is logged like any other: this runs as a scheduler job, and an
+        # exception escaping it would leave the queue without a retry timer
+        with contextlib.ExitStack() as opened:
+            for dest in destinations:
+                opened.enter_context(dest)
+            results = send_copies(cfg, catalog, destinations, [], stop=stop)
     except Exception as exc:
         log.warning("retrying queued uploads failed: %s", _one_line(exc))
         return False
-    finally:
-        for dest in destinations:
-            with contextlib.suppress(Exception):
-                dest.close()
     for r in results:
         if r.state == "uploaded":
             log.info("queued upload sent: %s to %s", r.snapshot_id, r.name)

@@ -31,8 +31,7 @@ def drive_login(
     """
     creds = login(cfg.drive, ask=ask, say=say, open_browser=open_browser, port=port)
     say(f"Signed in. The sign-in is stored in {cfg.drive.token_file} (mode 0600).")
-    dest = GoogleDriveDestination(cfg.drive, credentials=creds)
-    try:
+    with GoogleDriveDestination(cfg.drive, credentials=creds) as dest:
         if cfg.drive.shared_drive_id and not cfg.drive.folder_id:
             say(f"Uploads go to the top of the shared drive {cfg.drive.shared_drive_id}.")
             return cfg.drive.shared_drive_id
@@ -53,5 +52,3 @@ def drive_login(
         say("")
         say(f'    folder_id = "{folder_id}"')
         return folder_id
-    finally:
-        dest.close()
