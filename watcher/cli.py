@@ -19,6 +19,14 @@ from typing import Any
 from watcher import __version__
 from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from watcher.config.settings import Config, ConfigError, config_file_from, load, to_toml
+from watcher.destinations.base import SetupError
+from watcher.destinations.registry import (
+    KINDS,
+    NAMES,
+    DestinationKind,
+    enabled_destinations,
+    open_destination,
+)
 
 log = logging.getLogger("watcher")
 
@@ -128,7 +136,7 @@ def _resolve_local(cfg: Config, ident: str) -> tuple[str, Path]:
     archives = LocalStore(cfg).archives()
     if not archives:
         raise UsageError(f"no snapshots in {cfg.local.dir}; run `siip-watcher once` first, or "
-                         f"use --from drive")
+                         f"use {' or '.join('--from ' + n for n in NAMES)}")
     if ident == "latest":
         return archives[0].id, archives[0].path
     for a in archives:
@@ -151,7 +159,6 @@ def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, 
         yield sid, path, None
         return
     from watcher.archive.files import archive_name, parse_snapshot_id, sidecar_line
-    from watcher.destinations.registry import open_destination
 
     with open_destination(cfg, source) as dest:
         remote = dest.list()
@@ -204,8 +211,6 @@ def cmd_list(args: argparse.Namespace) -> int:
                          "trigger": snap.trigger, "stored_at": where,
                          "file": snap.file if snap.local else None})
     else:
-        from watcher.destinations.registry import open_destination
-
         with open_destination(cfg, args.source) as dest:
             for r in dest.list():
                 rows.append({"id": r.snapshot_id,
@@ -262,8 +267,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _remote_list(cfg: Config, source: str) -> list[Any]:
-    from watcher.destinations.registry import open_destination
-
     with open_destination(cfg, source) as dest:
         return dest.list()
 
@@ -306,11 +309,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     store = LocalStore(cfg)
     store.ensure()
     with ExitStack() as opened:
-        destinations: list[Any] = []
-        if cfg.drive.enabled:
-            from watcher.destinations.registry import enabled_destinations
-
-            destinations = [opened.enter_context(d) for d in enabled_destinations(cfg)]
+        destinations = [opened.enter_context(d) for d in enabled_destinations(cfg)]
         with run_lock(cfg):
             catalog = Catalog(store.dir)
             reconcile(catalog, store)
@@ -378,23 +377,18 @@ def cmd_email(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_drive(args: argparse.Namespace) -> int:
-    """`drive login`: sign in to Google (drive.auth = "oauth") and check the upload folder."""
-    import os
-
-    from watcher.destinations.gdrive.auth import LoginError
-    from watcher.destinations.gdrive.setup import drive_login
-
-    if args.drive_cmd != "login":
-        raise UsageError("drive needs: login")
-    # the sign-in comes before the folder id is known, so drive.enabled's demands are waived
-    environ = {**os.environ, "SIIP_WATCHER_DRIVE_ENABLED": "false"}
-    cfg = load(config_file_from(args.config), environ=environ, check_paths=False)
+def cmd_setup(args: argparse.Namespace) -> int:
+    """`siip-watcher KIND ACTION`: a setup step that a destination kind registers."""
+    kind: DestinationKind = args.setup_kind
+    command = next((c for c in kind.commands if c.action == args.setup_action), None)
+    if command is None:
+        raise UsageError(f"{kind.name} needs: {'|'.join(c.action for c in kind.commands)}")
+    cfg = load(config_file_from(args.config), check_paths=False, setting_up=(kind.section,))
     _setup_logging(args, cfg)
     try:
-        drive_login(cfg, open_browser=args.browser, port=args.port)
-    except LoginError as exc:
-        print(f"siip-watcher: drive login: {exc}", file=sys.stderr)
+        command.run(cfg, args)
+    except SetupError as exc:
+        print(f"siip-watcher: {kind.name} {command.action}: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
     return EXIT_OK
 
@@ -454,20 +448,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_once)
 
     s = sub.add_parser("list", help="snapshots, newest first")
-    s.add_argument("--from", dest="source", default="local", choices=["local", "drive"])
+    s.add_argument("--from", dest="source", default="local", choices=["local", *NAMES])
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_list)
 
     s = sub.add_parser("verify", help="check a snapshot end to end")
     s.add_argument("id", nargs="?", help="snapshot id or 'latest' (default)")
     s.add_argument("--all", action="store_true", help="verify every snapshot")
-    s.add_argument("--from", dest="source", default="local", choices=["local", "drive"])
+    s.add_argument("--from", dest="source", default="local", choices=["local", *NAMES])
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("restore", help="restore a snapshot into a folder")
     s.add_argument("id", help="snapshot id or 'latest'")
     s.add_argument("--to", required=True, metavar="DIR", help="folder to restore into")
-    s.add_argument("--from", dest="source", default="local", choices=["local", "drive"])
+    s.add_argument("--from", dest="source", default="local", choices=["local", *NAMES])
     s.add_argument("--only", action="append", metavar="GLOB",
                    help="restore only matching paths (repeatable)")
     s.add_argument("--force", action="store_true", help="restore into a non-empty folder")
@@ -492,16 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     esub.add_parser("test", help="send a test email with the current settings")
     s.set_defaults(func=cmd_email)
 
-    s = sub.add_parser("drive", help="Google Drive sign-in")
-    dsub = s.add_subparsers(dest="drive_cmd", metavar="login")
-    dl = dsub.add_parser("login", help="sign in to Google (drive.auth = \"oauth\"); stores the "
-                                      "token file (mode 0600)")
-    dl.add_argument("--browser", action="store_true",
-                    help="also open the address in a browser on this machine")
-    dl.add_argument("--port", type=int, default=0,
-                    help="loopback port for the sign-in redirect (default: any free port; "
-                         "fix it to forward it over SSH)")
-    s.set_defaults(func=cmd_drive)
+    for kind in KINDS:
+        if kind.commands:
+            _add_setup_commands(sub, kind)
 
     s = sub.add_parser("demo", help="back up a generated demo SIIP folder (no setup needed)")
     s.add_argument("--dir", default="demo", help="where the demo lives (default ./demo)")
@@ -516,6 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_status)
 
     return p
+
+
+def _add_setup_commands(sub: Any, kind: DestinationKind) -> None:
+    """`siip-watcher KIND ACTION ...` for each setup command a destination kind registers."""
+    s = sub.add_parser(kind.name, help=kind.title)
+    ksub = s.add_subparsers(dest="setup_action", metavar="|".join(c.action for c in kind.commands))
+    for command in kind.commands:
+        command.add_arguments(ksub.add_parser(command.action, help=command.help))
+    s.set_defaults(func=cmd_setup, setup_kind=kind)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

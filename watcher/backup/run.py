@@ -20,8 +20,8 @@ from watcher.backup.prune import prune
 from watcher.backup.report import DestinationResult, Problem, RunReport, human_size
 from watcher.backup.uploads import protected_snapshot_ids
 from watcher.config.settings import Config
-from watcher.destinations.base import Destination
-from watcher.destinations.registry import enabled_names
+from watcher.destinations.base import Destination, DestinationError
+from watcher.destinations.registry import enabled_destinations, enabled_names
 from watcher.snapshot.take import Aborted, SnapshotError, take_snapshot
 from watcher.state.catalog import Catalog, utcnow
 from watcher.state.inventory import reconcile
@@ -211,17 +211,13 @@ def _crashed(report: RunReport, exc: Exception, store: LocalStore) -> None:
 
 
 def _destinations(cfg: Config, report: RunReport) -> list[Destination]:
-    if not cfg.drive.enabled:
-        return []
-    from watcher.destinations.base import DestinationError
-    from watcher.destinations.registry import enabled_destinations
+    """The enabled destinations; one that cannot even be built is reported pending."""
 
-    try:
-        return enabled_destinations(cfg)
-    except DestinationError as exc:
-        report.destinations.append(DestinationResult(name="drive", state="pending",
+    def unavailable(name: str, exc: DestinationError) -> None:
+        report.destinations.append(DestinationResult(name=name, state="pending",
                                                      error=str(exc)))
-        return []
+
+    return enabled_destinations(cfg, unavailable=unavailable)
 
 
 def _send(cfg: Config, catalog: Catalog, destinations: list[Destination], report: RunReport,

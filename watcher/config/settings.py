@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -210,9 +211,12 @@ def config_file_from(cli_value: str | None) -> Path:
     return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
 
 
-def load(path: Path, environ: dict[str, str] | None = None, *, check_paths: bool = True) -> Config:
+def load(path: Path, environ: dict[str, str] | None = None, *, check_paths: bool = True,
+         setting_up: Collection[str] = ()) -> Config:
     """Read ``path``, apply environment overrides and validate.
 
+    ``setting_up`` names sections being set up (`drive login` signs in before the folder id
+    is known): what their ``enabled = true`` demands is not checked.
     Raises :class:`ConfigError` with one line naming the file, the key and what is expected.
     """
     try:
@@ -226,7 +230,8 @@ def load(path: Path, environ: dict[str, str] | None = None, *, check_paths: bool
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from None
-    return from_mapping(raw, source=path, environ=environ, check_paths=check_paths)
+    return from_mapping(raw, source=path, environ=environ, check_paths=check_paths,
+                        setting_up=setting_up)
 
 
 def from_mapping(
@@ -235,6 +240,7 @@ def from_mapping(
     source: Path | None = None,
     environ: dict[str, str] | None = None,
     check_paths: bool = True,
+    setting_up: Collection[str] = (),
 ) -> Config:
     """Validate an already parsed mapping (the TOML document) into a :class:`Config`."""
     where = str(source) if source else "<configuration>"
@@ -295,7 +301,7 @@ def from_mapping(
 
     built = _resolve_paths(built, base_dir)
     cfg = Config(name=name, path=source, **built)
-    _validate(cfg, where, check_paths=check_paths)
+    _validate(cfg, where, check_paths=check_paths, setting_up=setting_up)
     return cfg
 
 
@@ -401,7 +407,7 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return built
 
 
-def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
+def _validate(cfg: Config, where: str, *, check_paths: bool, setting_up: Collection[str]) -> None:
     def fail(key: str, expected: str, got: Any) -> None:
         raise ConfigError(f"{where}: {key}: expected {expected}, got {got!r}")
 
@@ -439,7 +445,7 @@ def _validate(cfg: Config, where: str, *, check_paths: bool) -> None:
     if api.scheme == "http" and not is_loopback_host(api.hostname or ""):
         fail("drive.api_root", "https:// (plain http only for 127.0.0.1 or localhost)",
              d.api_root)
-    if d.enabled:
+    if d.enabled and "drive" not in setting_up:
         if not d.folder_id and not d.shared_drive_id:
             fail("drive.folder_id", "the id of the Drive folder to upload into "
                  "(the last part of its URL) when drive.enabled = true", d.folder_id)

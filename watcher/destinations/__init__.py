@@ -1,5 +1,5 @@
 """Where snapshots are copied after they are stored locally: one module per service."""
 
-from watcher.destinations.base import Destination, DestinationError, RemoteFile
+from watcher.destinations.base import Destination, DestinationError, RemoteFile, SetupError
 
-__all__ = ["Destination", "DestinationError", "RemoteFile"]
+__all__ = ["Destination", "DestinationError", "RemoteFile", "SetupError"]

@@ -33,6 +33,13 @@ class DestinationError(Exception):
         self.retryable = retryable
 
 
+class SetupError(Exception):
+    """A destination's setup command (`siip-watcher drive login`) could not finish.
+
+    The message says why and what to do, in one line.
+    """
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One archive as a destination holds it."""

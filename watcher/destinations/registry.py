@@ -1,33 +1,149 @@
-"""Which destinations a configuration turns on, and opening one by name (`--from NAME`)."""
+"""Every destination kind, registered in one table: :data:`KINDS`.
+
+A kind gives its ``--from`` name (also its name in the catalog, `status` and the reports), the
+configuration section whose ``enabled`` turns it on, its builder, and what reading from it
+needs configured. A kind that must be set up before it can be enabled adds a command to the
+CLI (`siip-watcher drive login`). Nothing outside this package names a kind: the run, the
+service and the CLI ask here.
+
+Builders import their module only when called, so a configuration without Drive never loads
+the Google client libraries, and building touches neither the network nor the credential
+files: a destination that cannot be reached shows up as a failed copy with its advice, never
+as a failed run.
+"""
 
 from __future__ import annotations
 
+import argparse
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from watcher.config.settings import Config, ConfigError
-from watcher.destinations.base import Destination
+from watcher.destinations.base import Destination, DestinationError
+
+Builder = Callable[[Config, threading.Event | None], Destination]
+
+
+@dataclass(frozen=True)
+class SetupCommand:
+    """`siip-watcher KIND ACTION`: a step that prepares a kind before it can be enabled.
+
+    The CLI loads the configuration with the kind's section allowed to be incomplete
+    (``setting_up`` in :func:`watcher.config.settings.load`), because the step comes before
+    the settings it produces are known: `drive login` signs in before there is a folder id.
+    ``run`` raises :class:`~watcher.destinations.base.SetupError` with one line on what to do.
+    """
+
+    action: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Config, argparse.Namespace], None]
+
+
+@dataclass(frozen=True)
+class DestinationKind:
+    """One kind of destination and everything the rest of the program needs to know of it."""
+
+    #: `--from NAME`, and the name its copies have in the catalog, `status` and the reports
+    name: str
+    #: the configuration section that describes it; its ``enabled`` key turns it on
+    section: str
+    #: a destination from the configuration (``stop`` ends a transfer early)
+    build: Builder
+    #: raises :class:`ConfigError` (one line) unless the section says enough to read from it
+    check_readable: Callable[[Config], None]
+    #: help for its setup commands (`siip-watcher NAME --help`)
+    title: str = ""
+    commands: tuple[SetupCommand, ...] = ()
+
+    def enabled(self, cfg: Config) -> bool:
+        """Every new snapshot is copied here."""
+        return bool(getattr(cfg, self.section).enabled)
+
+
+# --- Google Drive ---------------------------------------------------------------------------
+
+
+def _build_drive(cfg: Config, stop: threading.Event | None) -> Destination:
+    from watcher.destinations.gdrive.destination import GoogleDriveDestination
+
+    return GoogleDriveDestination(cfg.drive, stop=stop)
+
+
+def _drive_readable(cfg: Config) -> None:
+    d = cfg.drive
+    if not (d.folder_id or d.shared_drive_id):
+        raise ConfigError("--from drive: drive.folder_id (or drive.shared_drive_id) is not "
+                          "set; set it to the folder that holds the backups")
+    if not d.credentials_file:
+        raise ConfigError("--from drive: drive.credentials_file is not set; set it to the "
+                          "OAuth client JSON or the service-account key")
+    if d.auth == "oauth" and not d.token_file:
+        raise ConfigError("--from drive: drive.token_file is not set; set it and run "
+                          "`siip-watcher drive login`")
+
+
+def _drive_login_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--browser", action="store_true",
+                        help="also open the address in a browser on this machine")
+    parser.add_argument("--port", type=int, default=0,
+                        help="loopback port for the sign-in redirect (default: any free port; "
+                             "fix it to forward it over SSH)")
+
+
+def _drive_login(cfg: Config, args: argparse.Namespace) -> None:
+    from watcher.destinations.gdrive.setup import drive_login
+
+    drive_login(cfg, open_browser=args.browser, port=args.port)
+
+
+# --- the table ------------------------------------------------------------------------------
+
+#: every kind, in the order a new snapshot is copied to them
+KINDS: tuple[DestinationKind, ...] = (
+    DestinationKind(
+        name="drive", section="drive", build=_build_drive, check_readable=_drive_readable,
+        title="Google Drive sign-in",
+        commands=(SetupCommand(
+            action="login",
+            help="sign in to Google (drive.auth = \"oauth\"); stores the token file (mode 0600)",
+            add_arguments=_drive_login_arguments, run=_drive_login),)),
+)
 
 #: names accepted by `--from` besides the local store itself
-KNOWN = ("drive",)
+NAMES: tuple[str, ...] = tuple(k.name for k in KINDS)
 
 
-def enabled_destinations(cfg: Config, *, stop: threading.Event | None = None
-                         ) -> list[Destination]:
+def enabled_kinds(cfg: Config) -> list[DestinationKind]:
+    """The kinds this configuration turns on, in the order they are tried."""
+    return [k for k in KINDS if k.enabled(cfg)]
+
+
+def enabled_destinations(
+    cfg: Config, *, stop: threading.Event | None = None,
+    unavailable: Callable[[str, DestinationError], None] | None = None,
+) -> list[Destination]:
     """The destinations every new snapshot is copied to, in the order they are tried.
 
-    Building them touches neither the network nor the credential files, so a broken
-    credential shows up as a failed copy (with its advice), never as a failed run.
+    A destination whose builder raises :class:`DestinationError` is left out and handed to
+    ``unavailable(name, error)``; without ``unavailable`` the error propagates.
     """
     found: list[Destination] = []
-    if cfg.drive.enabled:
-        found.append(_drive(cfg, stop))
+    for kind in enabled_kinds(cfg):
+        try:
+            found.append(kind.build(cfg, stop))
+        except DestinationError as exc:
+            if unavailable is None:
+                raise
+            unavailable(kind.name, exc)
     return found
 
 
 def enabled_names(cfg: Config) -> list[str]:
     """The names of the destinations :func:`enabled_destinations` builds, without building
     them: what the catalog's copies are queued under."""
-    return ["drive"] if cfg.drive.enabled else []
+    return [k.name for k in enabled_kinds(cfg)]
 
 
 def open_destination(cfg: Config, name: str, *, stop: threading.Event | None = None
@@ -37,23 +153,9 @@ def open_destination(cfg: Config, name: str, *, stop: threading.Event | None = N
     It need not be enabled (a new machine restoring from Drive may have uploads switched
     off), but it must be configured. Raises :class:`ConfigError` with one line otherwise.
     """
-    if name == "drive":
-        d = cfg.drive
-        if not (d.folder_id or d.shared_drive_id):
-            raise ConfigError("--from drive: drive.folder_id (or drive.shared_drive_id) is not "
-                              "set; set it to the folder that holds the backups")
-        if not d.credentials_file:
-            raise ConfigError("--from drive: drive.credentials_file is not set; set it to the "
-                              "OAuth client JSON or the service-account key")
-        if d.auth == "oauth" and not d.token_file:
-            raise ConfigError("--from drive: drive.token_file is not set; set it and run "
-                              "`siip-watcher drive login`")
-        return _drive(cfg, stop)
+    for kind in KINDS:
+        if kind.name == name:
+            kind.check_readable(cfg)
+            return kind.build(cfg, stop)
     raise ConfigError(f"unknown destination '{name}'; expected local or "
-                      f"{' or '.join(KNOWN)}")
-
-
-def _drive(cfg: Config, stop: threading.Event | None) -> Destination:
-    from watcher.destinations.gdrive.destination import GoogleDriveDestination
-
-    return GoogleDriveDestination(cfg.drive, stop=stop)
+                      f"{' or '.join(NAMES)}")

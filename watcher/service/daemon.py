@@ -48,6 +48,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from watcher.backup.failure import failed_report, problem_for, send_notice, unexpected_problem
 from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, Problem, RunReport
 from watcher.config.settings import Config
+from watcher.destinations.registry import enabled_destinations, enabled_kinds
 from watcher.service.decide import ChangeTracker, Decision, Policy
 from watcher.service.state_file import write_state
 from watcher.service.watch import TreeWatcher, WatchError
@@ -561,15 +562,13 @@ def start_failed(cfg: Config, problem: Problem, catalog: Catalog | None = None, 
 def send_queued_uploads(cfg: Config, stop: threading.Event) -> bool:
     """Send the queued copies that are due; True if nothing is left to send afterwards.
 
-    The destinations and the queue logic live in :mod:`watcher.backup.uploads` and
-    :mod:`watcher.destinations.registry`; imported here, lazily, so a service without any
-    destination never loads the Google client libraries.
+    The destinations come from :mod:`watcher.destinations.registry`, the queue logic from
+    :mod:`watcher.backup.uploads`, imported here, lazily, only when a destination is enabled.
     """
-    if not cfg.drive.enabled:
+    if not enabled_kinds(cfg):
         return True
     try:
         from watcher.backup.uploads import send_copies
-        from watcher.destinations.registry import enabled_destinations
     except ImportError as exc:
         log.warning("queued uploads cannot be retried: %s", exc)
         return False

@@ -35,7 +35,7 @@ from google.oauth2 import service_account
 
 from watcher.archive.files import write_private_atomic
 from watcher.config.settings import DriveConfig
-from watcher.destinations.base import DestinationError
+from watcher.destinations.base import DestinationError, SetupError
 from watcher.destinations.gdrive.errors import one_line
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
 LOGIN_HINT = "run `siip-watcher drive login`"
 
 
-class LoginError(Exception):
+class LoginError(SetupError):
     """`drive login` could not finish; the message says why and what to do."""
 
 
