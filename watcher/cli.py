@@ -38,10 +38,13 @@ class UsageError(Exception):
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace, *, check_paths: bool = True) -> Config:
+def _load(args: argparse.Namespace, *, check_paths: bool = True,
+          check_reachable: bool = False) -> Config:
     """The configuration; ``check_paths=False`` for commands that must work when the source
-    folder is gone (listing, verifying, restoring and pruning on a new machine)."""
-    return load(config_file_from(args.config), check_paths=check_paths)
+    folder is gone (listing, verifying, restoring and pruning on a new machine);
+    ``check_reachable`` for `config check` (see :func:`watcher.config.settings.load`)."""
+    return load(config_file_from(args.config), check_paths=check_paths,
+                check_reachable=check_reachable)
 
 
 def _print_json(data: Any) -> None:
@@ -334,7 +337,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     if args.config_cmd == "check":
-        cfg = _load(args)
+        cfg = _load(args, check_reachable=True)
         sys.stdout.write(f"# {cfg.path}: OK\n" + to_toml(cfg))
         return EXIT_OK
     if args.config_cmd == "init":

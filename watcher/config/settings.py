@@ -8,6 +8,7 @@ environment variable ``SIIP_WATCHER_<SECTION>_<KEY>`` (``SIIP_WATCHER_NAME`` for
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import os
@@ -91,6 +92,14 @@ class DriveConfig:
 
 
 @dataclass(frozen=True)
+class FolderConfig:
+    """A second copy of each snapshot in a folder: a mounted NAS share or a USB disk."""
+
+    enabled: bool = False
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class EmailConfig:
     enabled: bool = False
     smtp_host: str = "smtp.gmail.com"
@@ -129,6 +138,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     drive: DriveConfig = field(default_factory=DriveConfig)
+    folder: FolderConfig = field(default_factory=FolderConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -143,6 +153,7 @@ SECTIONS: dict[str, type] = {
     "retention": RetentionConfig,
     "compression": CompressionConfig,
     "drive": DriveConfig,
+    "folder": FolderConfig,
     "email": EmailConfig,
     "heartbeat": HeartbeatConfig,
     "log": LogConfig,
@@ -212,9 +223,12 @@ def config_file_from(cli_value: str | None) -> Path:
 
 
 def load(path: Path, environ: dict[str, str] | None = None, *, check_paths: bool = True,
-         setting_up: Collection[str] = ()) -> Config:
+         check_reachable: bool = False, setting_up: Collection[str] = ()) -> Config:
     """Read ``path``, apply environment overrides and validate.
 
+    ``check_paths`` checks that the source folder exists. ``check_reachable`` (`config check`)
+    also checks that an enabled [folder] exists; a run does not, because a share that is not
+    mounted right now must leave the copy queued (exit 3), not stop the snapshot.
     ``setting_up`` names sections being set up (`drive login` signs in before the folder id
     is known): what their ``enabled = true`` demands is not checked.
     Raises :class:`ConfigError` with one line naming the file, the key and what is expected.
@@ -231,7 +245,7 @@ def load(path: Path, environ: dict[str, str] | None = None, *, check_paths: bool
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from None
     return from_mapping(raw, source=path, environ=environ, check_paths=check_paths,
-                        setting_up=setting_up)
+                        check_reachable=check_reachable, setting_up=setting_up)
 
 
 def from_mapping(
@@ -240,9 +254,13 @@ def from_mapping(
     source: Path | None = None,
     environ: dict[str, str] | None = None,
     check_paths: bool = True,
+    check_reachable: bool = False,
     setting_up: Collection[str] = (),
 ) -> Config:
-    """Validate an already parsed mapping (the TOML document) into a :class:`Config`."""
+    """Validate an already parsed mapping (the TOML document) into a :class:`Config`.
+
+    The keyword arguments are those of :func:`load`.
+    """
     where = str(source) if source else "<configuration>"
     env = os.environ if environ is None else environ
     base_dir = source.resolve().parent if source else Path.cwd()
@@ -301,7 +319,8 @@ def from_mapping(
 
     built = _resolve_paths(built, base_dir)
     cfg = Config(name=name, path=source, **built)
-    _validate(cfg, where, check_paths=check_paths, setting_up=setting_up)
+    _validate(cfg, where, check_paths=check_paths, check_reachable=check_reachable,
+              setting_up=setting_up)
     return cfg
 
 
@@ -398,6 +417,7 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     built["drive"] = replace(
         d, credentials_file=absolute_str(d.credentials_file), token_file=absolute_str(d.token_file)
     )
+    built["folder"] = replace(built["folder"], path=absolute_str(built["folder"].path))
     e = built["email"]
     built["email"] = replace(
         e, password_file=absolute_str(e.password_file), ca_file=absolute_str(e.ca_file)
@@ -407,7 +427,8 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return built
 
 
-def _validate(cfg: Config, where: str, *, check_paths: bool, setting_up: Collection[str]) -> None:
+def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bool,
+              setting_up: Collection[str]) -> None:
     def fail(key: str, expected: str, got: Any) -> None:
         raise ConfigError(f"{where}: {key}: expected {expected}, got {got!r}")
 
@@ -456,6 +477,17 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, setting_up: Collect
             fail("drive.token_file", "where `siip-watcher drive login` keeps the token "
                  "when drive.auth = 'oauth'", d.token_file)
 
+    f = cfg.folder
+    if f.enabled and "folder" not in setting_up:
+        if not f.path:
+            fail("folder.path", "the folder to copy each snapshot into (on a mounted NAS share "
+                 "or a USB disk) when folder.enabled = true", f.path)
+        if is_same_or_inside(Path(f.path), cfg.local.dir):
+            fail("folder.path", "a folder outside local.dir (a second copy inside the backup "
+                 "dir is lost with it)", f.path)
+        if check_reachable and not Path(f.path).is_dir():
+            fail("folder.path", "an existing folder (is the share or the disk mounted?)", f.path)
+
     e = cfg.email
     for event in e.on:
         if event not in EMAIL_EVENTS:
@@ -492,6 +524,13 @@ def check_number(where: str, key: str, value: float) -> None:
     finite = isinstance(value, int) or math.isfinite(value)
     if not (finite and rng.low <= value <= rng.high):
         raise ConfigError(f"{where}: {key}: expected {rng.expected}, got {value!r}")
+
+
+def is_same_or_inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies inside it, once links and ``..`` are resolved."""
+    with contextlib.suppress(OSError, RuntimeError):  # a link loop: compare them as written
+        path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def is_loopback_host(host: str) -> bool:

@@ -64,6 +64,13 @@ impersonate = ""                  # domain-wide delegation subject, if any
 chunk_mib = 16                    # resumable upload chunk, 1 to 1024 (rounded to 256 KiB)
 api_root = "https://www.googleapis.com/"
 
+[folder]                          # a second copy on a mounted NAS share or a USB disk
+enabled = false
+# A folder inside the share or on the disk (not its mount point: an unmounted share leaves an
+# empty mount point behind) and outside local.dir. `config check` wants it to exist; while it
+# is missing during a run, each copy waits in the upload queue and is sent once it is back.
+path = ""
+
 [email]
 enabled = false
 smtp_host = "smtp.gmail.com"      # old BACKUP_SMTP_SERVER

@@ -39,13 +39,19 @@ DEFAULT_CHUNK = 4 << 20
 
 
 class LocalFolderDestination(Destination):
-    """Copies archives into ``directory`` (created with mode 0700 if missing)."""
+    """Copies archives into ``directory``.
+
+    With ``create`` a missing folder is created (mode 0700). Without it (the folder named by
+    the configuration) a missing folder is a retryable error: the share or the disk is not
+    mounted, and creating the folder would put the "second" copy on the local disk.
+    """
 
     def __init__(self, directory: Path, *, name: str = "folder",
-                 chunk_size: int = DEFAULT_CHUNK) -> None:
+                 chunk_size: int = DEFAULT_CHUNK, create: bool = True) -> None:
         self.dir = Path(directory)
         self.name = name
         self.chunk_size = chunk_size
+        self.create = create
 
     # --- put ------------------------------------------------------------------------------
 
@@ -160,11 +166,19 @@ class LocalFolderDestination(Destination):
             return False
 
     def _ensure_dir(self) -> None:
+        if not self.create:
+            self._require_dir()
+            return
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise DestinationError(f"cannot create the folder {self.dir}: "
                                    f"{exc.strerror or exc}; is the disk mounted?") from None
+
+    def _require_dir(self) -> None:
+        if not self.dir.is_dir():
+            raise DestinationError(f"the folder {self.dir} is not there; is the share or the "
+                                   f"disk mounted?")
 
     # --- find, list, get, delete ----------------------------------------------------------
 
@@ -175,7 +189,9 @@ class LocalFolderDestination(Destination):
 
     def list(self) -> list[RemoteFile]:
         """Every archive in the folder, newest first (``.partial`` leftovers are not)."""
-        if not self.dir.is_dir():
+        if not self.create:
+            self._require_dir()
+        elif not self.dir.is_dir():
             return []
         return newest_first(self._remote(p) for p in self.dir.glob("*" + ARCHIVE_SUFFIX)
                             if p.is_file())

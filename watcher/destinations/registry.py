@@ -6,10 +6,10 @@ needs configured. A kind that must be set up before it can be enabled adds a com
 CLI (`siip-watcher drive login`). Nothing outside this package names a kind: the run, the
 service and the CLI ask here.
 
-Builders import their module only when called, so a configuration without Drive never loads
-the Google client libraries, and building touches neither the network nor the credential
-files: a destination that cannot be reached shows up as a failed copy with its advice, never
-as a failed run.
+Drive's builder imports its module only when called, so a configuration without Drive never
+loads the Google client libraries. Building touches neither the network nor the disk: a
+destination that cannot be reached shows up as a failed copy with its advice, never as a
+failed run.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import argparse
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from watcher.config.settings import Config, ConfigError
 from watcher.destinations.base import Destination, DestinationError
+from watcher.destinations.folder import LocalFolderDestination
 
 Builder = Callable[[Config, threading.Event | None], Destination]
 
@@ -98,6 +100,20 @@ def _drive_login(cfg: Config, args: argparse.Namespace) -> None:
     drive_login(cfg, open_browser=args.browser, port=args.port)
 
 
+# --- a folder (a mounted NAS share or a USB disk) -------------------------------------------
+
+
+def _build_folder(cfg: Config, stop: threading.Event | None) -> Destination:
+    # never created here: a missing folder means a share or a disk that is not mounted
+    return LocalFolderDestination(Path(cfg.folder.path), name="folder", create=False)
+
+
+def _folder_readable(cfg: Config) -> None:
+    if not cfg.folder.path:
+        raise ConfigError("--from folder: folder.path is not set; set it to the folder that "
+                          "holds the copies")
+
+
 # --- the table ------------------------------------------------------------------------------
 
 #: every kind, in the order a new snapshot is copied to them
@@ -109,6 +125,8 @@ KINDS: tuple[DestinationKind, ...] = (
             action="login",
             help="sign in to Google (drive.auth = \"oauth\"); stores the token file (mode 0600)",
             add_arguments=_drive_login_arguments, run=_drive_login),)),
+    DestinationKind(name="folder", section="folder", build=_build_folder,
+                    check_readable=_folder_readable),
 )
 
 #: names accepted by `--from` besides the local store itself
