@@ -1,6 +1,7 @@
 """One contract every destination keeps, run against each of them.
 
-The folder destination works on real folders; the Drive destination is the real
+The folder destination is the one the registry builds from a [folder] section, on real
+folders; the Drive destination is the real
 google-api-python-client + google-auth against tests/drive_server.py on 127.0.0.1, once
 with a user sign-in (My Drive folder) and once with a service account in a shared drive.
 """
@@ -24,8 +25,10 @@ from tests.drive_fixtures import (
     shared_drive_config,
 )
 from tests.drive_server import DriveServer
+from watcher.config.settings import from_mapping
 from watcher.destinations.base import Destination, DestinationError, RemoteFile
 from watcher.destinations.folder import LocalFolderDestination
+from watcher.destinations.registry import enabled_destinations
 
 SIZE = 3 * CHUNK + 12_345          # several chunks and a short last one
 IDS = ["siip-20260101T000000Z", "siip-20260215T120000Z", "siip-20260301T060000Z"]
@@ -46,30 +49,44 @@ class Interrupt(Exception):
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "folder":
         folder = tmp_path / "nas"
-        dest = LocalFolderDestination(folder, chunk_size=CHUNK)
+        folder.mkdir()
+        with configured_folder(tmp_path, folder) as dest:
 
-        def corrupt_file(remote: RemoteFile) -> None:
-            with open(remote.remote_id, "r+b") as f:
-                f.seek(100)
-                f.write(b"\x00damaged\x00")
+            def corrupt_file(remote: RemoteFile) -> None:
+                with open(remote.remote_id, "r+b") as f:
+                    f.seek(100)
+                    f.write(b"\x00damaged\x00")
 
-        yield Backend(dest, lambda: len(list(folder.glob("*.tar.zst"))), corrupt_file)
+            yield Backend(dest, lambda: len(list(folder.glob("*.tar.zst"))), corrupt_file)
         return
     with DriveServer() as server:
         creds = tmp_path / "creds"
         creds.mkdir()
         cfg = (drive_config(server, creds) if request.param == "drive-oauth"
                else shared_drive_config(server, creds))
-        dest = make_drive(cfg)
+        with make_drive(cfg) as dest:
 
-        def corrupt_drive(remote: RemoteFile) -> None:
-            stored = server.state.files[remote.remote_id]
-            assert stored.content is not None
-            stored.content = stored.content[:100] + b"\x00damaged\x00" + stored.content[109:]
+            def corrupt_drive(remote: RemoteFile) -> None:
+                stored = server.state.files[remote.remote_id]
+                assert stored.content is not None
+                stored.content = (stored.content[:100] + b"\x00damaged\x00" +
+                                  stored.content[109:])
 
-        yield Backend(dest, lambda: len(server.state.live_files()), corrupt_drive)
+            yield Backend(dest, lambda: len(server.state.live_files()), corrupt_drive)
         assert server.state.violations == []
-        dest.close()
+
+
+def configured_folder(tmp_path: Path, folder: Path) -> Destination:
+    """The folder destination as the registry builds it from ``[folder]``, with the tests'
+    chunk size (4 MiB would copy these archives in one piece: nothing to interrupt)."""
+    cfg = from_mapping({"source": {"root": str(tmp_path / "siip")},
+                        "local": {"dir": str(tmp_path / "backups")},
+                        "folder": {"enabled": True, "path": str(folder)}},
+                       environ={}, check_paths=False, check_reachable=True)
+    [dest] = enabled_destinations(cfg)
+    assert isinstance(dest, LocalFolderDestination) and dest.name == "folder"
+    dest.chunk_size = CHUNK
+    return dest
 
 
 def archive(tmp_path: Path, sid: str, size: int = SIZE) -> tuple[Path, str]:
@@ -171,3 +188,19 @@ def test_folder_copies_are_private_and_sha256sum_readable(tmp_path: Path) -> Non
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
     # the sidecar is in sha256sum format
     assert Path(remote.remote_id + ".sha256").read_text() == f"{sha}  {remote.name}\n"
+
+
+def test_the_configured_folder_is_never_created(tmp_path: Path) -> None:
+    """A missing folder is a share or a disk that is not mounted: creating it would put the
+    second copy on the local disk. The copy fails retryably (it stays queued) instead."""
+    folder = tmp_path / "mnt" / "nas"
+    folder.mkdir(parents=True)
+    with configured_folder(tmp_path, folder) as dest:
+        folder.rmdir()
+        path, sha = archive(tmp_path, IDS[0])
+        for attempt in (lambda: dest.put(path, snapshot_id=IDS[0], sha256=sha), dest.list):
+            with pytest.raises(DestinationError, match="mounted") as err:
+                attempt()
+            assert err.value.retryable
+        assert dest.find(IDS[0]) is None
+        assert not folder.exists()
