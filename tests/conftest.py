@@ -66,6 +66,18 @@ def write_config(path: Path, root: Path, local: Path, extra: str = "") -> Path:
     return path
 
 
+def assert_restored(target: Path, siip: Path) -> None:
+    """``target`` holds what a restore of ``siip`` must: its photos byte for byte and a
+    database that passes the full integrity_check."""
+    for original in siip.rglob("*.jpg"):
+        assert (target / original.relative_to(siip)).read_bytes() == original.read_bytes()
+    db = sqlite3.connect(target / "siip_database.db")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
+
+
 @pytest.fixture
 def siip(tmp_path: Path) -> Path:
     """A fresh SIIP-like project folder."""

@@ -6,7 +6,6 @@ in the email) until the next run sends it."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import assert_restored, write_config
 from tests.smtp_server import (
     IGNORE_AUTH_WARNING,
     TEST_PASSWORD,
@@ -38,17 +37,6 @@ def run_json(cli: Cli, config: Path, *args: str, env: dict[str, str] | None = No
     proc = cli("-c", str(config), *args, "--json", env=env)
     assert proc.stdout, proc.stderr
     return proc.returncode, json.loads(proc.stdout)
-
-
-def assert_restored(target: Path, siip: Path) -> None:
-    for original in siip.rglob("*.jpg"):
-        if not original.is_symlink():
-            assert (target / original.relative_to(siip)).read_bytes() == original.read_bytes()
-    db = sqlite3.connect(target / "siip_database.db")
-    try:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    finally:
-        db.close()
 
 
 def test_once_copies_into_the_folder_and_another_machine_restores_from_it(

@@ -5,14 +5,13 @@ sign-in lists, verifies and restores from Drive (the server is gone)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
 
-from tests.conftest import write_config
+from tests.conftest import assert_restored, write_config
 from tests.drive_fixtures import FAST_RETRY, drive_config
 from tests.drive_server import DriveServer
 from watcher.cli import main
@@ -59,13 +58,7 @@ def test_once_uploads_then_a_new_machine_restores_from_drive(siip: Path, tmp_pat
         restored = cli("-c", str(config_b), "restore", "latest", "--from", "drive", "--to",
                        str(target))
         assert restored.returncode == 0, restored.stderr
-        for original in (p for p in siip.rglob("*.jpg")):
-            assert (target / original.relative_to(siip)).read_bytes() == original.read_bytes()
-        db = sqlite3.connect(target / "siip_database.db")
-        try:
-            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        finally:
-            db.close()
+        assert_restored(target, siip)
         assert server.state.violations == []
 
 
