@@ -74,7 +74,8 @@ def setup_logging(cfg: Config | None, verbose: bool = False) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handler = logging.handlers.RotatingFileHandler(
-                path, maxBytes=FILE_MAX_BYTES, backupCount=FILE_BACKUPS, encoding="utf-8")
+                path, maxBytes=FILE_MAX_BYTES, backupCount=FILE_BACKUPS, encoding="utf-8",
+                errors="backslashreplace")  # a file name that is not UTF-8 must not lose a line
         except OSError as exc:
             file_problem = (f"log.file: cannot write {path} ({exc.strerror or exc}); logging to "
                             f"stderr only; fix the path or its permissions")

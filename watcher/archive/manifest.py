@@ -33,6 +33,22 @@ def member_entry(path: str, kind: str, size: int, mode: int, mtime_ns: int,
     return entry
 
 
+def dump_json(value: Any) -> str:
+    """JSON text for the manifest, readable UTF-8, and lossless for names that are not UTF-8.
+
+    A file name that is not valid UTF-8 (an upload saved by a Windows client in Latin-1, say)
+    reaches Python with each bad byte 0xXY as the lone surrogate U+DCXY (``surrogateescape``).
+    UTF-8 cannot carry a lone surrogate, so such a record is written with ``\\udcXY`` escapes,
+    which ``json.loads`` turns back into the same name, byte for byte.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True)
+    return text
+
+
 class ManifestSpool:
     """Writes the manifest document incrementally to ``path``."""
 
@@ -49,13 +65,13 @@ class ManifestSpool:
         if not self._first:
             self._fh.write(",\n")
         self._first = False
-        self._fh.write(json.dumps(entry, ensure_ascii=False))
+        self._fh.write(dump_json(entry))
 
     def finish(self, trailer: dict[str, Any]) -> int:
         """Close the members list, add ``trailer`` keys, and return the file's size."""
         self._fh.write("\n]")
         for key, value in trailer.items():
-            self._fh.write(f", {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+            self._fh.write(f", {json.dumps(key)}: {dump_json(value)}")
         self._fh.write("}\n")
         self._fh.close()
         return self.path.stat().st_size

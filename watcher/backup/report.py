@@ -28,13 +28,35 @@ CAUSES = ("source_missing", "database_missing", "database_damaged", "database_un
 PHASES = ("run", "start")
 
 
+def printable(text: str) -> str:
+    """``text`` safe for UTF-8 output (email, log file, status): a file-name byte that is not
+    UTF-8, which Python carries as a lone surrogate (``surrogateescape``), shows as ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+    return text
+
+
 @dataclass
 class Problem:
-    """A warning or an error: what happened, one line on what to do, and its cause."""
+    """A warning or an error: what happened, one line on what to do, and its cause.
+
+    The texts are made printable on creation: they name files, and a name that is not UTF-8
+    would otherwise make the email, the log file and the catalog fail on the whole report.
+    """
 
     message: str
     hint: str = ""
     cause: str = ""
+
+    def __post_init__(self) -> None:
+        self.message = printable(self.message)
+        self.hint = printable(self.hint)
 
 
 @dataclass
