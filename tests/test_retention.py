@@ -75,3 +75,30 @@ def test_calendar_buckets_follow_the_given_timezone() -> None:
     policy = RetentionConfig(keep_last=1, keep_daily=2, keep_weekly=0, keep_monthly=0)
     assert set(select(snaps, policy, UTC).keep) == {"b"}
     assert set(select(snaps, policy, tz).keep) == {"a", "b"}
+
+
+def test_a_snapshot_dated_in_the_future_does_not_count_as_the_newest() -> None:
+    now = START + timedelta(days=3)
+    snaps = [("old", START), ("today", now),
+             ("clock-was-wrong", datetime(2099, 12, 31, tzinfo=UTC))]
+    d = select(snaps, RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0),
+               now=now)
+    assert d.future == ["clock-was-wrong"]
+    assert d.keep == {"today": ["last"], "clock-was-wrong": ["future"]}
+    assert d.delete == ["old"]
+
+
+def test_a_day_of_clock_drift_still_counts() -> None:
+    now = START
+    snaps = [("old", START - timedelta(days=1)), ("a-bit-ahead", START + timedelta(hours=20))]
+    d = select(snaps, RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0),
+               now=now)
+    assert d.future == [] and d.delete == ["old"]
+
+
+def test_the_snapshot_just_taken_is_always_kept() -> None:
+    snaps = [("newer-by-date", START + timedelta(hours=1)), ("just-taken", START)]
+    d = select(snaps, RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0),
+               always_keep=["just-taken", "not-there"])
+    assert d.keep == {"just-taken": ["just taken"], "newer-by-date": ["last"]}
+    assert d.delete == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from watcher.archive.files import parse_snapshot_id
 from watcher.backup.report import Problem
@@ -39,14 +39,27 @@ def local_timezone() -> object:
 
 def prune(cfg: Config, catalog: Catalog, store: LocalStore,
           destinations: list[Destination], *, protected: set[str] | None = None,
-          dry_run: bool = False) -> PruneResult:
-    """Delete what the policy does not keep, locally and at every destination."""
+          just_taken: str | None = None, dry_run: bool = False) -> PruneResult:
+    """Delete what the policy does not keep, locally and at every destination.
+
+    ``just_taken`` (the snapshot this run stored) is never deleted anywhere, whatever the
+    dates of the others say.
+    """
     result = PruneResult()
     tz = local_timezone()
     protected = protected or set()
+    now = datetime.now(UTC)
+    always = [just_taken] if just_taken else []
 
     local = [(a.id, a.created_at) for a in store.archives()]
-    decision = select(local, cfg.retention, tz)  # type: ignore[arg-type]
+    decision = select(local, cfg.retention, tz, now=now,  # type: ignore[arg-type]
+                      always_keep=always)
+    for sid in decision.future:
+        result.problems.append(Problem(
+            f"{sid} is dated more than a day ahead of this machine's clock "
+            f"({now:%Y-%m-%d %H:%M} UTC); it is kept but no longer counts as the newest snapshot",
+            "check the clock; if that snapshot's date is wrong, verify it and delete it by "
+            "hand"))
     result.kept["local"] = list(decision.keep)
     result.deleted["local"] = []
     for sid in decision.delete:
@@ -75,7 +88,8 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
             if parsed and parsed[0] == cfg.name:
                 pairs.append((r.snapshot_id, parsed[1]))
                 by_id[r.snapshot_id] = r
-        remote_decision = select(pairs, cfg.retention, tz)  # type: ignore[arg-type]
+        remote_decision = select(pairs, cfg.retention, tz,  # type: ignore[arg-type]
+                                 now=now, always_keep=always)
         result.kept[dest.name] = list(remote_decision.keep)
         result.deleted[dest.name] = []
         for sid in remote_decision.delete:

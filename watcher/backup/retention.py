@@ -7,29 +7,46 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from watcher.config.settings import RetentionConfig
+
+#: how far ahead of this machine's clock a snapshot may be dated and still count: clocks of
+#: small servers drift, and a snapshot taken once with a wrong clock must not outrank every
+#: real one (with keep_last = 1 it would make each run prune the snapshot it just took)
+FUTURE_TOLERANCE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
 class RetentionDecision:
-    """``keep`` maps each kept id to the rules that keep it; ``delete`` is oldest first."""
+    """``keep`` maps each kept id to the rules that keep it; ``delete`` is oldest first;
+    ``future`` lists the ids dated beyond ``now`` + FUTURE_TOLERANCE (kept, not counted)."""
 
     keep: dict[str, list[str]] = field(default_factory=dict)
     delete: list[str] = field(default_factory=list)
+    future: list[str] = field(default_factory=list)
 
 
 def select(snapshots: Iterable[tuple[str, datetime]], policy: RetentionConfig,
-           tz: tzinfo = UTC) -> RetentionDecision:
+           tz: tzinfo = UTC, *, now: datetime | None = None,
+           always_keep: Iterable[str] = ()) -> RetentionDecision:
     """Apply ``policy`` to ``(id, created_at)`` pairs.
 
     keep_last keeps the N newest; keep_daily/weekly/monthly keep the newest snapshot of each
     of the last N days/ISO weeks/months that have one (calendar in ``tz``, the office's own
-    time). The newest snapshot is always kept, whatever the policy says.
+    time). The newest snapshot is always kept, whatever the policy says, and so is every id in
+    ``always_keep`` (the snapshot a run just took). With ``now``, a snapshot dated more than
+    FUTURE_TOLERANCE ahead is kept but takes no place in any rule.
     """
-    ordered = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
-    keep: dict[str, list[str]] = {}
+    pairs = list(snapshots)
+    limit = now + FUTURE_TOLERANCE if now is not None else None
+    future = sorted(sid for sid, when in pairs if limit is not None and when > limit)
+    ordered = sorted((p for p in pairs if p[0] not in future), key=lambda s: (s[1], s[0]),
+                     reverse=True)
+    keep: dict[str, list[str]] = {sid: ["future"] for sid in future}
+    for sid in always_keep:
+        if any(sid == p[0] for p in pairs):
+            keep.setdefault(sid, []).append("just taken")
 
     def mark(rule: str, count: int, bucket: Callable[[datetime], object] | None) -> None:
         seen: set[object] = set()
@@ -49,4 +66,4 @@ def select(snapshots: Iterable[tuple[str, datetime]], policy: RetentionConfig,
     if ordered and ordered[0][0] not in keep:
         keep[ordered[0][0]] = ["newest"]
     delete = [sid for sid, _ in reversed(ordered) if sid not in keep]
-    return RetentionDecision(keep=keep, delete=delete)
+    return RetentionDecision(keep=keep, delete=delete, future=future)

@@ -188,7 +188,7 @@ def _after_snapshot(cfg: Config, catalog: Catalog, store: LocalStore,
         protected = _protected(cfg, catalog)
         if report.snapshot is not None:
             pruned = prune(cfg, catalog, store, destinations if upload else [],
-                           protected=protected)
+                           protected=protected, just_taken=report.snapshot.id)
             report.pruned = [sid for ids in pruned.deleted.values() for sid in ids]
             report.warnings.extend(pruned.problems)
         report.kept = [a.id for a in store.archives()]
