@@ -301,3 +301,17 @@ def test_config_import_never_prints_any_part_of_a_secret(tmp_path: Path, line: s
     pieces = {SECRET[i:i + 5] for i in range(len(SECRET) - 4)}
     assert not [piece for piece in pieces if piece in output], output
     tomllib.loads(proc.stdout)
+
+
+def test_config_import_explains_the_service_account_instead_of_no_equivalent(
+        tmp_path: Path, cli: Callable[..., Any]) -> None:
+    old = tmp_path / "config.py"
+    old.write_text("BACKUP_DRIVE_SERVICE_ACCOUNT_FILE = '/srv/siip/sa.json'\n"
+                   "BACKUP_DRIVE_FOLDER_ID = '1AbCdEf'\n")
+    proc = cli("config", "import", str(old))
+    assert proc.returncode == 0, proc.stderr
+    assert "no equivalent setting" not in proc.stdout
+    assert "no storage quota" in proc.stdout
+    assert 'auth = "service_account"' in proc.stdout
+    assert "/srv/siip/sa.json" in proc.stdout
+    tomllib.loads(proc.stdout)

@@ -323,3 +323,13 @@ def test_restore_as_root_gives_files_back_to_their_owners(cfg: Config, siip: Pat
     assert owner(target / "siip_database.db") == (65534, 65534)
     assert owner(target / "static") == (4321, 4322)
     assert owner(target / "app" / "views.py") == (0, 0)
+
+
+def test_a_small_project_fits_a_small_disk(cfg: Config, small_disk: Path) -> None:
+    """The free-space margin grows with the snapshot: a fixed 64 MB refused a project of a
+    few hundred KB on a disk with 8 MB free."""
+    small = cfg.__class__(**{**cfg.__dict__, "local": cfg.local.__class__(
+        **{**cfg.local.__dict__, "dir": small_disk / "backups"})})
+    report = run_backup(small, trigger="manual", email=False)
+    assert report.status == "ok", report.errors
+    assert Path(report.snapshot.file).parent == small_disk / "backups"

@@ -35,6 +35,9 @@ SECRET_NAMES = ("BACKUP_SMTP_PASSWORD", "BACKUP_EMAIL_PASSWORD", "MAIL_PASSWORD"
 #: secret, key, api key, credential, auth, private, salt
 SECRET_WORDS = ("PASS", "PWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL", "AUTH", "PRIVATE",
                 "SALT")
+#: the old routine's service-account key file: there is an equivalent, but not the default
+SERVICE_ACCOUNT_NAMES = ("BACKUP_DRIVE_SERVICE_ACCOUNT_FILE", "BACKUP_SERVICE_ACCOUNT_FILE",
+                         "BACKUP_DRIVE_CREDENTIALS_FILE")
 DATABASE_NAMES = ("SQLALCHEMY_DATABASE_URI", "DATABASE_URI", "DATABASE", "BACKUP_DB_PATH")
 
 
@@ -154,6 +157,13 @@ def import_old_config(path: Path) -> str:
         ev.names[target] = result
         if target in MAPPING or target in DATABASE_NAMES:
             found[target] = result
+        elif target in SERVICE_ACCOUNT_NAMES:
+            untranslated.append(
+                f"{target}: left out on purpose: a service account has no storage quota "
+                f"outside a shared drive, so uploads to a normal Drive fail; this file uses "
+                f"`siip-watcher drive login` (OAuth) instead. To keep the service account (a "
+                f"shared drive only), set [drive] auth = \"service_account\" and "
+                f"credentials_file = {toml_value(str(result))}")
         elif target.startswith("BACKUP_"):
             untranslated.append(f"{target}: no equivalent setting")
 

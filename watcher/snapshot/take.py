@@ -61,8 +61,10 @@ __all__ = ["SnapshotError", "SnapshotResult", "take_snapshot", "tree_fingerprint
 #: files up to this size are read whole before their header is written, so their member is
 #: always internally consistent even when the app rewrites them mid-read
 SMALL_FILE = 4 << 20
-#: room left free beyond the estimate, for the filesystem and the catalog
-FREE_SPACE_MARGIN = 64 << 20
+#: room left free beyond the estimate, for the filesystem and the catalog: a share of the
+#: estimate (a fixed 64 MB refused an 8 KB project on a disk with 25 MB free), at least 1 MiB
+FREE_SPACE_SHARE = 0.1
+FREE_SPACE_MIN_MARGIN = 1 << 20
 
 
 class SnapshotError(Exception):
@@ -206,7 +208,7 @@ def _result_or_empty(future: concurrent.futures.Future[list[DatabaseCopy]]
 def _check_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     # incompressible photos dominate such trees: plan for the archive being as big as the input
-    want = needed + FREE_SPACE_MARGIN
+    want = needed + max(FREE_SPACE_MIN_MARGIN, int(needed * FREE_SPACE_SHARE))
     if free < want:
         raise SnapshotError(
             f"not enough free space in {folder}: the snapshot may need {_mb(want)} and "
