@@ -1,6 +1,6 @@
 """The `siip-watcher` command line: parsing, printing and exit codes only; no backup logic.
 
-Exit codes (DESIGN.md): 0 all done; 1 the run failed; 2 usage or configuration error;
+Exit codes (README.md, "Exit codes"): 0 all done; 1 the run failed; 2 usage or configuration error;
 3 a snapshot was stored locally but a destination failed (it stays queued).
 """
 

@@ -4,7 +4,7 @@ Nothing here reads files, sleeps or looks at the wall clock: every method takes 
 daemon feeds a :class:`ChangeTracker` with change events and run results and asks it
 :meth:`~ChangeTracker.decide` whenever something happened or the time it named has come.
 
-The rules (issue 3, DESIGN.md ``[schedule]``):
+The rules (``[schedule]`` in config/siip-watcher.example.toml):
 
 * **start**: at service start, with no snapshot yet, or with the last one older than the
   interval and changes since it (or ``only_if_changed = false``), run promptly.

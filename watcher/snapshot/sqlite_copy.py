@@ -31,7 +31,7 @@ CHECK_CACHE_KIB = 16 * 1024
 #: records); it skips matching each index against its table, which costs five times as much
 #: (1.5 against 0.3 CPU-s on a 300 MB copy, 9.6 against 1.2 on 1.2 GB, on the production
 #: server, every run) and whose failures REINDEX repairs without loss. `siip-watcher verify`
-#: runs the full integrity_check on the archived copy. Departure from DESIGN.md, on purpose.
+#: runs the full integrity_check on the archived copy (figures in docs/benchmarks.md).
 CHECK_PRAGMA = "quick_check"
 
 

@@ -1,10 +1,11 @@
 """Take one snapshot: consistent database copies plus the tree, into one ``.tar.zst``.
 
-Layout (DESIGN.md): ``files/<path under root>``, ``databases/<file name>``, ``manifest.json``
-last. Written as ``<archive>.partial``, fsynced, then renamed after its ``.sha256`` sidecar, so a
-file named ``*.tar.zst`` in the local dir is always complete. The database copies run in a
-thread alongside the tree (SQLite releases the GIL), so their time is mostly hidden; each
-database member is streamed as soon as its copy is checked, between two tree members.
+Layout (README.md, "The archive"): ``files/<path under root>``, ``databases/<file name>``,
+``manifest.json`` last. Written as ``<archive>.partial``, fsynced, then renamed after its
+``.sha256`` sidecar, so a file named ``*.tar.zst`` in the local dir is always complete. The
+database copies run in a thread alongside the tree (SQLite releases the GIL), so their time is
+mostly hidden; each database member is streamed as soon as its copy is checked, between two
+tree members.
 
 Member order inside the archive is free (the manifest lists everything), so it is chosen for
 speed: links and compressible files in walk order first, then the incompressible files
