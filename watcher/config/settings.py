@@ -73,6 +73,13 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    enabled: bool = True
+    changed_share: float = 0.3
+    release_after_days: int = 7
+
+
+@dataclass(frozen=True)
 class CompressionConfig:
     level: int = 3
     threads: int = 0
@@ -136,6 +143,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     drive: DriveConfig = field(default_factory=DriveConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
@@ -151,6 +159,7 @@ SECTIONS: dict[str, type] = {
     "schedule": ScheduleConfig,
     "local": LocalConfig,
     "retention": RetentionConfig,
+    "canary": CanaryConfig,
     "compression": CompressionConfig,
     "drive": DriveConfig,
     "folder": FolderConfig,
@@ -204,6 +213,10 @@ NUMBER_RANGES: dict[str, NumberRange] = {
     "retention.keep_daily": NumberRange(0, 10_000, "0 to 10000"),
     "retention.keep_weekly": NumberRange(0, 10_000, "0 to 10000"),
     "retention.keep_monthly": NumberRange(0, 10_000, "0 to 10000"),
+    "canary.changed_share": NumberRange(
+        0.01, 1, "a share from 0.01 to 1 (0.3: alert when 30% of the files go or change)"),
+    "canary.release_after_days": NumberRange(
+        0, 365, "0 to 365 days (0: only `siip-watcher ack` releases a hold)"),
     "compression.level": NumberRange(-7, 22, "a zstd level from -7 to 22 (3 is a good default)"),
     "compression.threads": NumberRange(0, 256, "0 (all cores) or 1 to 256 threads"),
     "drive.chunk_mib": NumberRange(1, 1024, "1 to 1024 MiB"),

@@ -49,6 +49,14 @@ keep_daily = 7                    # the newest snapshot of each of the last N da
 keep_weekly = 4                   # ... of each of the last N weeks
 keep_monthly = 12                 # ... of each of the last N months
 
+[canary]                          # data-loss alerts: compare each snapshot with the previous one
+enabled = true                    # alert on an empty database, one that lost half its pages,
+                                  # many files gone or changed at once, or files turned random
+changed_share = 0.3               # alert when more than this share of the files go or change
+release_after_days = 7            # while an alert holds, nothing is pruned; `siip-watcher ack`
+                                  # releases it, or this many days of runs without an alert
+                                  # (0 = only ack), up to 365
+
 [compression]
 level = 3                         # zstd level, -7 to 22; 3 is fast, higher is slow for little gain
 threads = 0                       # 0 = all cores; at most 256
