@@ -4,8 +4,9 @@ One process per local dir (an OS file lock on ``siip-watcher.service.lock``: a c
 it, a second `start` refuses). A :class:`~watcher.service.watch.TreeWatcher` feeds a
 :class:`~watcher.service.decide.ChangeTracker`; an APScheduler 3 ``BackgroundScheduler`` in
 this process runs the cheap "decide" job when the tracker names a time (or a change may bring a
-run forward), the backup itself (one at a time: ``max_instances=1``, ``coalesce``, late jobs still run), and a
-retry of queued uploads on a back-off timer, under the same file lock as a run. The scheduler
+run forward), the backup itself (one at a time: ``max_instances=1``, ``coalesce``, late jobs
+still run), and a retry of queued uploads on a back-off timer, under the same file lock as a
+run. The scheduler
 runs here, never inside the web app: APScheduler cannot share a job store between processes,
 so under several gunicorn workers every job would run once per worker.
 
