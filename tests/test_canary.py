@@ -36,6 +36,8 @@ def test_a_normal_day_raises_nothing() -> None:
 
 def test_an_empty_database_raises_even_on_the_first_snapshot() -> None:
     assert kinds(detect(None, facts(pages=0), POLICY)) == ["database_empty"]
+    assert kinds(detect(None, facts(pages=1), POLICY)) == ["database_empty"]  # schema only
+    assert detect(None, facts(pages=2), POLICY) == []
     found = detect(facts(), facts(pages=0), POLICY)
     assert kinds(found) == ["database_empty"] and "1,000 pages" in found[0].message
 

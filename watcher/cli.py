@@ -335,6 +335,30 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ack(args: argparse.Namespace) -> int:
+    from watcher.backup.run import run_lock
+    from watcher.state.canary_file import read_hold, write_hold
+    from watcher.state.catalog import utcnow
+
+    cfg = _load(args, check_paths=False)
+    _setup_logging(args, cfg)
+    if not cfg.local.dir.is_dir():
+        raise UsageError(f"local.dir {cfg.local.dir} is not a folder; fix local.dir")
+    with run_lock(cfg):
+        hold = read_hold(cfg.local.dir, utcnow())
+        if hold is None:
+            print("No data-loss alert to acknowledge; pruning runs normally.")
+            return EXIT_OK
+        write_hold(cfg.local.dir, None)
+    log.warning("data-loss alert acknowledged (raised %s: %s); pruning resumes at the next run",
+                hold.raised_at.isoformat(timespec="minutes"), "; ".join(hold.reasons))
+    print(f"Acknowledged the data-loss alert raised {hold.raised_at:%Y-%m-%d %H:%M} UTC:")
+    for reason in hold.reasons:
+        print(f"  - {reason}")
+    print("Old snapshots are pruned again from the next run on.")
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.config_cmd == "check":
         cfg = _load(args, check_reachable=True)
@@ -473,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prune", help="apply retention locally and at each destination")
     s.add_argument("--dry-run", action="store_true", help="show what would be deleted")
     s.set_defaults(func=cmd_prune)
+
+    s = sub.add_parser("ack", help="acknowledge a data-loss alert, so pruning resumes")
+    s.set_defaults(func=cmd_ack)
 
     s = sub.add_parser("config", help="check, init or import the configuration")
     csub = s.add_subparsers(dest="config_cmd", metavar="check|init|import")

@@ -90,7 +90,8 @@ def detect(previous: SnapshotFacts | None, current: SnapshotFacts, policy: Canar
             "`siip-watcher ack` so old snapshots are pruned again"
     for path, pages in current.databases.items():
         before = previous.databases.get(path, 0) if previous else 0
-        if pages == 0:
+        # page 1 holds the schema; a database with a single table already has two pages
+        if pages <= 1:
             found.append(Canary("database_empty", f"the database {path} is empty"
                                 f"{f' (it had {before:,} pages)' if before else ''}", check))
         elif before and pages < before * (1 - DATABASE_SHRINK):

@@ -16,6 +16,7 @@ from watcher.backup.report import Problem
 from watcher.backup.retention import select
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
+from watcher.state.canary_file import read_hold
 from watcher.state.catalog import Catalog
 from watcher.state.store import LocalStore
 
@@ -30,6 +31,8 @@ class PruneResult:
     kept: dict[str, list[str]] = field(default_factory=dict)
     protected: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: a data-loss alert held pruning back: nothing was deleted anywhere
+    held: bool = False
 
 
 def local_timezone() -> object:
@@ -49,6 +52,15 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
     tz = local_timezone()
     protected = protected or set()
     now = datetime.now(UTC)
+    hold = read_hold(store.dir, now)
+    if hold is not None:
+        # an accident or an attack may be under way: every old snapshot may be the good one
+        result.held = True
+        result.problems.append(Problem(
+            f"nothing was pruned: a data-loss alert holds since "
+            f"{hold.raised_at:%Y-%m-%d %H:%M} UTC ({'; '.join(hold.reasons)})",
+            "check the application's data, then run `siip-watcher ack` to prune again"))
+        return result
     always = [just_taken] if just_taken else []
 
     local = [(a.id, a.created_at) for a in store.archives()]

@@ -121,6 +121,9 @@ class RunReport:
     free_bytes: int | None = None
     next_run: datetime | None = None
     previous_status: str | None = None   # of the run before this one, for "recovery"
+    #: a data-loss alert holding pruning (watcher.backup.canary.Hold.to_dict() plus "event":
+    #: raised, raised again or held, and "kinds": the canaries this run raised), else None
+    alert: dict[str, Any] | None = None
     phase: str = "run"                   # "start": the service could not start (PHASES)
 
     @property

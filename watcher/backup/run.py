@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
+from watcher.backup.canary import Canary, Sample, compare, detect, next_hold
 from watcher.backup.failure import problem_for, send_notice, unexpected_problem
 from watcher.backup.prune import prune
 from watcher.backup.report import DestinationResult, Problem, RunReport, human_size
@@ -23,6 +24,14 @@ from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
 from watcher.destinations.registry import enabled_destinations, enabled_names
 from watcher.snapshot.take import Aborted, SnapshotError, take_snapshot
+from watcher.state.canary_file import (
+    keep_as_last,
+    load_facts,
+    load_last_facts,
+    read_hold,
+    sample_changed,
+    write_hold,
+)
 from watcher.state.catalog import Catalog, utcnow
 from watcher.state.inventory import reconcile
 from watcher.state.lock import LOCK_FILE, FileLock, LockBusy
@@ -175,6 +184,38 @@ def _snapshot(cfg: Config, store: LocalStore, catalog: Catalog, report: RunRepor
                          fingerprint=result.fingerprint)
     log.info("stored %s (%s, %d files, %d databases checked ok)", Path(result.info.file).name,
              human_size(result.info.size), result.info.files, len(result.info.databases))
+    _check_canaries(cfg, store, report, result.manifest_file)
+
+
+def _check_canaries(cfg: Config, store: LocalStore, report: RunReport,
+                    manifest: Path | None) -> None:
+    """Compare the new snapshot with the previous one; raise, carry or release the hold."""
+    assert report.snapshot is not None
+    now = utcnow()
+    canaries: list[Canary] = []
+    try:
+        current = load_facts(manifest) if manifest else None
+        previous = load_last_facts(store.dir)
+        if current is not None:
+            change = compare(previous, current) if previous else None
+            sample = sample_changed(cfg.source.root, change.changed) if change else Sample()
+            canaries = detect(previous, current, cfg.canary, sample)
+    finally:
+        if manifest is not None and manifest.exists():
+            keep_as_last(manifest, store.dir)
+    hold, event = next_hold(read_hold(store.dir, now), canaries, report.snapshot.id, now,
+                            cfg.canary)
+    write_hold(store.dir, hold)
+    for canary in canaries:
+        log.warning("DATA-LOSS ALERT: %s; nothing is pruned until `siip-watcher ack`",
+                    canary.message)
+        report.warnings.append(Problem(f"data-loss alert: {canary.message}", canary.hint))
+    if event == "released":
+        log.info("the data-loss alert is released after %d days without one; pruning resumes",
+                 cfg.canary.release_after_days)
+    if hold is not None:
+        report.alert = {**hold.to_dict(), "event": event,
+                        "kinds": list(dict.fromkeys(c.kind for c in canaries))}
 
 
 def _after_snapshot(cfg: Config, catalog: Catalog, store: LocalStore,

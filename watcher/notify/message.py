@@ -118,6 +118,10 @@ def report_body(cfg: Config, report: RunReport, kind: str, *, host: str) -> Body
     else:
         key = "lead_recovery" if kind == policy.RECOVERY else f"lead_{report.status}"
         lead.append(text(lang, key, name=name))
+        if _alert_raised(report):
+            assert report.alert is not None
+            reasons = "; ".join(text(lang, f"alert_{kind}") for kind in report.alert["kinds"])
+            lead.append(text(lang, "lead_alert", reasons=reasons))
         if report.status == "warning":
             first = _first_concern(report)
             if first:
@@ -330,8 +334,16 @@ def _envelope(cfg: Config, subject: str) -> EmailMessage:
     return msg
 
 
+def _alert_raised(report: RunReport) -> bool:
+    """This run raised (or raised again) a data-loss alert: the office must see it first."""
+    return bool(report.alert and report.alert.get("event") in ("raised", "raised again"))
+
+
 def subject_for(cfg: Config, report: RunReport, kind: str) -> str:
     """``[SIIP Backup] <OK|WARNING|FAILED> <name> <local time>``, recovery marked as such."""
+    if _alert_raised(report):
+        return text(cfg.email.language, "subject_alert", name=cfg.name,
+                    when=local_time(report.started_at))
     key = "subject_recovery" if kind == policy.RECOVERY else "subject"
     return text(cfg.email.language, key, status=SUBJECT_STATUS[report.status], name=cfg.name,
                 when=local_time(report.started_at))

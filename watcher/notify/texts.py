@@ -14,6 +14,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "subject": "[SIIP Backup] {status} {name} {when}",
         "subject_recovery": "[SIIP Backup] {status} {name} {when} (recuperada tras fallos)",
         "subject_test": "[SIIP Backup] TEST {name} {when}",
+        "subject_alert": "[SIIP Backup] ALERTA posible pérdida de datos {name} {when}",
+        "alert_database_empty": "una base de datos quedó vacía",
+        "alert_database_shrunk": "una base de datos perdió más de la mitad de su contenido",
+        "alert_tree_changed": "muchos archivos del proyecto desaparecieron o cambiaron a la vez",
+        "alert_incompressible": "archivos de texto se volvieron ilegibles, como quedan al ser "
+                                "cifrados por un ransomware",
+        "lead_alert": "ATENCIÓN: los datos cambiaron como cambian tras un accidente o un ataque "
+                      "(ransomware): {reasons}. No se borrará ninguna copia antigua hasta que "
+                      "el administrador revise los datos y lo confirme con "
+                      "`siip-watcher ack`.",
         # first paragraph, in plain words
         "lead_ok": 'La copia de seguridad de "{name}" terminó correctamente.',
         "lead_warning": 'La copia de seguridad de "{name}" se guardó, pero hay algo que revisar.',
@@ -110,6 +120,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "subject": "[SIIP Backup] {status} {name} {when}",
         "subject_recovery": "[SIIP Backup] {status} {name} {when} (recovered after failures)",
         "subject_test": "[SIIP Backup] TEST {name} {when}",
+        "subject_alert": "[SIIP Backup] ALERT possible data loss {name} {when}",
+        "alert_database_empty": "a database is empty",
+        "alert_database_shrunk": "a database lost more than half of its content",
+        "alert_tree_changed": "many of the project's files disappeared or changed at once",
+        "alert_incompressible": "text files turned unreadable, as ransomware encryption leaves "
+                                "them",
+        "lead_alert": "ATTENTION: the data changed the way it does after an accident or an "
+                      "attack (ransomware): {reasons}. No old backup will be deleted until the "
+                      "administrator checks the data and confirms with `siip-watcher ack`.",
         "lead_ok": 'The backup of "{name}" finished successfully.',
         "lead_warning": 'The backup of "{name}" was stored, but something needs a look.',
         "lead_failed": 'The backup of "{name}" FAILED: no new backup was made.',

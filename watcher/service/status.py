@@ -17,6 +17,7 @@ from typing import Any
 from watcher.backup.report import human_size
 from watcher.config.settings import Config
 from watcher.service.state_file import read_state
+from watcher.state.canary_file import read_hold
 from watcher.state.catalog import CATALOG_FILE, utcnow
 from watcher.state.lock import SERVICE_LOCK_FILE, FileLock
 
@@ -32,6 +33,7 @@ def collect_status(cfg: Config, *, now: datetime | None = None) -> dict[str, Any
     running, pid = _service(local)
     state = read_state(local)
     catalog = _read_catalog(local / CATALOG_FILE)
+    hold = read_hold(local, now) if local.is_dir() else None
     last_snapshot = catalog["last_snapshot"]
     interval = timedelta(hours=cfg.schedule.interval_hours)
 
@@ -73,6 +75,7 @@ def collect_status(cfg: Config, *, now: datetime | None = None) -> dict[str, Any
         "changes": changes,
         "uploads": catalog["uploads"],
         "notifications": catalog["notifications"],
+        "alert": hold.to_dict() if hold else None,
         "checked_at": _iso(now),
     }
 
@@ -163,6 +166,12 @@ def format_status(data: dict[str, Any], *, now: datetime | None = None) -> str:
         lines.append(("service", text))
     else:
         lines.append(("service", "not running"))
+
+    alert = data.get("alert")
+    if alert:
+        lines.append(("ALERT", f"possible data loss since {_when(alert['raised_at'], now)}: "
+                               f"{'; '.join(alert['reasons'])}. Nothing is pruned; check the "
+                               f"data, then run `siip-watcher ack`"))
 
     busy = data.get("backup_running")
     if busy:

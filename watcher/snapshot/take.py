@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher import __version__
+from watcher.archive.files import PARTIAL_SUFFIX
 from watcher.archive.manifest import (
     DATABASES_PREFIX,
     FILES_PREFIX,
@@ -81,11 +82,17 @@ class SnapshotError(Exception):
 
 @dataclass
 class SnapshotResult:
-    """A stored snapshot, its warnings, and the tree fingerprint it was taken from."""
+    """A stored snapshot, its warnings, and the tree fingerprint it was taken from.
+
+    ``manifest_file`` is a copy of the archive's manifest left in the local dir (a ``.partial``
+    name, so a crash leaves nothing behind that counts) for the run to compare with the next
+    snapshot's; the caller moves or removes it.
+    """
 
     info: SnapshotInfo
     warnings: list[Problem] = field(default_factory=list)
     fingerprint: str = ""
+    manifest_file: Path | None = None
 
 
 def take_snapshot(
@@ -171,6 +178,8 @@ def take_snapshot(
         size, sha256 = sink.close()
         sink = None
         store.commit(partial, archive, sha256)
+        kept_manifest = store.dir / f".{snapshot_id}.manifest.json{PARTIAL_SUFFIX}"
+        os.replace(spool_path, kept_manifest)
     except DatabaseCopyError as exc:
         raise SnapshotError(str(exc), exc.cause) from None
     except CopyInterrupted:
@@ -195,7 +204,8 @@ def take_snapshot(
 
     info = SnapshotInfo(id=snapshot_id, file=str(archive), created_at=created, size=size,
                         sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results)
-    return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint)
+    return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint,
+                          manifest_file=kept_manifest)
 
 
 def _result_or_empty(future: concurrent.futures.Future[list[DatabaseCopy]]
