@@ -22,6 +22,7 @@ from watcher.snapshot.compressibility import (
     incompressible_name,
     incompressible_sample,
 )
+from watcher.snapshot.tree import MemberChanged, open_member
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,15 @@ def sample_changed(root: Path, paths: Iterable[str], limit: int = SAMPLE_LIMIT) 
 
 
 def _read_head(path: Path) -> bytes:
-    # never through a link and never blocking on a FIFO: the tree may change under us
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | \
-        getattr(os, "O_BINARY", 0)
+    # the tree may change under us: only a regular file, never through a link or a FIFO
     try:
-        fd = os.open(path, flags)
-    except OSError:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            return b""
+        fd, _ = open_member(str(path), st)
+    except (OSError, MemberChanged):
         return b""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b""
         return os.read(fd, SNIFF_BYTES)
     except OSError:
         return b""
