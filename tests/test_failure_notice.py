@@ -6,7 +6,6 @@ notification never hides the failure it was about."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
@@ -32,7 +31,10 @@ from watcher.service.state_file import read_state
 pytestmark = pytest.mark.filterwarnings(IGNORE_AUTH_WARNING)
 
 PASSWORD_ENV = "SIIP_TEST_SMTP_PASSWORD"
-GARBAGE = b"this is not an SQLite database\n" * 200
+def block_catalog(local: Path) -> None:
+    """A catalog that cannot even be opened (a folder in its place): a damaged one is moved
+    aside and rebuilt, so this is what still fails a run before its report exists."""
+    (local / "catalog.sqlite3").mkdir()
 FAIL = f"/ping/{CHECK_ID}/fail"
 OK = f"/ping/{CHECK_ID}"
 WAIT = 60.0
@@ -94,20 +96,20 @@ def wait_until(predicate: Callable[[], Any], what: str) -> Any:
 # --- `once` ---------------------------------------------------------------------------------
 
 
-def test_once_on_a_damaged_catalog_mails_and_pings_fail(
+def test_once_on_an_unusable_catalog_mails_and_pings_fail(
         tmp_path: Path, siip: Path, smtp: SmtpTestServer, tls: TlsFiles, hc: Recorder,
         cli: Any) -> None:
     local = tmp_path / "backups"
     local.mkdir()
-    (local / "catalog.sqlite3").write_bytes(GARBAGE)
+    block_catalog(local)
     config = write_config(tmp_path / "c.toml", siip, local,
                           toml_sections(email_section(smtp, tls), hc.url))
 
     once = cli("-c", str(config), "once", env={PASSWORD_ENV: TEST_PASSWORD})
 
     assert once.returncode == 1, once.stderr
-    assert "Backup FAILED: the catalog" in once.stdout and "is damaged" in once.stdout
-    assert "move it aside" in once.stdout  # what to do, in the run's own output
+    assert "Backup FAILED: the catalog" in once.stdout and "cannot be used" in once.stdout
+    assert "may read and write it" in once.stdout  # what to do, in the run's own output
     assert "Traceback" not in once.stderr
     assert hc.paths == [FAIL]
     assert len(smtp.received) == 1
@@ -115,7 +117,7 @@ def test_once_on_a_damaged_catalog_mails_and_pings_fail(
     assert subject.startswith("[SIIP Backup] FAILED siip")
     assert "What failed: the backup program's own record of its backups (the catalog) " \
            "cannot be read" in body
-    assert "catalog.sqlite3" in body and "move it aside" in body
+    assert "catalog.sqlite3" in body and "may read and write it" in body
     assert list(local.glob("*.tar.zst")) == []  # a run that failed this early stores nothing
 
 
@@ -124,7 +126,7 @@ def test_a_failing_notification_never_hides_the_original_error(
         cli: Any) -> None:
     local = tmp_path / "backups"
     local.mkdir()
-    (local / "catalog.sqlite3").write_bytes(GARBAGE)
+    block_catalog(local)
     # a refused password and a deleted check: neither is retried, both fail for good
     config = write_config(tmp_path / "c.toml", siip, local,
                           toml_sections(email_section(smtp, tls),
@@ -136,7 +138,7 @@ def test_a_failing_notification_never_hides_the_original_error(
     report = json.loads(once.stdout)  # still one JSON document: the run's own report
     assert report["status"] == "failed" and report["exit_code"] == 1
     assert report["errors"][0]["cause"] == "catalog"
-    assert "is damaged" in report["errors"][0]["message"]
+    assert "cannot be used" in report["errors"][0]["message"]
     assert smtp.received == [] and hc.paths == [f"/ping/{CHECK_ID}-gone/fail"]
     assert "authentication failed" in once.stderr and "HTTP 404" in once.stderr
     assert "Traceback" not in once.stderr and CHECK_ID not in once.stderr
@@ -190,7 +192,7 @@ def service_config(siip: Path, local: Path, smtp: SmtpTestServer, tls: TlsFiles,
                        schedule=values)
 
 
-def test_service_start_on_a_damaged_catalog_mails_and_pings_fail(
+def test_service_start_on_an_unusable_catalog_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
     from watcher.service.daemon import serve
@@ -198,7 +200,7 @@ def test_service_start_on_a_damaged_catalog_mails_and_pings_fail(
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     cfg.local.dir.mkdir()
-    (cfg.local.dir / "catalog.sqlite3").write_bytes(GARBAGE)
+    block_catalog(cfg.local.dir)
     with FileLock(cfg.local.dir / SERVICE_LOCK_FILE):   # a service already running fine
         assert serve(cfg, stop_event=threading.Event()) == 2
     # its refused twin raises no alarm: a /fail would report the running service down
@@ -210,7 +212,7 @@ def test_service_start_on_a_damaged_catalog_mails_and_pings_fail(
     subject, body = plain(smtp)
     assert subject.startswith("[SIIP Backup] FAILED siip")
     assert 'The backup service for "siip" could NOT start' in body
-    assert "(the catalog) cannot be read" in body and "move it aside" in body
+    assert "(the catalog) cannot be read" in body and "may read and write it" in body
 
 
 def test_service_start_that_cannot_watch_mails_and_pings_fail(
@@ -260,13 +262,11 @@ def test_a_scheduled_run_that_fails_before_its_report_mails_and_pings_fail(
         wait_until(lambda: hc.paths == [OK], "the first run's heartbeat")
         assert smtp.received == []  # email.on = failure only
         # once the service has settled it leaves the catalog alone until the next change, so
-        # the damage is not undone by a write of its own; and the damaged file replaces the
-        # catalog in one rename, never half-written
+        # the damage is not undone by a write of its own
         wait_until(lambda: (s := read_state(cfg.local.dir)) and s["running_since"] is None
                    and s["next_check_at"] == s["next_interval_at"], "the service to settle")
-        damaged = tmp_path / "damaged.sqlite3"
-        damaged.write_bytes(GARBAGE)
-        os.replace(damaged, cfg.local.dir / "catalog.sqlite3")
+        (cfg.local.dir / "catalog.sqlite3").unlink()
+        block_catalog(cfg.local.dir)
         for i in range(10):  # heavy change: the service runs again after the debounce
             (siip / f"nuevo {i}.txt").write_text(str(i))
         wait_until(lambda: smtp.received, "the failure email")

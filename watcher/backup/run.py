@@ -122,6 +122,12 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
         with ExitStack() as opened:
             store.remove_leftovers()
             catalog = Catalog(store.dir)
+            if catalog.recovered_from is not None:
+                report.warnings.append(Problem(
+                    f"the catalog was damaged; it was moved aside to "
+                    f"{catalog.recovered_from.name} and rebuilt from the archives",
+                    "nothing to do: copies not known to be at a destination are queued "
+                    "again; delete the moved file when you no longer need it"))
             interrupted = catalog.abandon_unfinished_runs()
             if interrupted:
                 log.warning("%d earlier run(s) were interrupted before finishing; their partial "

@@ -9,6 +9,7 @@ its own transaction, so the CLI can read it while the service writes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from watcher.backup.report import RunReport, SnapshotInfo
+
+log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite3"
 SCHEMA_VERSION = 1
@@ -70,6 +73,16 @@ CREATE TABLE IF NOT EXISTS notifications (
     at          TEXT NOT NULL
 );
 """
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """Garbage or corruption, as opposed to a lock, a permission or a full disk."""
+    code = getattr(exc, "sqlite_errorname", "")
+    if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        return True
+    return not isinstance(exc, sqlite3.OperationalError) and code not in (
+        "SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_CANTOPEN",
+        "SQLITE_PERM", "SQLITE_IOERR")
 
 
 def utcnow() -> datetime:
@@ -131,10 +144,26 @@ class Catalog:
 
     def __init__(self, local_dir: Path) -> None:
         self.path = Path(local_dir) / CATALOG_FILE
+        #: where a damaged catalog was moved when this open replaced it, else None
+        self.recovered_from: Path | None = None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise  # locked, unreadable, cannot open: the file may be fine, leave it
+            self.recovered_from = self._move_aside(exc)
+            self._open()
+
+    def _open(self) -> None:
         existed = self.path.exists()
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout = 30000")
+            if existed:
+                # damage in a page the schema script never reads would surface mid-run
+                rows = db.execute("PRAGMA quick_check").fetchall()
+                if rows != [("ok",)]:
+                    raise sqlite3.DatabaseError(f"quick_check: {rows[0][0]}")
             db.executescript(_SCHEMA)  # commits on its own: no surrounding transaction
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
@@ -142,6 +171,20 @@ class Catalog:
         if not existed and os.name == "posix":
             # it names every archive and file count; keep it as private as the archives
             os.chmod(self.path, 0o600)
+
+    def _move_aside(self, exc: sqlite3.DatabaseError) -> Path:
+        """Keep the damaged file for a post-mortem under a name no run reads again; the
+        caller rebuilds from the archives (:func:`watcher.state.inventory.reconcile`)."""
+        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        os.replace(self.path, aside)
+        for suffix in ("-journal", "-wal", "-shm"):
+            side = Path(f"{self.path}{suffix}")
+            if side.exists():
+                os.replace(side, Path(f"{aside}{suffix}"))
+        log.warning("the catalog %s was damaged (%s); it was moved aside to %s and is rebuilt "
+                    "from the archives", self.path, exc, aside.name)
+        return aside
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
