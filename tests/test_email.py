@@ -36,13 +36,15 @@ from watcher.backup.report import (
 from watcher.config.settings import Config, ConfigError, from_mapping
 from watcher.notify import notify
 from watcher.notify.email import EmailError, explain, send_test
+from watcher.retry import NO_JITTER, RetryPolicy
 from watcher.state.catalog import Catalog
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_AUTH_WARNING)
 
 PASSWORD_ENV = "SIIP_TEST_SMTP_PASSWORD"
 WRONG_PASSWORD = "Wr0ng-b4d1-pass-zz"
-FAST = (0.05, 0.05)  # retry waits for the tests: three tries, almost no waiting
+#: three tries like the real policy, almost no waiting between them
+FAST = RetryPolicy(attempts=3, base=0.05, cap=0.05, jitter=NO_JITTER)
 STARTED = datetime(2026, 11, 27, 18, 15, 0, tzinfo=UTC)
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 DRIVE_LINK = "https://drive.google.com/file/d/1AbC/view?usp=drivesdk&x=<1>"
@@ -146,7 +148,7 @@ def test_report_arrives_in_spanish_over_starttls(tmp_path: Path, server: SmtpTes
     catalog = Catalog(cfg.local.dir)
     run_id = catalog.start_run("change", STARTED)
 
-    notify(cfg, good_report(), catalog, run_id, retry_delays=FAST)
+    notify(cfg, good_report(), catalog, run_id, retry=FAST)
 
     [got] = server.received
     assert got.login == TEST_USER
@@ -187,7 +189,7 @@ def test_warning_in_english_over_implicit_tls_even_when_only_failures_are_chosen
                                         hint="nothing to do; the upload resumes on its own")])
     assert report.status == "warning"
 
-    notify(cfg, report, None, None, retry_delays=FAST)
+    notify(cfg, report, None, None, retry=FAST)
 
     [got] = ssl_server.received
     assert got.message["Subject"] == f"[SIIP Backup] WARNING siip {local(STARTED)}"
@@ -210,7 +212,7 @@ def test_failed_run_says_first_what_failed(tmp_path: Path, server: SmtpTestServe
             ("en", 'The backup of "siip" FAILED: no new backup was made.',
              "What failed: the database siip_database.db is locked by another program")):
         cfg = make_cfg(tmp_path, server.port, tls=tls, language=language)
-        notify(cfg, failed_report(), None, None, retry_delays=FAST)
+        notify(cfg, failed_report(), None, None, retry=FAST)
         got = server.received[-1]
         assert got.message["Subject"] == f"[SIIP Backup] FAILED siip {local(STARTED)}"
         plain, _ = parts(got)
@@ -223,9 +225,9 @@ def test_recovery_message_after_a_failure(tmp_path: Path, server: SmtpTestServer
                                           tls: TlsFiles) -> None:
     # only failures and recoveries: the ordinary good run that follows is not mailed
     cfg = make_cfg(tmp_path, server.port, tls=tls, on=["failure", "recovery"])
-    notify(cfg, failed_report(), None, None, retry_delays=FAST)
-    notify(cfg, good_report(previous_status="failed"), None, None, retry_delays=FAST)
-    notify(cfg, good_report(previous_status="ok"), None, None, retry_delays=FAST)
+    notify(cfg, failed_report(), None, None, retry=FAST)
+    notify(cfg, good_report(previous_status="failed"), None, None, retry=FAST)
+    notify(cfg, good_report(previous_status="ok"), None, None, retry=FAST)
 
     subjects = [r.message["Subject"] for r in server.received]
     assert subjects == [f"[SIIP Backup] FAILED siip {local(STARTED)}",
@@ -238,9 +240,9 @@ def test_nothing_is_sent_when_the_run_is_not_chosen(tmp_path: Path, server: Smtp
                                                     tls: TlsFiles) -> None:
     cfg = make_cfg(tmp_path, server.port, tls=tls, on=["failure"])
     catalog = Catalog(cfg.local.dir)
-    notify(cfg, good_report(), catalog, 1, retry_delays=FAST)
+    notify(cfg, good_report(), catalog, 1, retry=FAST)
     notify(make_cfg(tmp_path, server.port, tls=tls), good_report(), catalog, 2, email=False,
-           retry_delays=FAST)
+           retry=FAST)
     assert server.received == []
     assert catalog.last_notification("email") is None
 
@@ -249,7 +251,7 @@ def test_html_escapes_what_the_run_reports(tmp_path: Path, server: SmtpTestServe
                                            tls: TlsFiles) -> None:
     cfg = make_cfg(tmp_path, server.port, tls=tls, language="en")
     report = failed_report(errors=[Problem("<script>alert(1)</script> & co", "a<b")])
-    notify(cfg, report, None, None, retry_delays=FAST)
+    notify(cfg, report, None, None, retry=FAST)
     plain, html = parts(server.received[0])
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
     assert "<script>" not in html
@@ -278,7 +280,7 @@ def notify_and_capture(cfg: Config, caplog: pytest.LogCaptureFixture,
     catalog = Catalog(cfg.local.dir)
     report = good_report()
     before = report.to_dict()
-    notify(cfg, report, catalog, 7, retry_delays=FAST)
+    notify(cfg, report, catalog, 7, retry=FAST)
     out, err = capsys.readouterr()
     recorded = str(catalog.last_notification("email"))
     return report, before, catalog, "\n".join([caplog.text, out, err, recorded])
@@ -324,7 +326,7 @@ def test_a_failed_email_leaves_the_run_intact(
 def test_an_untrusted_certificate_is_named_with_what_to_do(
         tmp_path: Path, server: SmtpTestServer, caplog: pytest.LogCaptureFixture) -> None:
     cfg = make_cfg(tmp_path, server.port, tls=None)  # no ca_file: the test CA is unknown
-    notify(cfg, good_report(), None, None, retry_delays=FAST)
+    notify(cfg, good_report(), None, None, retry=FAST)
     assert server.received == []
     assert "TLS certificate of 127.0.0.1 is not trusted" in caplog.text
     assert "email.ca_file" in caplog.text
@@ -336,7 +338,7 @@ def test_a_missing_password_is_reported_not_raised(
     monkeypatch.delenv(PASSWORD_ENV)
     cfg = make_cfg(tmp_path, server.port, tls=tls)
     catalog = Catalog(cfg.local.dir)
-    notify(cfg, good_report(), catalog, 3, retry_delays=FAST)
+    notify(cfg, good_report(), catalog, 3, retry=FAST)
     assert f"environment variable {PASSWORD_ENV} is not set" in caplog.text
     assert catalog.last_notification("email")["state"] == "failed"  # type: ignore[index]
 
@@ -344,8 +346,8 @@ def test_a_missing_password_is_reported_not_raised(
 def test_the_message_itself_never_carries_the_password(
         tmp_path: Path, server: SmtpTestServer, tls: TlsFiles) -> None:
     cfg = make_cfg(tmp_path, server.port, tls=tls)
-    notify(cfg, failed_report(), None, None, retry_delays=FAST)
-    notify(cfg, good_report(), None, None, retry_delays=FAST)
+    notify(cfg, failed_report(), None, None, retry=FAST)
+    notify(cfg, good_report(), None, None, retry=FAST)
     assert len(server.received) == 2
     assert_no_secret(*(r.raw.decode("utf-8", "replace") for r in server.received))
 
@@ -446,7 +448,7 @@ def test_notify_never_raises_even_on_a_report_it_cannot_describe(
     # a report that was never finished has no status to mail: a bug upstream must cost the
     # email, not the run
     unfinished = RunReport(name="siip", trigger="manual", started_at=STARTED)
-    notify(make_cfg(tmp_path, server.port, tls=tls), unfinished, None, None, retry_delays=FAST)
+    notify(make_cfg(tmp_path, server.port, tls=tls), unfinished, None, None, retry=FAST)
     assert server.received == []
     assert "email notification crashed" in caplog.text
 
@@ -517,7 +519,7 @@ def test_a_crashed_notification_is_still_recorded_for_status(
     cfg = make_cfg(tmp_path, server.port, tls=tls)
     catalog = Catalog(cfg.local.dir)
     unfinished = RunReport(name="siip", trigger="manual", started_at=STARTED)
-    notify(cfg, unfinished, catalog, 5, retry_delays=FAST)
+    notify(cfg, unfinished, catalog, 5, retry=FAST)
     row = catalog.last_notification("email")
     assert row is not None and row["state"] == "failed" and row["run_id"] == 5
     assert row["error"].startswith("email notification crashed: ")

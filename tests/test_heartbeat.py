@@ -20,10 +20,11 @@ from watcher.backup.report import Problem, RunReport, SnapshotInfo
 from watcher.config.settings import Config, from_mapping
 from watcher.notify import notify
 from watcher.notify.heartbeat import ping, ping_url
+from watcher.retry import NO_JITTER, RetryPolicy
 from watcher.state.catalog import Catalog
 
 CHECK_ID = "5f1c2a9e-0b7d-4c1e-9a55-secretcheck"
-FAST = (0.05, 0.05)
+FAST = RetryPolicy(attempts=3, base=0.05, cap=0.05, jitter=NO_JITTER)
 STARTED = datetime(2026, 11, 27, 18, 15, tzinfo=UTC)
 
 
@@ -92,9 +93,9 @@ def test_good_run_pings_the_url_and_failed_run_pings_fail(
     cfg = make_cfg(tmp_path, hc.url)
     catalog = Catalog(cfg.local.dir)
 
-    notify(cfg, report(True), catalog, 1, retry_delays=FAST)
+    notify(cfg, report(True), catalog, 1, retry=FAST)
     assert catalog.last_notification("heartbeat")["state"] == "sent"  # type: ignore[index]
-    notify(cfg, report(False), catalog, 2, email=False, retry_delays=FAST)
+    notify(cfg, report(False), catalog, 2, email=False, retry=FAST)
 
     assert hc.paths == [f"/ping/{CHECK_ID}", f"/ping/{CHECK_ID}/fail"]
     row = catalog.last_notification("heartbeat")
@@ -112,7 +113,7 @@ def test_a_wrong_url_is_logged_without_the_check_id_and_not_retried(
     catalog = Catalog(cfg.local.dir)
     r = report(True)
 
-    notify(cfg, r, catalog, 5, retry_delays=FAST)
+    notify(cfg, r, catalog, 5, retry=FAST)
 
     assert r.status == "ok" and r.exit_code == 0
     assert hc.paths == [f"/ping/{CHECK_ID}-typo"]   # a 404 is not worth a second try
@@ -127,7 +128,7 @@ def test_a_wrong_url_is_logged_without_the_check_id_and_not_retried(
 def test_unreachable_heartbeat_is_retried_then_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     url = f"http://127.0.0.1:{closed_port()}/ping/{CHECK_ID}"
-    reason = ping(url, ok=True, retry_delays=FAST)
+    reason = ping(url, ok=True, retry=FAST)
     assert reason == "connection refused by the heartbeat server"
     tries = [r for r in caplog.records if "not sent" in r.getMessage()]
     assert len(tries) == 3 and "gave up after 3 tries" in tries[-1].getMessage()
@@ -137,7 +138,7 @@ def test_unreachable_heartbeat_is_retried_then_logged(
 def test_a_silent_heartbeat_server_times_out(caplog: pytest.LogCaptureFixture) -> None:
     with SilentServer() as silent:
         reason = ping(f"http://127.0.0.1:{silent.port}/ping/{CHECK_ID}", ok=False,
-                      timeout=0.3, retry_delays=())
+                      timeout=0.3, retry=RetryPolicy(attempts=1))
     assert reason is not None and reason.startswith("timeout")
     assert CHECK_ID not in caplog.text
 

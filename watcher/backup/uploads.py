@@ -25,12 +25,16 @@ from typing import Any
 from watcher.backup.report import DestinationResult
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError, ProgressFn
+from watcher.retry import RetryPolicy
 from watcher.state.catalog import Catalog, CopyRow, SnapshotRow, utcnow
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY = timedelta(minutes=5)
-MAX_RETRY = timedelta(hours=6)
+#: a retryable failure: 5 min, 10, 20, ... up to 6 h, +-10% so copies do not retry in step
+RETRY = RetryPolicy(attempts=None, base=timedelta(minutes=5).total_seconds(),
+                    cap=timedelta(hours=6).total_seconds(), jitter=(0.9, 1.1))
+#: a failure trying again cannot fix: the cause needs the admin, but a full drive or a daily
+#: limit may clear on its own
 FAILED_RETRY = timedelta(hours=6)
 
 ProgressFactory = Callable[[str, str, int], ProgressFn | None]
@@ -39,16 +43,11 @@ ProgressFactory = Callable[[str, str, int], ProgressFn | None]
 
 def retry_delay(attempts: int, *, retryable: bool,
                 rand: Callable[[], float] = random.random) -> timedelta:
-    """How long a copy waits after its ``attempts``-th failed attempt.
-
-    Retryable: 5 min, 10, 20, ... capped at 6 h, +-10% so copies do not retry in step.
-    Not retryable: 6 h; the cause needs the admin, but a full drive or a daily limit may
-    clear on its own.
-    """
+    """How long a copy waits after its ``attempts``-th failed attempt: :data:`RETRY` when
+    trying again may help, else :data:`FAILED_RETRY`."""
     if not retryable:
         return FAILED_RETRY
-    base = min(MAX_RETRY, FIRST_RETRY * 2 ** max(0, attempts - 1))
-    return base * (0.9 + 0.2 * rand())
+    return timedelta(seconds=RETRY.delay(attempts, rand))
 
 
 def due(copy: CopyRow, now: datetime) -> bool:

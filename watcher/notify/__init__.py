@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from watcher.backup.report import RunReport
 from watcher.config.settings import Config, ConfigError
 from watcher.notify import email as smtp_email
 from watcher.notify import heartbeat, policy
 from watcher.notify.message import build_report_message
-from watcher.notify.retry import DEFAULT_RETRY_DELAYS, attempt
+from watcher.notify.retry import NOTIFY_RETRY, attempt
+from watcher.retry import RetryPolicy
 from watcher.state.catalog import Catalog
 
 log = logging.getLogger("watcher.notify")
@@ -33,7 +34,7 @@ def notify(
     run_id: int | None,
     *,
     email: bool = True,
-    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    retry: RetryPolicy = NOTIFY_RETRY,
     stop: threading.Event | None = None,
 ) -> None:
     """Send the email report (if enabled, chosen by ``email.on`` and ``email`` is True) and the
@@ -43,10 +44,10 @@ def notify(
     shutting down) cuts retry waits short. Never raises.
     """
     if email and cfg.email.enabled:
-        _guarded(EMAIL, lambda: _email(cfg, report, catalog, run_id, retry_delays, stop),
+        _guarded(EMAIL, lambda: _email(cfg, report, catalog, run_id, retry, stop),
                  catalog, run_id)
     if cfg.heartbeat.url:
-        _guarded(HEARTBEAT, lambda: _heartbeat(cfg, report, catalog, run_id, retry_delays,
+        _guarded(HEARTBEAT, lambda: _heartbeat(cfg, report, catalog, run_id, retry,
                                                stop), catalog, run_id)
 
 
@@ -66,7 +67,7 @@ def _guarded(channel: str, send: Callable[[], None], catalog: Catalog | None,
 
 
 def _email(cfg: Config, report: RunReport, catalog: Catalog | None, run_id: int | None,
-           delays: Sequence[float], stop: threading.Event | None) -> None:
+           retry: RetryPolicy, stop: threading.Event | None) -> None:
     kind = policy.choose_message(cfg.email.on, report)
     if kind is None:
         log.info("email: not sent for a %s run (email.on = %s)", report.status,
@@ -81,7 +82,7 @@ def _email(cfg: Config, report: RunReport, catalog: Catalog | None, run_id: int 
         return
     msg = build_report_message(cfg, report, kind)
     reason = attempt("email", lambda: smtp_email.send_message(cfg, msg, password),
-                     delays=delays, stop=stop)
+                     retry=retry, stop=stop)
     if reason is None:
         log.info("email (%s) sent to %s", kind, ", ".join(cfg.email.to))
         _record(catalog, run_id, EMAIL, "sent", None)
@@ -90,9 +91,9 @@ def _email(cfg: Config, report: RunReport, catalog: Catalog | None, run_id: int 
 
 
 def _heartbeat(cfg: Config, report: RunReport, catalog: Catalog | None, run_id: int | None,
-               delays: Sequence[float], stop: threading.Event | None) -> None:
+               retry: RetryPolicy, stop: threading.Event | None) -> None:
     reason = heartbeat.ping(cfg.heartbeat.url, policy.heartbeat_ok(report),
-                            retry_delays=delays, stop=stop)
+                            retry=retry, stop=stop)
     _record(catalog, run_id, HEARTBEAT, "sent" if reason is None else "failed", reason)
 
 

@@ -11,12 +11,12 @@ import logging
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from watcher import __version__
 from watcher.config.settings import redacted_heartbeat
-from watcher.notify.retry import DEFAULT_RETRY_DELAYS, NotifyError, attempt
+from watcher.notify.retry import NOTIFY_RETRY, NotifyError, attempt
+from watcher.retry import RetryPolicy
 
 log = logging.getLogger("watcher.notify")
 
@@ -67,7 +67,7 @@ def _reason(exc: object, url: str) -> str:
 
 
 def ping(url: str, ok: bool, timeout: float = 10, *,
-         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+         retry: RetryPolicy = NOTIFY_RETRY,
          stop: threading.Event | None = None) -> str | None:
     """Ping the heartbeat, a few tries with backoff; never raises.
 
@@ -76,7 +76,7 @@ def ping(url: str, ok: bool, timeout: float = 10, *,
     shown = redacted_heartbeat(url)
     outcome = "success" if ok else "failure"
     reason = attempt(f"heartbeat ({outcome}) to {shown}",
-                     lambda: send_ping(url, ok, timeout), delays=retry_delays, stop=stop)
+                     lambda: send_ping(url, ok, timeout), retry=retry, stop=stop)
     if reason is None:
         log.info("heartbeat (%s) sent to %s", outcome, shown)
     return reason

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+
+from watcher.retry import NO_JITTER, RetryPolicy, Stopped, wait
 
 log = logging.getLogger("watcher.notify")
 
-#: waits between tries: three tries in all, so a dead mail server costs at most
-#: 3 x timeout + 15 s of the run's time
-DEFAULT_RETRY_DELAYS: tuple[float, ...] = (5.0, 10.0)
+#: three tries, 5 s and then 10 s apart, so a dead mail server costs at most
+#: 3 x timeout + 15 s of the run's time; no jitter: one sender, nobody to fall in step with
+NOTIFY_RETRY = RetryPolicy(attempts=3, base=5.0, cap=10.0, jitter=NO_JITTER)
 
 
 class NotifyError(Exception):
@@ -32,35 +33,35 @@ def attempt(
     what: str,
     send: Callable[[], None],
     *,
-    delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    retry: RetryPolicy = NOTIFY_RETRY,
     stop: threading.Event | None = None,
 ) -> str | None:
-    """Call ``send`` until it succeeds, it fails for good, or the tries run out.
+    """Call ``send`` until it succeeds, it fails for good, or ``retry`` gives up.
 
     Returns None once sent, else the last reason (already logged, one line per try). Never
     raises :class:`NotifyError`; ``stop`` (the service shutting down) cuts the waiting short.
     """
-    tries = len(delays) + 1
-    for number in range(1, tries + 1):
+    of_tries = f" of {retry.attempts}" if retry.attempts is not None else ""
+    failures = 0
+    while True:
         try:
             send()
         except NotifyError as exc:
+            failures += 1
             if not exc.retryable:
                 log.error("%s not sent: %s", what, exc.reason)
                 return exc.reason
-            if number == tries:
-                log.error("%s not sent: %s (gave up after %d tries)", what, exc.reason, tries)
+            if retry.gives_up(failures):
+                log.error("%s not sent: %s (gave up after %d tries)", what, exc.reason,
+                          failures)
                 return exc.reason
-            delay = delays[number - 1]
-            log.warning("%s not sent (try %d of %d): %s; trying again in %g s",
-                        what, number, tries, exc.reason, delay)
-            if stop is not None:
-                if stop.wait(delay):
-                    log.error("%s not sent: %s (stopped while waiting to retry)",
-                              what, exc.reason)
-                    return exc.reason
-            else:
-                time.sleep(delay)
+            delay = retry.delay(failures)
+            log.warning("%s not sent (try %d%s): %s; trying again in %g s",
+                        what, failures, of_tries, exc.reason, delay)
+            try:
+                wait(delay, stop)
+            except Stopped:
+                log.error("%s not sent: %s (stopped while waiting to retry)", what, exc.reason)
+                return exc.reason
         else:
             return None
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watcher.config.settings import ScheduleConfig
+from watcher.retry import NO_JITTER, RetryPolicy
 
 TRIGGER_START = "start"
 TRIGGER_INTERVAL = "interval"
@@ -63,10 +64,11 @@ class Policy:
         """How long to wait after ``failures`` consecutive failed runs before trying again."""
         if failures <= 0:
             return timedelta(0)
-        base = max(self.debounce, MIN_BACKOFF)
-        cap = max(self.max_delay, MIN_BACKOFF)
-        # 2**(failures-1) grows fast; cap the exponent so the multiplication cannot overflow
-        return min(base * (2 ** min(failures - 1, 30)), cap)
+        # no jitter: one service, one schedule, and the wait shown in the log is the real one
+        retry = RetryPolicy(attempts=None, jitter=NO_JITTER,
+                            base=max(self.debounce, MIN_BACKOFF).total_seconds(),
+                            cap=max(self.max_delay, MIN_BACKOFF).total_seconds())
+        return timedelta(seconds=retry.delay(failures))
 
 
 @dataclass(frozen=True)

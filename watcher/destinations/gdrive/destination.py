@@ -50,7 +50,7 @@ from watcher.destinations.gdrive.errors import (
     parse_error,
 )
 from watcher.destinations.gdrive.upload import ResumableUploader, round_chunk
-from watcher.retry import RetryPolicy, Stopped, wait
+from watcher.retry import EQUAL_JITTER, RetryPolicy, Stopped, wait
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ MAX_MISMATCHES = 2
 DEFAULT_TIMEOUT = 60.0
 #: about half a minute of retries (1 + 2 + 4 + 8 + 16 s, jittered) before an attempt gives
 #: up; the queue tries again later, and progress restarts the count on a long upload
-DEFAULT_RETRY = RetryPolicy(attempts=6, base=1.0, cap=32.0)
+DEFAULT_RETRY = RetryPolicy(attempts=6, base=1.0, cap=32.0, jitter=EQUAL_JITTER)
 
 
 class _Gone(Exception):
