@@ -585,34 +585,53 @@ def test_real_second_instance_refuses(real: Any, tmp_path: Path) -> None:
     assert (local / SERVICE_LOCK_FILE).exists()
 
 
-def test_queued_uploads_are_retried_on_a_timer(siip: Path, tmp_path: Path, services: Any,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def queued(siip: Path, tmp_path: Path) -> Iterator[tuple[Config, Any, Catalog, str]]:
+    """A service configuration with Drive on (a local server), and one snapshot stored while
+    uploads were off, so its Drive copy is queued: (config, server, catalog, snapshot id)."""
     from dataclasses import asdict
-    from datetime import timedelta
 
     from tests.drive_fixtures import drive_config
     from tests.drive_server import DriveServer
     from watcher.backup.run import run_backup
-    from watcher.service import daemon
 
-    server = DriveServer().start()
-    try:
+    with DriveServer() as server:
         drive = asdict(drive_config(server, tmp_path))
         cfg = make_config(siip, tmp_path / "backups", drive=drive,
                           schedule={"interval_hours": 1.0})
-        # a snapshot stored while uploads were off: its Drive copy is queued
         report = run_backup(cfg, trigger="manual", upload=False, email=False)
         assert report.snapshot is not None
         catalog = Catalog(cfg.local.dir)
         assert [c.state for c in catalog.copies()] == ["pending"]
-        monkeypatch.setattr(daemon, "UPLOAD_RETRY_MIN", timedelta(seconds=0.1))
-        svc = services(cfg, FakeRun(cfg))
-        wait_until(lambda: [c.state for c in catalog.copies()] == ["uploaded"],
-                   "the queued copy to be uploaded by the service")
-        assert [f.name for f in server.state.live_files()] == [Path(report.snapshot.file).name]
-        assert svc.stop() == 0
-    finally:
-        server.stop()
+        yield cfg, server, catalog, report.snapshot.id
+
+
+def test_queued_uploads_are_retried_on_a_timer(queued: tuple[Config, Any, Catalog, str],
+                                               services: Any) -> None:
+    cfg, server, catalog, sid = queued
+    svc = services(cfg, FakeRun(cfg))          # the copy never failed: it is due at once
+    wait_until(lambda: [c.state for c in catalog.copies()] == ["uploaded"],
+               "the queued copy to be uploaded by the service")
+    assert [f.name for f in server.state.live_files()] == [f"{sid}.tar.zst"]
+    assert svc.stop() == 0
+
+
+def test_the_upload_timer_is_the_queues_next_try(queued: tuple[Config, Any, Catalog, str],
+                                                 services: Any) -> None:
+    from datetime import timedelta
+
+    cfg, server, catalog, sid = queued
+    # as if an earlier attempt had failed: the queue says "not before 3 s from now"
+    retry_at = utcnow() + timedelta(seconds=3)
+    catalog.set_copy(sid, "drive", "pending", error="earlier failure", count_attempt=True,
+                     next_try_at=retry_at)
+    svc = services(cfg, FakeRun(cfg))
+    while utcnow() < retry_at - timedelta(seconds=0.3):
+        assert server.state.records == [], "the service sent the copy before it was due"
+        time.sleep(0.05)
+    wait_until(lambda: [c.state for c in catalog.copies()] == ["uploaded"],
+               "the queued copy to be uploaded at its retry time")
+    assert svc.stop() == 0
 
 
 def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Path,

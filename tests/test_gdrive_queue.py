@@ -15,6 +15,7 @@ from tests.drive_server import DriveServer
 from watcher.backup.report import SnapshotInfo
 from watcher.backup.uploads import (
     FAILED_RETRY,
+    next_due,
     pending_copies,
     protected_snapshot_ids,
     retry_delay,
@@ -161,6 +162,12 @@ def test_oldest_first_and_a_down_destination_holds_back_the_rest(queue: Queue) -
     attempts = {c.snapshot_id: c.attempts for c in queue.catalog.copies()}
     assert attempts == {IDS[0]: 1, IDS[1]: 0, IDS[2]: 0}
     assert len(pending_copies(queue.catalog, [queue.dest])) == 3
+    # the rest wait with the first, so the next pass is not a retry budget per copy
+    retry_at = {c.snapshot_id: c.next_try_at for c in queue.catalog.copies()}
+    assert retry_at[IDS[0]] is not None and retry_at[IDS[0]] > utcnow()
+    assert retry_at[IDS[1]] == retry_at[IDS[2]] == retry_at[IDS[0]]
+    assert next_due(queue.catalog, [queue.dest], utcnow()) == retry_at[IDS[0]]
+    assert queue.send() == []                      # nothing is due before then
 
     queue.server.start()
     results = queue.send(force=True)

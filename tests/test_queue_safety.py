@@ -63,7 +63,8 @@ def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
     cfg = drive_cfg(siip, tmp_path, server, schedule={"interval_hours": 1.0})
     stored = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot
     assert stored is not None and copies(cfg) == {stored.id: "pending"}
-    monkeypatch.setattr(daemon, "UPLOAD_RETRY_MIN", timedelta(seconds=0.1))
+    # `once` here stores no snapshot, so only the recheck notices that it ended
+    monkeypatch.setattr(daemon, "UPLOADS_BUSY_RECHECK", timedelta(seconds=0.1))
     caplog.set_level(logging.INFO, logger="watcher")
 
     once = run_lock(cfg)   # what `siip-watcher once` holds while it snapshots and uploads

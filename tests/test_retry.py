@@ -16,6 +16,7 @@ from watcher.backup.uploads import FAILED_RETRY, RETRY, retry_delay
 from watcher.destinations.gdrive.destination import DEFAULT_RETRY
 from watcher.notify.retry import NOTIFY_RETRY
 from watcher.retry import EQUAL_JITTER, NO_JITTER, RetryPolicy, Stopped, wait
+from watcher.service.daemon import PASS_FAILED_RETRY
 from watcher.service.decide import Policy
 
 LOW, MID, HIGH = (lambda: 0.0), (lambda: 0.5), (lambda: 1.0)
@@ -99,6 +100,11 @@ def test_failed_runs_wait_the_debounce_doubling_up_to_the_maximum_delay() -> Non
                max_delay=timedelta(seconds=1560))
     assert [p.backoff(n).total_seconds() for n in range(6)] == [0, 120, 240, 480, 960, 1560]
     assert p.backoff(10**6) == timedelta(seconds=1560)
+
+
+def test_an_upload_pass_that_could_not_read_the_queue_looks_again_30_s_doubling_to_1_h() -> None:
+    assert [PASS_FAILED_RETRY.delay(n) for n in (1, 2, 3, 8)] == [30, 60, 120, 3600]
+    assert not PASS_FAILED_RETRY.gives_up(10**6)
 
 
 # --- the stop-aware wait -------------------------------------------------------------------------

@@ -4,8 +4,9 @@ A copy is a row in the catalog (pending, uploaded or failed). :func:`send_copies
 the rows exist for new snapshots and then sends what is still pending, oldest snapshot
 first. A retryable failure (network, 5xx) leaves the copy pending with a growing
 ``next_try_at``; a non-retryable one (no quota, no folder, revoked sign-in) marks it failed
-with the reason and tries again much later, because the admin may fix the cause. The
-service honours ``next_try_at``; ``siip-watcher once`` (``force=True``) sends everything now.
+with the reason and tries again much later, because the admin may fix the cause. The queue
+alone owns this schedule: the service sets its upload timer to :func:`next_due` and sends
+what is due then; ``siip-watcher once`` (``force=True``) sends everything now.
 A destination's resumable state is stored with the copy, so a restart resumes an upload.
 
 Local retention asks :func:`protected_snapshot_ids` which snapshots it must keep: those whose
@@ -117,23 +118,38 @@ def send_copies(
 
     work.sort(key=age)
     results: list[DestinationResult] = []
-    down: dict[str, str] = {}
+    down: dict[str, tuple[str, datetime | None]] = {}
     for dest, copy in work:
         if stop is not None and stop.is_set():
             results.append(_held_back(dest, copy, "not tried: the service is stopping"))
             continue
         if dest.name in down:
+            error, retry_at = down[dest.name]
+            _wait_with_the_failed_copy(catalog, copy, retry_at)
             results.append(_held_back(dest, copy, f"not tried: {dest.name} failed earlier in "
-                                      f"this pass ({down[dest.name]})"))
+                                      f"this pass ({error})"))
             continue
         result = _send_one(cfg, catalog, dest, copy, snapshots.get(copy.snapshot_id),
                            now=now, progress=progress)
         if result is None:
             continue
         if result.state == "pending":
-            down[dest.name] = result.error or "error"
+            failed = catalog.copies(copy.snapshot_id, destination=dest.name)
+            down[dest.name] = (result.error or "error",
+                               failed[0].next_try_at if failed else None)
         results.append(result)
     return results
+
+
+def _wait_with_the_failed_copy(catalog: Catalog, copy: CopyRow,
+                               retry_at: datetime | None) -> None:
+    """A copy held back because its destination just failed is next due when the failed
+    copy is, never sooner: otherwise it would count as due at once and the next pass would
+    spend a full retry budget on a service that is down."""
+    if retry_at is None or (copy.next_try_at is not None and copy.next_try_at >= retry_at):
+        return
+    catalog.set_copy(copy.snapshot_id, copy.destination, copy.state, error=copy.last_error,
+                     next_try_at=retry_at)
 
 
 def _held_back(dest: Destination, copy: CopyRow, why: str) -> DestinationResult:
@@ -209,6 +225,18 @@ def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str,
     log.warning("%s: copy of %s %s: %s", dest.name, sid, state, message)
     return DestinationResult(name=dest.name, state=state, error=message, hint=hint,
                              snapshot_id=sid)
+
+
+def next_due(catalog: Catalog, destinations: Sequence[Destination | str],
+             now: datetime) -> datetime | None:
+    """When the next queued copy at one of ``destinations`` (given as themselves or by name)
+    is due: its ``next_try_at``, or ``now`` if that has passed or it never failed. None when
+    nothing is queued there.
+
+    The service sets its upload timer to this; the queue alone decides when a copy is tried.
+    """
+    times = [c.next_try_at or now for c in pending_copies(catalog, destinations)]
+    return max(now, min(times)) if times else None
 
 
 def protected_snapshot_ids(catalog: Catalog,

@@ -5,10 +5,10 @@ it, a second `start` refuses). A :class:`~watcher.service.watch.TreeWatcher` fee
 :class:`~watcher.service.decide.ChangeTracker`; an APScheduler 3 ``BackgroundScheduler`` in
 this process runs the cheap "decide" job when the tracker names a time (or a change may bring a
 run forward), the backup itself (one at a time: ``max_instances=1``, ``coalesce``, late jobs
-still run), and a retry of queued uploads on a back-off timer, under the same file lock as a
-run. The scheduler
-runs here, never inside the web app: APScheduler cannot share a job store between processes,
-so under several gunicorn workers every job would run once per worker.
+still run), and the queued uploads, on a timer set to when the upload queue says its next copy
+is due, under the same file lock as a run. The scheduler runs here, never inside the web app:
+APScheduler cannot share a job store between processes, so under several gunicorn workers
+every job would run once per worker.
 
 At start the interval is counted from the newest snapshot in the catalog, and the tree is
 compared with that snapshot's fingerprint, so neither a restart nor a change made while the
@@ -47,8 +47,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.backup.failure import failed_report, problem_for, send_notice, unexpected_problem
 from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, Problem, RunReport
+from watcher.backup.uploads import next_due, send_copies
 from watcher.config.settings import Config
-from watcher.destinations.registry import enabled_destinations, enabled_kinds
+from watcher.destinations.registry import enabled_destinations
+from watcher.retry import NO_JITTER, RetryPolicy
 from watcher.service.decide import ChangeTracker, Decision, Policy
 from watcher.service.state_file import write_state
 from watcher.service.watch import TreeWatcher, WatchError
@@ -63,11 +65,15 @@ RunFn = Callable[..., RunReport]
 ABORT_GRACE_SECONDS = 15.0
 #: how often the watcher's health is checked (a dead observer would silently miss changes)
 HEALTH_SECONDS = 60.0
-#: queued uploads are retried no sooner and no later than this after the last attempt
-UPLOAD_RETRY_MIN = timedelta(seconds=30)
-UPLOAD_RETRY_MAX = timedelta(hours=1)
+#: an upload pass that could not consult the queue at all (no destination could be opened,
+#: the catalog could not be read) learnt no copy's time: look again 30 s later, doubling up
+#: to an hour while it keeps failing
+PASS_FAILED_RETRY = RetryPolicy(attempts=None, base=30.0, cap=3600.0, jitter=NO_JITTER)
 #: while a `once` from the command line holds the run lock, look again this often
 BUSY_RECHECK = timedelta(seconds=2)
+#: the same for the queued uploads, which `once` sends itself; a snapshot it stores makes the
+#: service ask the queue again at once, so this only matters for a `once` that stored none
+UPLOADS_BUSY_RECHECK = timedelta(seconds=30)
 #: the state file follows the pending changes this closely (one write per period at most)
 STATE_REFRESH = timedelta(seconds=1)
 
@@ -140,7 +146,7 @@ class Service:
         self._signals = 0
         self._exit_code = EXIT_OK
         self._decide_at: datetime | None = None
-        self._upload_failures = 0
+        self._failed_passes = 0
         self._runs = 0
         self._state_refresh_pending = False
         self._started_at = clock()
@@ -235,6 +241,7 @@ class Service:
         else:
             self._schedule_decide(self.clock())
         self.scheduler.add_job(self._health, "interval", seconds=HEALTH_SECONDS, id="health")
+        # a pass now sends what is due and learns when the rest is
         self._schedule_uploads(self.clock())
         self._write_state()
         return None
@@ -388,7 +395,11 @@ class Service:
                         exc)
             return
         if newest is not None:
+            known = self.tracker.last_success
             self.tracker.external_snapshot(newest[0])
+            if self.tracker.last_success != known:
+                # its copies may be queued or waiting for a retry the timer does not know of
+                self._schedule_uploads(self.clock())
 
     def _other_run_active(self) -> bool:
         return FileLock(self.local_dir / LOCK_FILE).is_held_elsewhere()
@@ -459,60 +470,62 @@ class Service:
 
     # --- queued uploads -------------------------------------------------------------------
 
-    def _schedule_uploads(self, now: datetime) -> None:
-        """Plan the next retry of queued uploads from the catalog (none queued: no timer)."""
-        try:
-            # failed copies too: the queue retries them much later (the admin may fix the cause)
-            pending = [c for c in Catalog(self.local_dir).copies() if c.state != "uploaded"]
-        except sqlite3.Error as exc:
-            log.warning("cannot read the upload queue (%s)", exc)
-            return
+    def _schedule_uploads(self, at: datetime | None) -> None:
+        """Run the upload pass at ``at``; None (nothing queued) removes the timer. The queue
+        alone decides when a copy is due (:func:`watcher.backup.uploads.next_due`)."""
         with self._lock:
             if self._stopping or self.scheduler is None:
                 return
-            if not pending:
-                self._upload_failures = 0
+            if at is None:
                 with contextlib.suppress(Exception):
                     self.scheduler.remove_job("uploads")
                 return
-            wanted = [c.next_try_at for c in pending if c.next_try_at is not None]
-            backoff = UPLOAD_RETRY_MIN * (2 ** min(self._upload_failures, 10))
-            at = min(wanted) if wanted else now + backoff
-            at = min(max(at, now + UPLOAD_RETRY_MIN), now + UPLOAD_RETRY_MAX)
             self.scheduler.add_job(self._uploads, "date", run_date=at, id="uploads",
                                    replace_existing=True, max_instances=1, **_JOB)
 
     def _uploads(self) -> None:
-        """Send queued copies (snapshots stored while a destination was unreachable).
+        """Send the queued copies that are due, then wait for the next one that will be."""
+        if self._stopping or not self._work.acquire(blocking=False):
+            return  # a backup is running; it sends the queue itself, then reschedules this
+        try:
+            due = self._upload_pass()
+        finally:
+            self._work.release()
+        self._schedule_uploads(due)
+
+    def _upload_pass(self) -> datetime | None:
+        """One pass over the queue; when the next one is due.
 
         Under the same file lock as a run: a `siip-watcher once` sends the queue too, and two
         processes sending one copy would upload it twice or overwrite each other's resumable
         session in the catalog.
         """
-        if self._stopping or not self._work.acquire(blocking=False):
-            return  # a backup is running; it sends the queue itself, then reschedules this
+        run_lock = FileLock(self.local_dir / LOCK_FILE)
         try:
-            run_lock = FileLock(self.local_dir / LOCK_FILE)
-            try:
-                run_lock.acquire(timeout=0)
-            except LockBusy:
-                # `once` sends the whole queue itself; this round is skipped, not failed
-                log.info("queued uploads wait: a snapshot started from the command line (pid "
-                         "%s) holds the run lock and sends them itself; trying again later",
-                         run_lock.holder_pid() or "?")
-            except OSError as exc:
-                log.warning("queued uploads not retried: cannot take the run lock in %s (%s)",
-                            self.local_dir, exc.strerror or exc)
-                self._upload_failures += 1
-            else:
-                try:
-                    sent = send_queued_uploads(self.cfg, self._abort)
-                finally:
-                    run_lock.release()
-                self._upload_failures = 0 if sent else self._upload_failures + 1
+            run_lock.acquire(timeout=0)
+        except LockBusy:
+            # `once` sends the whole queue itself; this round is skipped, not failed
+            log.info("queued uploads wait: a snapshot started from the command line (pid "
+                     "%s) holds the run lock and sends them itself; trying again later",
+                     run_lock.holder_pid() or "?")
+            return self.clock() + UPLOADS_BUSY_RECHECK
+        except OSError as exc:
+            return self._upload_pass_failed(f"cannot take the run lock in {self.local_dir} "
+                                            f"({exc.strerror or exc})")
+        try:
+            due = send_queued_uploads(self.cfg, self._abort, now=self.clock)
+        except Exception as exc:  # a scheduler job: whatever escapes would end the retries
+            return self._upload_pass_failed(_one_line(exc))
         finally:
-            self._work.release()
-        self._schedule_uploads(self.clock())
+            run_lock.release()
+        self._failed_passes = 0
+        return due
+
+    def _upload_pass_failed(self, why: str) -> datetime:
+        self._failed_passes += 1
+        due = self.clock() + timedelta(seconds=PASS_FAILED_RETRY.delay(self._failed_passes))
+        log.warning("queued uploads not retried: %s; trying again at %s", why, _fmt(due))
+        return due
 
     # --- health and state -----------------------------------------------------------------
 
@@ -559,42 +572,30 @@ def start_failed(cfg: Config, problem: Problem, catalog: Catalog | None = None, 
     send_notice(cfg, report, catalog)
 
 
-def send_queued_uploads(cfg: Config, stop: threading.Event) -> bool:
-    """Send the queued copies that are due; True if nothing is left to send afterwards.
+def send_queued_uploads(cfg: Config, stop: threading.Event, *,
+                        now: Callable[[], datetime] = utcnow) -> datetime | None:
+    """Send the queued copies that are due; return when the next one is due (None: nothing
+    is queued at an enabled destination).
 
     The destinations come from :mod:`watcher.destinations.registry`, the queue logic from
-    :mod:`watcher.backup.uploads`, imported here, lazily, only when a destination is enabled.
+    :mod:`watcher.backup.uploads`. Raises whatever kept the pass from opening or closing the
+    destinations or reading the queue: the job that calls this sets the retry timer then.
     """
-    if not enabled_kinds(cfg):
-        return True
-    try:
-        from watcher.backup.uploads import send_copies
-    except ImportError as exc:
-        log.warning("queued uploads cannot be retried: %s", exc)
-        return False
+    destinations = enabled_destinations(cfg, stop=stop)
+    if not destinations:
+        return None
     catalog = Catalog(cfg.local.dir)
-    try:
-        destinations = enabled_destinations(cfg, stop=stop)
-    except Exception as exc:
-        log.warning("queued uploads not retried: %s", _one_line(exc))
-        return False
-    try:
-        # a failure to close is logged like any other: this runs as a scheduler job, and an
-        # exception escaping it would leave the queue without a retry timer
-        with contextlib.ExitStack() as opened:
-            for dest in destinations:
-                opened.enter_context(dest)
-            results = send_copies(cfg, catalog, destinations, [], stop=stop)
-    except Exception as exc:
-        log.warning("retrying queued uploads failed: %s", _one_line(exc))
-        return False
+    with contextlib.ExitStack() as opened:
+        for dest in destinations:
+            opened.enter_context(dest)
+        results = send_copies(cfg, catalog, destinations, [], stop=stop, now=now)
     for r in results:
         if r.state == "uploaded":
             log.info("queued upload sent: %s to %s", r.snapshot_id, r.name)
         else:
             log.warning("queued upload of %s to %s still %s: %s", r.snapshot_id, r.name,
                         r.state, r.error or "")
-    return all(c.state == "uploaded" for c in catalog.copies())
+    return next_due(catalog, destinations, now())
 
 
 def newest_snapshot(catalog_file: Path) -> tuple[datetime, str | None] | None:
