@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import REPO, make_config, make_siip_tree, write_config
 from watcher.backup.report import RunReport, SnapshotInfo
+from watcher.backup.run import RunBusy
 from watcher.config.settings import Config
 from watcher.service.daemon import ABORT_GRACE_SECONDS, newest_snapshot, serve
 from watcher.service.state_file import read_state
@@ -50,6 +51,7 @@ class Call:
     trigger: str
     started: datetime
     stopped: bool = False
+    next_run: datetime | None = None
 
 
 class FakeRun:
@@ -65,13 +67,14 @@ class FakeRun:
         self.fail = False
         self._lock = threading.Lock()
 
-    def __call__(self, cfg: Config, *, trigger: str, stop: threading.Event | None = None
-                 ) -> RunReport:
-        call = Call(trigger, utcnow())
+    def __call__(self, cfg: Config, *, trigger: str, stop: threading.Event | None = None,
+                 next_run: Callable[[], datetime | None] | None = None) -> RunReport:
+        call = Call(trigger, utcnow(), next_run=next_run() if next_run else None)
         with self._lock:
             self.calls.append(call)
         self.entered.set()
-        report = RunReport(name=cfg.name, trigger=trigger, started_at=call.started)
+        report = RunReport(name=cfg.name, trigger=trigger, started_at=call.started,
+                           next_run=call.next_run)
         partial = cfg.local.dir / f"fake-{len(self.calls)}.tar.zst.partial"
         partial.write_bytes(os.urandom(4096))
         while not self.hold.wait(0.01):
@@ -161,6 +164,10 @@ def test_first_start_without_a_snapshot_runs_promptly(siip: Path, tmp_path: Path
     wait_until(lambda: fake.triggers() == ["start"], "the start run")
     wait_until(lambda: svc.state().get("last_success"), "the state file to show the snapshot")
     assert svc.stop() == 0
+    # the report (and its email) names the next interval run, counted from this one's start
+    [call] = fake.calls
+    assert call.next_run is not None
+    assert abs(call.next_run - call.started - timedelta(hours=1)) < timedelta(seconds=5)
 
 
 def test_burst_gives_exactly_one_debounced_run(siip: Path, tmp_path: Path,
@@ -618,8 +625,6 @@ def test_queued_uploads_are_retried_on_a_timer(queued: tuple[Config, Any, Catalo
 
 def test_the_upload_timer_is_the_queues_next_try(queued: tuple[Config, Any, Catalog, str],
                                                  services: Any) -> None:
-    from datetime import timedelta
-
     cfg, server, catalog, sid = queued
     # as if an earlier attempt had failed: the queue says "not before 3 s from now"
     retry_at = utcnow() + timedelta(seconds=3)
@@ -677,6 +682,34 @@ def test_each_run_releases_its_compressor(cfg: Config, monkeypatch: pytest.Monke
     gc.collect()
     assert len(sinks) == 2
     assert [ref() for ref in sinks] == [None, None], "a finished run's archive writer lives on"
+
+
+@pytest.mark.parametrize("error,traceback", [
+    (RunBusy("the run lock is held: a snapshot is already running"), False),
+    (RuntimeError("a bug"), True),
+])
+def test_a_run_that_cannot_start_is_logged_and_the_service_goes_on(
+        siip: Path, tmp_path: Path, services: Any, caplog: pytest.LogCaptureFixture,
+        error: Exception, traceback: bool) -> None:
+    cfg = svc_config(siip, tmp_path / "backups")
+    tried = threading.Event()
+
+    def run_fn(cfg: Config, *, trigger: str, stop: threading.Event | None = None,
+               next_run: Callable[[], datetime | None] | None = None) -> RunReport:
+        tried.set()
+        raise error
+
+    with caplog.at_level("ERROR", logger="watcher.service.daemon"):
+        svc = services(cfg, run_fn)
+        assert tried.wait(WAIT)
+        wait_until(lambda: svc.state().get("consecutive_failures"), "the failure to count")
+        assert svc.stop() == 0
+    logged = [r for r in caplog.records if "backup could not run" in r.getMessage()]
+    assert logged       # one per try: a retry after the backoff may have come before the stop
+    for record in logged:
+        assert str(error) in record.getMessage()
+        # another process holding the lock is an answer, not a bug: one line, no traceback
+        assert (record.exc_info is not None) is traceback
 
 
 def test_service_exits_1_when_the_watched_folder_disappears(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import inspect
 import logging
 import os
 import signal
@@ -47,6 +46,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.backup.failure import failed_report, problem_for, send_notice, unexpected_problem
 from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, Problem, RunReport
+from watcher.backup.run import RunBusy, run_backup
 from watcher.backup.uploads import next_due, send_copies
 from watcher.config.settings import Config
 from watcher.destinations.registry import enabled_destinations
@@ -86,12 +86,10 @@ def serve(cfg: Config, *, run_fn: RunFn | None = None,
     code (0 after a clean stop, 1 if watching failed, 2 if another service holds the lock or
     the configuration cannot work).
 
-    ``run_fn(cfg, trigger=..., stop=...)`` takes one backup and returns its report; it defaults
-    to :func:`watcher.backup.run.run_backup` (tests inject their own).
+    ``run_fn(cfg, trigger=..., stop=..., next_run=...)`` takes one backup and returns its
+    report; it defaults to :func:`watcher.backup.run.run_backup` (tests inject their own).
     """
     if run_fn is None:
-        from watcher.backup.run import run_backup
-
         run_fn = run_backup
     if not cfg.schedule.enabled:
         problem = Problem("schedule.enabled is false, so the service has nothing to do",
@@ -434,22 +432,19 @@ class Service:
                     return
                 log.info("backup starting: trigger %s (%s)", trigger, reason)
                 started = self.clock()
-                kwargs: dict[str, Any] = {"trigger": trigger, "stop": self._abort}
-                if _accepts(self.run_fn, "next_run"):
-                    kwargs["next_run"] = lambda: started + self.policy.interval
                 try:
-                    report = self.run_fn(self.cfg, **kwargs)
+                    report = self.run_fn(self.cfg, trigger=trigger, stop=self._abort,
+                                         next_run=lambda: started + self.policy.interval)
+                except RunBusy as exc:
+                    # another process kept the run lock too long; run_backup has told the admin
+                    log.error("backup could not run: %s", _one_line(exc))
                 except Exception as exc:
-                    # run_backup never raises for a failed run: this is RunBusy (another
-                    # process kept the run lock too long; run_backup has told the admin) or
-                    # a bug, which needs its traceback and must reach the admin too
-                    if type(exc).__name__ == "RunBusy":
-                        log.error("backup could not run: %s", _one_line(exc))
-                    else:
-                        log.exception("backup could not run: %s", _one_line(exc))
-                        failed = failed_report(self.cfg, unexpected_problem(exc),
-                                               trigger=trigger, started_at=started)
-                        send_notice(self.cfg, failed, stop=self._abort)
+                    # run_backup never raises for a failed run: this is a bug, which needs
+                    # its traceback and must reach the admin too
+                    log.exception("backup could not run: %s", _one_line(exc))
+                    failed = failed_report(self.cfg, unexpected_problem(exc),
+                                           trigger=trigger, started_at=started)
+                    send_notice(self.cfg, failed, stop=self._abort)
         finally:
             self._finish_run(report)
 
@@ -632,13 +627,6 @@ def _release_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _one_line(exc: BaseException) -> str:
