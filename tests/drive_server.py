@@ -253,6 +253,16 @@ class DriveState:
         with self.lock:
             return [r for r in self.records if r.op == op]
 
+    def chunk_bytes_sent(self) -> int:
+        """Bytes the client sent in upload chunks, re-sends included, as each chunk's
+        Content-Range declares them: a chunk whose connection dropped counts whole, however
+        little of it arrived (``chunk_bytes`` counts what arrived)."""
+        total = 0
+        for r in self.ops("chunk"):
+            m = re.fullmatch(r"bytes (\d+)-(\d+)/\d+", r.content_range)
+            total += int(m[2]) - int(m[1]) + 1 if m else 0
+        return total
+
     # --- internals ----------------------------------------------------------------------
 
     def take_fault(self, op: str) -> Fault | None:

@@ -102,8 +102,6 @@ class GoogleDriveDestination(Destination):
         self._credentials = credentials
         self._http: Any = None
         self._service: Any = None
-        #: the last upload's uploader (the benchmark reads bytes_sent from it)
-        self.last_uploader: ResumableUploader | None = None
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -268,7 +266,6 @@ class GoogleDriveDestination(Destination):
                     http, self.cfg.api_root, chunk_size=self.chunk_size, policy=self.retry,
                     context=self.ctx, stop=self.stop,
                     params={"supportsAllDrives": "true", "fields": FILE_FIELDS})
-                self.last_uploader = uploader
                 out = uploader.upload(archive, metadata, sha256=sha256, state=state,
                                       save_state=save_state, progress=progress,
                                       find_existing=lambda: self._find_resource(snapshot_id),

@@ -265,8 +265,6 @@ class ResumableUploader:
         self.ctx = context
         self.params = params
         self.stop = stop
-        #: chunk bytes put on the wire (re-sends included); the benchmark reads it
-        self.bytes_sent = 0
 
     def upload(
         self,
@@ -402,7 +400,6 @@ class ResumableUploader:
             # an empty file has no byte range: "bytes */0" finishes its session
             rng = f"bytes {offset}-{offset + length - 1}/{size}" if length else f"bytes */{size}"
             headers = {"Content-Range": rng, "Content-Length": str(length)}
-            self.bytes_sent += length
             resp, content = self._request(session, "PUT", data, headers, "chunk")
         return self._answer(resp, content, "chunk")
 
