@@ -27,7 +27,7 @@ from tests.conftest import REPO, make_config, make_siip_tree, write_config
 from watcher.backup.report import RunReport, SnapshotInfo
 from watcher.backup.run import RunBusy
 from watcher.config.settings import Config
-from watcher.service.daemon import ABORT_GRACE_SECONDS, newest_snapshot, serve
+from watcher.service.daemon import ABORT_GRACE_SECONDS, serve
 from watcher.service.state_file import read_state
 from watcher.service.status import collect_status, format_status
 from watcher.state.catalog import Catalog, utcnow
@@ -277,7 +277,9 @@ def test_change_made_while_stopped_is_backed_up_after_start(siip: Path, tmp_path
                         created_at=past, size=1, sha256="0" * 64, files=1, bytes_in=1)
     catalog.add_snapshot(info, trigger="manual", duration=1.0,
                          fingerprint=tree_fingerprint(cfg))
-    assert newest_snapshot(catalog.path) == (past, tree_fingerprint(cfg))
+    newest = catalog.newest_snapshot()
+    assert newest is not None
+    assert (newest.created_at, newest.fingerprint) == (past, tree_fingerprint(cfg))
 
     # unchanged tree: the start check finds nothing, no run at start
     fake = FakeRun(cfg)

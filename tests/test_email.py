@@ -172,9 +172,8 @@ def test_report_arrives_in_spanish_over_starttls(tmp_path: Path, server: SmtpTes
     assert "Correcta" in html and SHA in html
     assert 'href="https://drive.google.com/file/d/1AbC/view?usp=drivesdk&amp;x=&lt;1&gt;"' in html
     assert "<1>" not in html
-    assert catalog.last_notification("email") == {
-        "run_id": run_id, "state": "sent", "error": None,
-        "at": catalog.last_notification("email")["at"]}  # type: ignore[index]
+    note = catalog.last_notifications()["email"]
+    assert (note.run_id, note.state, note.error) == (run_id, "sent", None)
 
 
 def test_warning_in_english_over_implicit_tls_even_when_only_failures_are_chosen(
@@ -244,7 +243,7 @@ def test_nothing_is_sent_when_the_run_is_not_chosen(tmp_path: Path, server: Smtp
     notify(make_cfg(tmp_path, server.port, tls=tls), good_report(), catalog, 2, email=False,
            retry=FAST)
     assert server.received == []
-    assert catalog.last_notification("email") is None
+    assert "email" not in catalog.last_notifications()
 
 
 def test_html_escapes_what_the_run_reports(tmp_path: Path, server: SmtpTestServer,
@@ -282,7 +281,7 @@ def notify_and_capture(cfg: Config, caplog: pytest.LogCaptureFixture,
     before = report.to_dict()
     notify(cfg, report, catalog, 7, retry=FAST)
     out, err = capsys.readouterr()
-    recorded = str(catalog.last_notification("email"))
+    recorded = str(catalog.last_notifications().get("email"))
     return report, before, catalog, "\n".join([caplog.text, out, err, recorded])
 
 
@@ -317,9 +316,9 @@ def test_a_failed_email_leaves_the_run_intact(
     assert expected in final and "\n" not in final
     if tries > 1:
         assert "gave up after 3 tries" in final
-    row = catalog.last_notification("email")
-    assert row is not None and row["state"] == "failed" and expected in row["error"]
-    assert row["run_id"] == 7
+    row = catalog.last_notifications().get("email")
+    assert row is not None and row.state == "failed" and expected in row.error
+    assert row.run_id == 7
     assert_no_secret(output)
 
 
@@ -340,7 +339,7 @@ def test_a_missing_password_is_reported_not_raised(
     catalog = Catalog(cfg.local.dir)
     notify(cfg, good_report(), catalog, 3, retry=FAST)
     assert f"environment variable {PASSWORD_ENV} is not set" in caplog.text
-    assert catalog.last_notification("email")["state"] == "failed"  # type: ignore[index]
+    assert catalog.last_notifications()["email"].state == "failed"
 
 
 def test_the_message_itself_never_carries_the_password(
@@ -520,6 +519,6 @@ def test_a_crashed_notification_is_still_recorded_for_status(
     catalog = Catalog(cfg.local.dir)
     unfinished = RunReport(name="siip", trigger="manual", started_at=STARTED)
     notify(cfg, unfinished, catalog, 5, retry=FAST)
-    row = catalog.last_notification("email")
-    assert row is not None and row["state"] == "failed" and row["run_id"] == 5
-    assert row["error"].startswith("email notification crashed: ")
+    row = catalog.last_notifications().get("email")
+    assert row is not None and row.state == "failed" and row.run_id == 5
+    assert row.error.startswith("email notification crashed: ")

@@ -94,12 +94,12 @@ def test_good_run_pings_the_url_and_failed_run_pings_fail(
     catalog = Catalog(cfg.local.dir)
 
     notify(cfg, report(True), catalog, 1, retry=FAST)
-    assert catalog.last_notification("heartbeat")["state"] == "sent"  # type: ignore[index]
+    assert catalog.last_notifications()["heartbeat"].state == "sent"
     notify(cfg, report(False), catalog, 2, email=False, retry=FAST)
 
     assert hc.paths == [f"/ping/{CHECK_ID}", f"/ping/{CHECK_ID}/fail"]
-    row = catalog.last_notification("heartbeat")
-    assert row is not None and row["run_id"] == 2 and row["state"] == "sent"
+    row = catalog.last_notifications().get("heartbeat")
+    assert row is not None and row.run_id == 2 and row.state == "sent"
     assert "heartbeat (success) sent to http://127.0.0.1/…(redacted)" in caplog.text
     assert "heartbeat (failure) sent" in caplog.text
     assert CHECK_ID not in caplog.text
@@ -117,9 +117,9 @@ def test_a_wrong_url_is_logged_without_the_check_id_and_not_retried(
 
     assert r.status == "ok" and r.exit_code == 0
     assert hc.paths == [f"/ping/{CHECK_ID}-typo"]   # a 404 is not worth a second try
-    row = catalog.last_notification("heartbeat")
-    assert row is not None and row["state"] == "failed"
-    assert "HTTP 404" in row["error"] and "heartbeat.url" in row["error"]
+    row = catalog.last_notifications().get("heartbeat")
+    assert row is not None and row.state == "failed"
+    assert "HTTP 404" in row.error and "heartbeat.url" in row.error
     out, err = capsys.readouterr()
     for text in (caplog.text, out, err, str(row)):
         assert CHECK_ID not in text

@@ -133,7 +133,7 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
                 log.warning("%d earlier run(s) were interrupted before finishing; their partial "
                             "files were removed", interrupted)
             reconcile(catalog, store)
-            previous = catalog.last_finished_run()
+            previous = catalog.last_run(finished=True)
             report.previous_status = previous.status if previous else None
             run_id = catalog.start_run(report.trigger, report.started_at)
             log.info("run %d started (trigger: %s)", run_id, report.trigger)

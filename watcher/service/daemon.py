@@ -39,7 +39,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -54,7 +53,7 @@ from watcher.retry import NO_JITTER, RetryPolicy
 from watcher.service.decide import ChangeTracker, Decision, Policy
 from watcher.service.state_file import write_state
 from watcher.service.watch import TreeWatcher, WatchError
-from watcher.state.catalog import CATALOG_FILE, Catalog, utcnow
+from watcher.state.catalog import Catalog, utcnow
 from watcher.state.lock import LOCK_FILE, SERVICE_LOCK_FILE, FileLock, LockBusy
 
 log = logging.getLogger("watcher.service.daemon")
@@ -208,14 +207,14 @@ class Service:
         told by email and heartbeat)."""
         try:
             catalog = Catalog(self.local_dir)
-            newest = newest_snapshot(catalog.path)
+            newest = catalog.newest_snapshot()
         except (sqlite3.Error, OSError) as exc:
             problem = problem_for(exc, self.local_dir)
             log.error("service not started: %s; %s", problem.message, problem.hint)
             start_failed(self.cfg, problem, started_at=self._started_at)
             return EXIT_USAGE
         self._remove_leftovers()
-        last_success = newest[0] if newest else None
+        last_success = newest.created_at if newest else None
         self.tracker = ChangeTracker(self.policy, last_success=last_success)
         # watch first, compare the tree after: a change between the two is then never lost
         self.watcher = TreeWatcher(self.cfg, self._on_change)
@@ -235,7 +234,8 @@ class Service:
                  self.cfg.schedule.max_delay_seconds, self.cfg.schedule.heavy_change_events,
                  _fmt(last_success) if last_success else "none yet")
         if newest is not None:
-            self.scheduler.add_job(self._start_check, id="start-check", args=(newest[1],))
+            self.scheduler.add_job(self._start_check, id="start-check",
+                                   args=(newest.fingerprint,))
         else:
             self._schedule_decide(self.clock())
         self.scheduler.add_job(self._health, "interval", seconds=HEALTH_SECONDS, id="health")
@@ -387,14 +387,16 @@ class Service:
         """Pick up a snapshot stored by another process (`siip-watcher once`)."""
         assert self.tracker is not None
         try:
-            newest = newest_snapshot(self.local_dir / CATALOG_FILE)
+            # read-only: deciding takes no write lock, so it never queues behind a run's writes
+            catalog = Catalog.read_only(self.local_dir)
+            newest = catalog.newest_snapshot() if catalog else None
         except sqlite3.Error as exc:
             log.warning("cannot read the catalog (%s); scheduling from what the service knows",
                         exc)
             return
         if newest is not None:
             known = self.tracker.last_success
-            self.tracker.external_snapshot(newest[0])
+            self.tracker.external_snapshot(newest.created_at)
             if self.tracker.last_success != known:
                 # its copies may be queued or waiting for a retry the timer does not know of
                 self._schedule_uploads(self.clock())
@@ -591,30 +593,6 @@ def send_queued_uploads(cfg: Config, stop: threading.Event, *,
             log.warning("queued upload of %s to %s still %s: %s", r.snapshot_id, r.name,
                         r.state, r.error or "")
     return next_due(catalog, destinations, now())
-
-
-def newest_snapshot(catalog_file: Path) -> tuple[datetime, str | None] | None:
-    """(created_at, tree fingerprint) of the newest snapshot in the catalog, or None.
-
-    A plain SELECT: the fingerprint column is written by :mod:`watcher.backup.run`; an older catalog
-    may lack values (None means "unknown": the start check then assumes changes).
-    """
-    if not Path(catalog_file).exists():
-        return None
-    db = sqlite3.connect(f"{Path(catalog_file).resolve().as_uri()}?mode=ro", uri=True,
-                         timeout=30)
-    try:
-        cols = {r[1] for r in db.execute("PRAGMA table_info(snapshots)")}
-        if not cols:
-            return None
-        fp = "fingerprint" if "fingerprint" in cols else "NULL"
-        row = db.execute(f"SELECT created_at, {fp} FROM snapshots "
-                         "ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
-    finally:
-        db.close()
-    if row is None:
-        return None
-    return datetime.fromisoformat(row[0]), row[1]
 
 
 def _release_memory() -> None:

@@ -18,7 +18,7 @@ from watcher.backup.report import human_size
 from watcher.config.settings import Config
 from watcher.service.state_file import read_state
 from watcher.state.canary_file import read_hold
-from watcher.state.catalog import CATALOG_FILE, utcnow
+from watcher.state.catalog import CATALOG_FILE, Catalog, utcnow
 from watcher.state.lock import SERVICE_LOCK_FILE, FileLock
 
 
@@ -32,7 +32,7 @@ def collect_status(cfg: Config, *, now: datetime | None = None) -> dict[str, Any
     local = cfg.local.dir
     running, pid = _service(local)
     state = read_state(local)
-    catalog = _read_catalog(local / CATALOG_FILE)
+    catalog = _read_catalog(local)
     hold = read_hold(local, now) if local.is_dir() else None
     last_snapshot = catalog["last_snapshot"]
     interval = timedelta(hours=cfg.schedule.interval_hours)
@@ -91,60 +91,46 @@ def _service(local: Path) -> tuple[bool, int | None]:
     return False, None
 
 
-def _read_catalog(path: Path) -> dict[str, Any]:
+def _read_catalog(local: Path) -> dict[str, Any]:
+    """The catalog's part of the status, read without taking a write lock."""
     empty: dict[str, Any] = {"last_run": None, "last_snapshot": None, "snapshots": 0,
                              "uploads": {"pending": 0, "failed": 0, "items": []},
                              "notifications": {}}
-    if not path.exists():
-        return empty
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        raise StatusError(f"cannot read the catalog {path} ({exc}); run status as the "
-                          f"service's user") from None
-    try:
-        db.row_factory = sqlite3.Row
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'snapshots'").fetchone():
+        catalog = Catalog.read_only(local)
+        if catalog is None:
             return empty
-        count = db.execute("SELECT count(*) FROM snapshots").fetchone()[0]
-        snap = db.execute("SELECT id, created_at, size, trigger, duration FROM snapshots "
-                          "ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
-        run = db.execute("SELECT r.id, r.started_at, r.finished_at, r.trigger, r.status, "
-                         "r.snapshot_id, r.summary, s.size FROM runs r LEFT JOIN snapshots s "
-                         "ON s.id = r.snapshot_id ORDER BY r.id DESC LIMIT 1").fetchone()
-        copies = db.execute("SELECT snapshot_id, destination, state, attempts, last_error, "
-                            "next_try_at FROM copies WHERE state IN ('pending', 'failed') "
-                            "ORDER BY snapshot_id").fetchall()
-        notes = db.execute("SELECT channel, state, error, at, run_id FROM notifications n "
-                           "WHERE id = (SELECT max(id) FROM notifications m WHERE "
-                           "m.channel = n.channel) ORDER BY channel").fetchall()
+        count = catalog.snapshot_count()
+        snap = catalog.newest_snapshot()
+        run = catalog.last_run()
+        run_snapshot = catalog.snapshot(run.snapshot_id) if run and run.snapshot_id else None
+        copies = [c for c in catalog.copies() if c.state in ("pending", "failed")]
+        notes = catalog.last_notifications()
     except sqlite3.Error as exc:
-        raise StatusError(f"cannot read the catalog {path} ({exc}); run status as the "
-                          f"service's user") from None
-    finally:
-        db.close()
+        raise StatusError(f"cannot read the catalog {local / CATALOG_FILE} ({exc}); run status "
+                          f"as the service's user") from None
 
     last_run = None
     if run is not None:
         duration = None
-        if run["finished_at"]:
-            duration = round((datetime.fromisoformat(run["finished_at"])
-                              - datetime.fromisoformat(run["started_at"])).total_seconds(), 3)
-        last_run = {"started_at": run["started_at"], "finished_at": run["finished_at"],
-                    "result": run["status"], "trigger": run["trigger"],
-                    "archive": run["snapshot_id"], "size": run["size"],
-                    "duration_seconds": duration, "summary": run["summary"]}
+        if run.finished_at:
+            duration = round((run.finished_at - run.started_at).total_seconds(), 3)
+        last_run = {"started_at": _iso(run.started_at), "finished_at": _opt_iso(run.finished_at),
+                    "result": run.status, "trigger": run.trigger,
+                    "archive": run.snapshot_id,
+                    "size": run_snapshot.size if run_snapshot else None,
+                    "duration_seconds": duration, "summary": run.summary}
     last_snapshot = None
     if snap is not None:
-        last_snapshot = {"id": snap["id"], "created_at": snap["created_at"],
-                         "size": snap["size"], "trigger": snap["trigger"]}
-    items = [{"snapshot": c["snapshot_id"], "destination": c["destination"],
-              "state": c["state"], "attempts": c["attempts"], "last_error": c["last_error"],
-              "next_try_at": c["next_try_at"]} for c in copies]
+        last_snapshot = {"id": snap.id, "created_at": _iso(snap.created_at),
+                         "size": snap.size, "trigger": snap.trigger}
+    items = [{"snapshot": c.snapshot_id, "destination": c.destination,
+              "state": c.state, "attempts": c.attempts, "last_error": c.last_error,
+              "next_try_at": _opt_iso(c.next_try_at)} for c in copies]
     uploads = {"pending": sum(1 for c in items if c["state"] == "pending"),
                "failed": sum(1 for c in items if c["state"] == "failed"), "items": items}
-    notifications = {n["channel"]: {"state": n["state"], "error": n["error"], "at": n["at"],
-                                    "run_id": n["run_id"]} for n in notes}
+    notifications = {n.channel: {"state": n.state, "error": n.error, "at": _iso(n.at),
+                                 "run_id": n.run_id} for n in notes.values()}
     return {"last_run": last_run, "last_snapshot": last_snapshot, "snapshots": count,
             "uploads": uploads, "notifications": notifications}
 
@@ -236,6 +222,10 @@ def format_status(data: dict[str, Any], *, now: datetime | None = None) -> str:
 
 def _iso(dt: datetime) -> str:
     return dt.isoformat()
+
+
+def _opt_iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
 
 
 def _when(iso: str, now: datetime) -> str:

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite3"
 SCHEMA_VERSION = 1
+#: how long a connection waits for another process's transaction (seconds): the service and
+#: `once` wait long rather than fail a run; `status` answers an admin within seconds
+WRITER_TIMEOUT = 30.0
+READER_TIMEOUT = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -100,6 +104,8 @@ def _dt(text: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class SnapshotRow:
+    """One snapshot: its archive, totals, and whether the local dir still holds it."""
+
     id: str
     file: str
     created_at: datetime
@@ -116,6 +122,8 @@ class SnapshotRow:
 
 @dataclass(frozen=True)
 class CopyRow:
+    """The copy of one snapshot at one destination, and its upload state."""
+
     snapshot_id: str
     destination: str
     state: str
@@ -129,7 +137,20 @@ class CopyRow:
 
 
 @dataclass(frozen=True)
+class NotificationRow:
+    """How one notification (email, heartbeat) went."""
+
+    channel: str
+    run_id: int | None
+    state: str
+    error: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
 class RunRow:
+    """One run of the backup, as `status` and the next run see it."""
+
     id: int
     started_at: datetime
     finished_at: datetime | None
@@ -140,25 +161,34 @@ class RunRow:
 
 
 class Catalog:
-    """Typed access to the catalog database at ``local_dir/catalog.sqlite3``."""
+    """Typed access to the catalog database at ``local_dir/catalog.sqlite3``.
 
-    def __init__(self, local_dir: Path) -> None:
+    ``Catalog(local_dir)`` creates the file and its tables when missing; every write is its
+    own transaction. :meth:`read_only` opens an existing catalog for reading only
+    (``writable=False``: nothing is created, every write method raises).
+    """
+
+    def __init__(self, local_dir: Path, *, writable: bool = True) -> None:
         self.path = Path(local_dir) / CATALOG_FILE
+        self.writable = writable
+        self._timeout = WRITER_TIMEOUT if writable else READER_TIMEOUT
         #: where a damaged catalog was moved when this open replaced it, else None
         self.recovered_from: Path | None = None
+        if not writable:
+            return
         try:
-            self._open()
+            self._create()
         except sqlite3.DatabaseError as exc:
             if not _is_damage(exc):
                 raise  # locked, unreadable, cannot open: the file may be fine, leave it
             self.recovered_from = self._move_aside(exc)
-            self._open()
+            self._create()
 
-    def _open(self) -> None:
+    def _create(self) -> None:
+        """Check an existing file and create what is missing of the schema."""
         existed = self.path.exists()
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db = self._connection()
         try:
-            db.execute("PRAGMA busy_timeout = 30000")
             if existed:
                 # damage in a page the schema script never reads would surface mid-run
                 rows = db.execute("PRAGMA quick_check").fetchall()
@@ -186,11 +216,45 @@ class Catalog:
                     "from the archives", self.path, exc, aside.name)
         return aside
 
+    @classmethod
+    def read_only(cls, local_dir: Path) -> Catalog | None:
+        """The catalog in ``local_dir`` opened for reading only, or None if there is none yet.
+
+        Nothing is created and nothing is written, not even the schema, and no write lock is
+        ever taken: `status` reads through this while the service writes, and it works on a
+        backup folder mounted read-only or owned by another user. A file without the
+        snapshots table (not a catalog yet) counts as none. Raises :class:`sqlite3.Error`
+        when the file exists but cannot be read.
+        """
+        catalog = cls(local_dir, writable=False)
+        if not catalog.path.exists():
+            return None
+        with catalog._read() as db:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'snapshots'").fetchone()
+        return catalog if found else None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self.writable:
+            db = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+        else:
+            # mode=ro: SQLite refuses every write and never creates the file
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                 timeout=self._timeout, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        """A write transaction, taken at once so two writers never deadlock."""
+        if not self.writable:
+            raise sqlite3.OperationalError(f"{self.path} is open read-only")
+        db = self._connection()
         try:
-            db.execute("PRAGMA busy_timeout = 30000")
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -199,6 +263,20 @@ class Catalog:
                 raise
             else:
                 db.execute("COMMIT")
+        finally:
+            db.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent view, without the write lock of :meth:`_connect`."""
+        db = self._connection()
+        try:
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                if db.in_transaction:  # some errors have ended it already
+                    db.execute("ROLLBACK")
         finally:
             db.close()
 
@@ -221,24 +299,28 @@ class Catalog:
                  info.bytes_in, dbs, duration, trigger, fingerprint),
             )
 
-    def latest_fingerprint(self) -> tuple[str, datetime] | None:
-        """(fingerprint, created_at) of the newest snapshot that has one."""
-        with self._connect() as db:
-            r = db.execute("SELECT fingerprint, created_at FROM snapshots WHERE fingerprint "
-                           "IS NOT NULL ORDER BY created_at DESC LIMIT 1").fetchone()
-        return (r[0], _dt(r[1])) if r else None  # type: ignore[return-value]
-
-    def snapshots(self, *, local_only: bool = False) -> list[SnapshotRow]:
+    def snapshots(self) -> list[SnapshotRow]:
         """Every known snapshot, newest first."""
-        sql = "SELECT * FROM snapshots"
-        if local_only:
-            sql += " WHERE local = 1"
-        with self._connect() as db:
-            rows = db.execute(sql + " ORDER BY created_at DESC, id DESC").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM snapshots ORDER BY created_at DESC, id DESC"
+                              ).fetchall()
         return [_snapshot_row(r) for r in rows]
 
+    def newest_snapshot(self) -> SnapshotRow | None:
+        """The most recent snapshot (the service counts its interval from it)."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM snapshots ORDER BY created_at DESC, id DESC "
+                             "LIMIT 1").fetchone()
+        return _snapshot_row(row) if row else None
+
+    def snapshot_count(self) -> int:
+        """How many snapshots are known, here or at a destination."""
+        with self._read() as db:
+            return int(db.execute("SELECT count(*) FROM snapshots").fetchone()[0])
+
     def snapshot(self, snapshot_id: str) -> SnapshotRow | None:
-        with self._connect() as db:
+        """The snapshot called ``snapshot_id``, if known."""
+        with self._read() as db:
             row = db.execute("SELECT * FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
         return _snapshot_row(row) if row else None
 
@@ -249,11 +331,6 @@ class Catalog:
             db.execute(
                 "DELETE FROM snapshots WHERE id = ? AND NOT EXISTS (SELECT 1 FROM copies "
                 "WHERE snapshot_id = ? AND state = 'uploaded')", (snapshot_id, snapshot_id))
-
-    def forget_snapshot(self, snapshot_id: str) -> None:
-        with self._connect() as db:
-            db.execute("DELETE FROM copies WHERE snapshot_id = ?", (snapshot_id,))
-            db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,))
 
     # --- copies at destinations -------------------------------------------------------------
 
@@ -303,11 +380,12 @@ class Catalog:
             if val is not None:
                 sql += f" AND {col} = ?"
                 args.append(val)
-        with self._connect() as db:
+        with self._read() as db:
             rows = db.execute(sql + " ORDER BY snapshot_id", args).fetchall()
         return [_copy_row(r) for r in rows]
 
     def delete_copy(self, snapshot_id: str, destination: str) -> None:
+        """The copy at ``destination`` was deleted there (pruned)."""
         with self._connect() as db:
             db.execute("DELETE FROM copies WHERE snapshot_id = ? AND destination = ?",
                        (snapshot_id, destination))
@@ -315,12 +393,14 @@ class Catalog:
     # --- runs and notifications -------------------------------------------------------------
 
     def start_run(self, trigger: str, started_at: datetime) -> int:
+        """Record a run as running; returns its id for :meth:`finish_run`."""
         with self._connect() as db:
             cur = db.execute("INSERT INTO runs (started_at, trigger, status) VALUES (?,?,?)",
                              (_ts(started_at), trigger, "running"))
             return int(cur.lastrowid or 0)
 
     def finish_run(self, run_id: int, report: RunReport, summary: str) -> None:
+        """Record how run ``run_id`` ended, with its whole report."""
         with self._connect() as db:
             db.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, snapshot_id = ?, summary = ?, "
@@ -337,37 +417,29 @@ class Catalog:
                              "(the process stopped during the run)' WHERE status = 'running'")
             return cur.rowcount
 
-    def runs(self, limit: int = 20) -> list[RunRow]:
-        """The latest runs, newest first."""
-        with self._connect() as db:
-            rows = db.execute("SELECT id, started_at, finished_at, trigger, status, snapshot_id,"
-                              " summary FROM runs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [RunRow(r[0], _dt(r[1]), _dt(r[2]), r[3], r[4], r[5], r[6])  # type: ignore[arg-type]
-                for r in rows]
-
-    def last_finished_run(self) -> RunRow | None:
-        with self._connect() as db:
+    def last_run(self, *, finished: bool = False) -> RunRow | None:
+        """The newest run (``finished``: the newest that is not running any more)."""
+        where = " WHERE status != 'running'" if finished else ""
+        with self._read() as db:
             r = db.execute("SELECT id, started_at, finished_at, trigger, status, snapshot_id, "
-                           "summary FROM runs WHERE status != 'running' ORDER BY id DESC "
-                           "LIMIT 1").fetchone()
+                           f"summary FROM runs{where} ORDER BY id DESC LIMIT 1").fetchone()
         return RunRow(r[0], _dt(r[1]), _dt(r[2]), r[3], r[4], r[5], r[6]) if r else None  # type: ignore[arg-type]
-
-    def run_report(self, run_id: int) -> dict[str, Any] | None:
-        with self._connect() as db:
-            r = db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return json.loads(r[0]) if r and r[0] else None
 
     def record_notification(self, run_id: int | None, channel: str, state: str,
                             error: str | None = None) -> None:
+        """Record how a notification of run ``run_id`` on ``channel`` went."""
         with self._connect() as db:
             db.execute("INSERT INTO notifications (run_id, channel, state, error, at) "
                        "VALUES (?,?,?,?,?)", (run_id, channel, state, error, _ts(utcnow())))
 
-    def last_notification(self, channel: str) -> dict[str, Any] | None:
-        with self._connect() as db:
-            r = db.execute("SELECT run_id, state, error, at FROM notifications WHERE "
-                           "channel = ? ORDER BY id DESC LIMIT 1", (channel,)).fetchone()
-        return {"run_id": r[0], "state": r[1], "error": r[2], "at": r[3]} if r else None
+    def last_notifications(self) -> dict[str, NotificationRow]:
+        """The newest notification of each channel, by channel name (sorted)."""
+        with self._read() as db:
+            rows = db.execute("SELECT channel, run_id, state, error, at FROM notifications n "
+                              "WHERE id = (SELECT max(id) FROM notifications m WHERE "
+                              "m.channel = n.channel) ORDER BY channel").fetchall()
+        return {r[0]: NotificationRow(r[0], r[1], r[2], r[3], _dt(r[4]))  # type: ignore[arg-type]
+                for r in rows}
 
 
 def _snapshot_row(r: tuple[Any, ...]) -> SnapshotRow:
