@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from watcher.archive.files import parse_snapshot_id
 from watcher.backup.report import Problem
 from watcher.backup.retention import select
+from watcher.backup.uploads import protected_snapshot_ids
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
+from watcher.destinations.registry import enabled_names
 from watcher.state.canary_file import read_hold
 from watcher.state.catalog import Catalog
 from watcher.state.store import LocalStore
@@ -38,6 +40,24 @@ class PruneResult:
 def local_timezone() -> object:
     """The office's own time zone, for daily/weekly/monthly buckets."""
     return datetime.now().astimezone().tzinfo
+
+
+def apply_retention(cfg: Config, catalog: Catalog, store: LocalStore,
+                    destinations: list[Destination], *, prune_destinations: bool = True,
+                    just_taken: str | None = None, dry_run: bool = False) -> PruneResult:
+    """Prune as a run and `prune` do: locally, keeping each snapshot still queued at an
+    enabled destination, and at each of ``destinations`` unless ``prune_destinations`` is
+    false (a run with uploads switched off leaves them alone); see :func:`prune` for
+    ``just_taken`` and for a data-loss alert that holds everything back.
+
+    Protection goes by the enabled destinations' names, not by ``destinations``: one that
+    could not even be built this time still protects its queued copies. The caller holds
+    the run lock (:func:`watcher.backup.run.run_lock`) and has reconciled the catalog with
+    the local dir.
+    """
+    protected = protected_snapshot_ids(catalog, enabled_names(cfg))
+    return prune(cfg, catalog, store, destinations if prune_destinations else [],
+                 protected=protected, just_taken=just_taken, dry_run=dry_run)
 
 
 def prune(cfg: Config, catalog: Catalog, store: LocalStore,

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from watcher.backup.canary import Canary, Sample, compare, detect, next_hold
 from watcher.backup.failure import problem_for, send_notice, unexpected_problem
-from watcher.backup.prune import prune
+from watcher.backup.prune import apply_retention
 from watcher.backup.report import DestinationResult, Problem, RunReport, human_size
-from watcher.backup.uploads import protected_snapshot_ids
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
-from watcher.destinations.registry import enabled_destinations, enabled_names
+from watcher.destinations.registry import enabled_destinations
 from watcher.snapshot.take import Aborted, SnapshotError, take_snapshot
 from watcher.state.canary_file import (
     keep_as_last,
@@ -232,10 +231,9 @@ def _after_snapshot(cfg: Config, catalog: Catalog, store: LocalStore,
         if destinations:
             report.destinations = _send(cfg, catalog, destinations, report, upload=upload,
                                         stop=stop)
-        protected = _protected(cfg, catalog)
         if report.snapshot is not None:
-            pruned = prune(cfg, catalog, store, destinations if upload else [],
-                           protected=protected, just_taken=report.snapshot.id)
+            pruned = apply_retention(cfg, catalog, store, destinations,
+                                     prune_destinations=upload, just_taken=report.snapshot.id)
             report.pruned = [sid for ids in pruned.deleted.values() for sid in ids]
             report.warnings.extend(pruned.problems)
         report.kept = [a.id for a in store.archives()]
@@ -279,12 +277,6 @@ def _send(cfg: Config, catalog: Catalog, destinations: list[Destination], report
                                   hint="upload skipped (--no-upload); it stays queued")
                 for d in destinations for sid in new]
     return send_copies(cfg, catalog, destinations, new, stop=stop)
-
-
-def _protected(cfg: Config, catalog: Catalog) -> set[str]:
-    """Snapshots not yet at every enabled destination; by name, so a destination that could
-    not even be built this run still protects its queued copies."""
-    return protected_snapshot_ids(catalog, enabled_names(cfg))
 
 
 def summary_line(report: RunReport) -> str:
