@@ -1,4 +1,5 @@
-"""The `siip-watcher` command line: parsing, printing and exit codes only; no backup logic.
+"""The `siip-watcher` command line: parsing, printing and exit codes only; the work is in
+:mod:`watcher.actions` and the modules it names.
 
 Exit codes (README.md, "Exit codes"): 0 all done; 1 the run failed; 2 usage or configuration error;
 3 a snapshot was stored locally but a destination failed (it stays queued).
@@ -10,29 +11,19 @@ import argparse
 import json
 import logging
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from watcher import __version__
+from watcher.actions import Tick, UsageError
 from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from watcher.config.settings import Config, ConfigError, config_file_from, load, to_toml
 from watcher.destinations.base import SetupError
-from watcher.destinations.registry import (
-    KINDS,
-    NAMES,
-    DestinationKind,
-    enabled_destinations,
-    open_destination,
-)
+from watcher.destinations.registry import KINDS, NAMES, DestinationKind
 
 log = logging.getLogger("watcher")
-
-
-class UsageError(Exception):
-    """Wrong arguments or a state that makes the command impossible (exit 2)."""
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -52,8 +43,7 @@ def _print_json(data: Any) -> None:
 
 
 @contextmanager
-def _progress(enabled: bool, desc: str) -> Iterator[tuple[Callable[[int], None] | None,
-                                                          Callable[[int], None] | None]]:
+def _progress(enabled: bool, desc: str) -> Iterator[tuple[Tick | None, Tick | None]]:
     """A byte progress bar on a terminal; nothing (log lines only) otherwise."""
     if not enabled or not sys.stderr.isatty():
         yield None, None
@@ -133,135 +123,44 @@ def _print_report(report: Any) -> None:
         out.write(f"  pruned  : {', '.join(report.pruned)}\n")
 
 
-def _resolve_local(cfg: Config, ident: str) -> tuple[str, Path]:
-    from watcher.state.store import LocalStore
-
-    archives = LocalStore(cfg).archives()
-    if not archives:
-        raise UsageError(f"no snapshots in {cfg.local.dir}; run `siip-watcher once` first, or "
-                         f"use {' or '.join('--from ' + n for n in NAMES)}")
-    if ident == "latest":
-        return archives[0].id, archives[0].path
-    for a in archives:
-        if ident in (a.id, a.path.name):
-            return a.id, a.path
-    raise UsageError(f"no snapshot {ident!r} in {cfg.local.dir}; `siip-watcher list` shows them")
-
-
-@contextmanager
-def _fetched(cfg: Config, source: str, ident: str) -> Iterator[tuple[str, Path, str | None]]:
-    """(id, local path of the archive, sha256 to expect) from the local dir or a destination.
-
-    A remote archive is downloaded into a temporary folder (in the local dir when it exists,
-    else the system's) with its sidecar, and removed afterwards. Both are named after the
-    snapshot id, checked against the archive name pattern, and never after the remote file's
-    name: whoever can rename a file at the destination could otherwise pick the path written.
-    """
-    if source == "local":
-        sid, path = _resolve_local(cfg, ident)
-        yield sid, path, None
-        return
-    from watcher.archive.files import archive_name, parse_snapshot_id, sidecar_line
-
-    with open_destination(cfg, source) as dest:
-        remote = dest.list()
-        if not remote:
-            raise UsageError(f"no snapshots at {source}")
-        chosen = remote[0] if ident == "latest" else next(
-            (r for r in remote if ident in (r.snapshot_id, r.name)), None)
-        if chosen is None:
-            raise UsageError(f"no snapshot {ident!r} at {source}; "
-                             f"`siip-watcher list --from {source}` shows them")
-        sid = chosen.snapshot_id
-        if parse_snapshot_id(sid) is None:
-            raise UsageError(f"{source} holds a file whose snapshot id {sid!r} is not like "
-                             f"NAME-YYYYMMDDTHHMMSSZ; it is not downloaded, pick another with "
-                             f"`siip-watcher list --from {source}`")
-        work = cfg.local.dir if cfg.local.dir.is_dir() else None
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
-            target = Path(tmp) / archive_name(sid)
-            with _progress(True, f"download {sid}") as (update, total):
-                if total:
-                    total(chosen.size)
-                dest.get(chosen, target, progress=update)
-            if chosen.sha256:
-                target.with_name(target.name + ".sha256").write_text(
-                    sidecar_line(chosen.sha256, target.name))
-            yield sid, target, chosen.sha256
+def _bars(desc: str) -> AbstractContextManager[tuple[Tick | None, Tick | None]]:
+    """The progress bars of `verify` and `restore`: on a terminal, whatever the output."""
+    return _progress(True, desc)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from watcher.actions.list import list_snapshots
+
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
-    rows: list[dict[str, Any]] = []
-    if args.source == "local":
-        from watcher.state.catalog import Catalog
-        from watcher.state.inventory import reconcile
-        from watcher.state.store import LocalStore
-
-        store = LocalStore(cfg)
-        catalog = Catalog(cfg.local.dir) if cfg.local.dir.is_dir() else None
-        if catalog is not None:
-            reconcile(catalog, store)
-        copies: dict[str, list[str]] = {}
-        if catalog is not None:
-            for c in catalog.copies(state="uploaded"):
-                copies.setdefault(c.snapshot_id, []).append(c.destination)
-        for snap in (catalog.snapshots() if catalog else []):
-            where = (["local"] if snap.local else []) + copies.get(snap.id, [])
-            rows.append({"id": snap.id, "created_at": snap.created_at.isoformat(),
-                         "size": snap.size, "files": snap.files, "sha256": snap.sha256,
-                         "trigger": snap.trigger, "stored_at": where,
-                         "file": snap.file if snap.local else None})
-    else:
-        with open_destination(cfg, args.source) as dest:
-            for r in dest.list():
-                rows.append({"id": r.snapshot_id,
-                             "created_at": r.created_at.isoformat() if r.created_at else None,
-                             "size": r.size, "sha256": r.sha256, "stored_at": [args.source],
-                             "link": r.link})
+    rows = list_snapshots(cfg, args.source)
     if args.json:
-        _print_json(rows)
+        _print_json([r.to_dict() for r in rows])
         return EXIT_OK
     if not rows:
         print(f"no snapshots ({args.source})")
         return EXIT_OK
     print(f"{'ID':<32} {'CREATED (UTC)':<20} {'SIZE':>14}  STORED AT")
     for r in rows:
-        created = (r["created_at"] or "")[:19].replace("T", " ")
-        print(f"{r['id']:<32} {created:<20} {r['size']:>14,}  {', '.join(r['stored_at'])}")
+        created = (r.created_at.isoformat() if r.created_at else "")[:19].replace("T", " ")
+        print(f"{r.id:<32} {created:<20} {r.size:>14,}  {', '.join(r.stored_at)}")
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from watcher.archive.read import verify
-    from watcher.state.store import LocalStore
+    from watcher.actions.verify import verify_snapshots
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
-    if args.all:
-        if args.source != "local":
-            idents = [r.snapshot_id for r in _remote_list(cfg, args.source)]
-        else:
-            idents = [a.id for a in LocalStore(cfg).archives()]
-        if not idents:
-            raise UsageError(f"no snapshots to verify ({args.source})")
-    else:
-        idents = [args.id or "latest"]
     failed = 0
-    for ident in idents:
-        with _fetched(cfg, args.source, ident) as (sid, path, _sha), \
-                _progress(True, f"verify {sid}") as (update, total):
-            if total:
-                total(path.stat().st_size)
-            work = cfg.local.dir if cfg.local.dir.is_dir() else None
-            result = verify(path, work_dir=work, progress=update)
+    for one in verify_snapshots(cfg, args.source, args.id, every=args.all, bars=_bars):
+        result = one.result
         if result.ok:
             dbs = ", ".join(f"{d['path']} {d['check']}" for d in result.databases) or "none"
-            print(f"{sid}: OK ({result.members:,} members; databases: {dbs})")
+            print(f"{one.snapshot_id}: OK ({result.members:,} members; databases: {dbs})")
         else:
             failed += 1
-            print(f"{sid}: FAILED")
+            print(f"{one.snapshot_id}: FAILED")
             for p in result.problems[:20]:
                 print(f"  - {p}")
             if len(result.problems) > 20:
@@ -269,28 +168,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_RUN_FAILED if failed else EXIT_OK
 
 
-def _remote_list(cfg: Config, source: str) -> list[Any]:
-    with open_destination(cfg, source) as dest:
-        return dest.list()
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
-    from watcher.archive.restore import restore, target_problem
+    from watcher.actions.restore import restore_snapshot
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
-    target = Path(args.to).expanduser()
-    # checked before any download; restore() checks again
-    problem = target_problem(target, args.force)
-    if problem:
-        raise UsageError(problem)
-    with _fetched(cfg, args.source, args.id) as (sid, path, sha), \
-            _progress(True, f"restore {sid}") as (update, total):
-        if total:
-            total(path.stat().st_size)
-        result = restore(path, target, only=args.only or [], force=args.force,
-                         progress=update, expected_sha256=sha)
-    print(f"Restored {sid} into {result.target}: {result.files:,} files, "
+    done = restore_snapshot(cfg, args.source, args.id, Path(args.to).expanduser(),
+                            only=args.only or [], force=args.force, bars=_bars)
+    result = done.result
+    print(f"Restored {done.snapshot_id} into {result.target}: {result.files:,} files, "
           f"{result.bytes:,} bytes.")
     for db in result.databases:
         print(f"  database: {db}")
@@ -301,28 +187,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from watcher.backup.prune import prune
-    from watcher.backup.run import run_lock
-    from watcher.state.catalog import Catalog
-    from watcher.state.inventory import reconcile
-    from watcher.state.store import LocalStore
+    from watcher.actions.prune import prune_now
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
-    store = LocalStore(cfg)
-    store.ensure()
-    with ExitStack() as opened:
-        destinations = [opened.enter_context(d) for d in enabled_destinations(cfg)]
-        with run_lock(cfg):
-            catalog = Catalog(store.dir)
-            reconcile(catalog, store)
-            protected: set[str] = set()
-            if destinations:
-                from watcher.backup.uploads import protected_snapshot_ids
-
-                protected = protected_snapshot_ids(catalog, destinations)
-            result = prune(cfg, catalog, store, destinations, protected=protected,
-                           dry_run=args.dry_run)
+    result = prune_now(cfg, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for place, ids in result.deleted.items():
         print(f"{place}: {verb} {len(ids)}, keeping {len(result.kept.get(place, []))}")
