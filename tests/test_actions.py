@@ -1,4 +1,4 @@
-"""The actions behind `list`, `verify`, `restore` and `prune`, called directly: what they
+"""The actions behind `list`, `verify`, `restore`, `prune` and `ack`, called directly: what they
 return, and what they refuse before touching anything. The command line around them is
 tested in tests/test_cli.py."""
 
@@ -15,16 +15,19 @@ from tests.drive_fixtures import FAST_RETRY, drive_config
 from tests.drive_server import DriveServer
 from watcher.actions import UsageError
 from watcher.actions import fetch as fetch_module
+from watcher.actions.ack import acknowledge
 from watcher.actions.fetch import fetched
 from watcher.actions.list import LocalSnapshot, RemoteSnapshot, list_snapshots
 from watcher.actions.prune import prune_now
 from watcher.actions.restore import restore_snapshot
 from watcher.actions.verify import verify_snapshots
+from watcher.backup.canary import Hold
 from watcher.backup.run import run_backup
 from watcher.config.settings import Config, RetentionConfig
 from watcher.destinations.base import RemoteFile
 from watcher.destinations.folder import LocalFolderDestination
-from watcher.state.catalog import Catalog
+from watcher.state.canary_file import read_hold, write_hold
+from watcher.state.catalog import Catalog, utcnow
 
 KEEP_ONE = RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
 
@@ -154,3 +157,16 @@ def test_prune_keeps_locally_what_a_destination_still_waits_for(
     assert done.protected == [queued[1]]
     assert sorted(p.name for p in cfg.local.dir.glob("*.tar.zst")) == sorted(
         f"{sid}.tar.zst" for sid in queued[1:])
+
+
+def test_ack_returns_the_alert_it_cleared(cfg: Config) -> None:
+    with pytest.raises(UsageError, match="is not a folder"):
+        acknowledge(cfg)
+    cfg.local.dir.mkdir()
+    assert acknowledge(cfg) is None
+    raised = utcnow().replace(microsecond=0)
+    write_hold(cfg.local.dir, Hold(raised, raised, "siip-x", ("siip_database.db is empty",)))
+    cleared = acknowledge(cfg)
+    assert cleared is not None and cleared.reasons == ("siip_database.db is empty",)
+    assert cleared.raised_at == raised
+    assert read_hold(cfg.local.dir, utcnow()) is None

@@ -205,22 +205,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
-    from watcher.backup.run import run_lock
-    from watcher.state.canary_file import read_hold, write_hold
-    from watcher.state.catalog import utcnow
+    from watcher.actions.ack import acknowledge
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
-    if not cfg.local.dir.is_dir():
-        raise UsageError(f"local.dir {cfg.local.dir} is not a folder; fix local.dir")
-    with run_lock(cfg):
-        hold = read_hold(cfg.local.dir, utcnow())
-        if hold is None:
-            print("No data-loss alert to acknowledge; pruning runs normally.")
-            return EXIT_OK
-        write_hold(cfg.local.dir, None)
-    log.warning("data-loss alert acknowledged (raised %s: %s); pruning resumes at the next run",
-                hold.raised_at.isoformat(timespec="minutes"), "; ".join(hold.reasons))
+    hold = acknowledge(cfg)
+    if hold is None:
+        print("No data-loss alert to acknowledge; pruning runs normally.")
+        return EXIT_OK
     print(f"Acknowledged the data-loss alert raised {hold.raised_at:%Y-%m-%d %H:%M} UTC:")
     for reason in hold.reasons:
         print(f"  - {reason}")
