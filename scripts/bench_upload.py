@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the Drive upload (issue 4, section Measured) against the local Drive server.
 
-Three figures, each against ``tests/drive_server.py`` on 127.0.0.1:
+Three figures, each against ``fakedrive`` (our Drive API server) on 127.0.0.1:
 
 1. **Throughput**: ``GoogleDriveDestination.put`` of a file of ``--size-mib`` incompressible
    bytes (resumable protocol, ``--chunk-mib`` chunks, md5 of the file, exactly-once
@@ -59,8 +59,8 @@ def make_file(path: Path, size: int) -> None:
 
 
 def start_server() -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "drive_server.py"),
-                             "--hash-only"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "fakedrive", "--hash-only"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())
     return proc, info
@@ -170,8 +170,8 @@ def dropped_connection(size: int, chunk: int, tmp: Path) -> int:
     """Chunk bytes sent beyond the file size when the third chunk's connection drops."""
     import hashlib
 
+    from fakedrive import DriveServer
     from tests.drive_fixtures import drive_config, make_drive
-    from tests.drive_server import DriveServer
 
     path = tmp / "drop.bin"
     make_file(path, size)

@@ -1,5 +1,5 @@
 """Helpers for the Drive tests: credentials the real google-auth accepts, pointed at
-:mod:`tests.drive_server`, and destinations with test-sized chunks and retry delays."""
+:mod:`fakedrive`, and destinations with test-sized chunks and retry delays."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.drive_server import DriveServer
+from fakedrive import DriveServer
 from watcher.config.settings import DriveConfig
 from watcher.destinations.gdrive.destination import GoogleDriveDestination
 from watcher.retry import RetryPolicy

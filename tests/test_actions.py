@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from fakedrive import DriveServer
 from tests.drive_fixtures import FAST_RETRY, drive_config
-from tests.drive_server import DriveServer
 from watcher.actions import UsageError
 from watcher.actions import fetch as fetch_module
 from watcher.actions.ack import acknowledge

@@ -600,8 +600,8 @@ def queued(siip: Path, tmp_path: Path) -> Iterator[tuple[Config, Any, Catalog, s
     uploads were off, so its Drive copy is queued: (config, server, catalog, snapshot id)."""
     from dataclasses import asdict
 
+    from fakedrive import DriveServer
     from tests.drive_fixtures import drive_config
-    from tests.drive_server import DriveServer
     from watcher.backup.run import run_backup
 
     with DriveServer() as server:

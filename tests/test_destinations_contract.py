@@ -1,9 +1,9 @@
 """One contract every destination keeps, run against each of them.
 
 The folder destination is the one the registry builds from a [folder] section, on real
-folders; the Drive destination is the real
-google-api-python-client + google-auth against tests/drive_server.py on 127.0.0.1, once
-with a user sign-in (My Drive folder) and once with a service account in a shared drive.
+folders; the Drive destination is the real google-api-python-client + google-auth against
+fakedrive (our Drive server) on 127.0.0.1, once with a user sign-in (My Drive folder) and once
+with a service account in a shared drive.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fakedrive import DriveServer
 from tests.drive_fixtures import (
     CHUNK,
     drive_config,
@@ -24,7 +25,6 @@ from tests.drive_fixtures import (
     make_drive,
     shared_drive_config,
 )
-from tests.drive_server import DriveServer
 from watcher.config.settings import from_mapping
 from watcher.destinations.base import Destination, DestinationError, RemoteFile
 from watcher.destinations.folder import LocalFolderDestination

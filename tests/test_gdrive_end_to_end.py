@@ -11,9 +11,9 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from fakedrive import DriveServer
 from tests.conftest import assert_restored, write_config
 from tests.drive_fixtures import FAST_RETRY, drive_config
-from tests.drive_server import DriveServer
 from watcher.cli import main
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
 

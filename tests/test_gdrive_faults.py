@@ -1,5 +1,5 @@
 """Drive uploads under every fault the issue lists, with the real google-api-python-client,
-google-auth and httplib2 against tests/drive_server.py.
+google-auth and httplib2 against fakedrive (our Drive server).
 
 Each test ends with exactly one verified copy on the server (same bytes, same md5), or with
 a clear, one-line failure and nothing half-made. The server also checks the client's side
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fakedrive import DriveServer, DriveState
 from tests.drive_fixtures import (
     CHUNK,
     SA_EMAIL,
@@ -25,7 +26,6 @@ from tests.drive_fixtures import (
     make_drive,
     shared_drive_config,
 )
-from tests.drive_server import DriveServer, DriveState
 from watcher.destinations.base import DestinationError
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT, GoogleDriveDestination
 

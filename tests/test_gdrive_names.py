@@ -11,8 +11,8 @@ from subprocess import CompletedProcess
 
 import pytest
 
+from fakedrive import DriveServer
 from tests.conftest import write_config
-from tests.drive_server import DriveServer
 from tests.test_gdrive_end_to_end import drive_section
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
 

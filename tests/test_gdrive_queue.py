@@ -1,5 +1,5 @@
 """The upload queue (watcher.backup.uploads) with a real catalog, real archives and the Drive
-destination against tests/drive_server.py."""
+destination against fakedrive (our Drive server)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fakedrive import DriveServer
 from tests.drive_fixtures import CHUNK, drive_config, make_archive, make_drive
-from tests.drive_server import DriveServer
 from watcher.backup.report import SnapshotInfo
 from watcher.backup.uploads import (
     FAILED_RETRY,
@@ -140,7 +140,7 @@ def test_resume_state_survives_a_restart(queue: Queue) -> None:
     [copy] = queue.catalog.copies(IDS[0])
     assert copy.resume and copy.resume["offset"] == 2 * CHUNK
 
-    queue.server.state.faults.clear()
+    queue.server.state.stop_faults()
     restarted = Queue(queue.server, queue.cfg, Catalog(queue.cfg.local.dir),
                       make_drive(queue.cfg.drive))
     [result] = restarted.send(force=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from googleapiclient.http import MediaIoBaseUpload
 
+from fakedrive import DriveServer
 from tests.drive_fixtures import CHUNK, drive_config, make_archive, make_drive
-from tests.drive_server import DriveServer
 from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.transport import authorized_http, build_service
 

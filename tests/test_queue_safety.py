@@ -1,7 +1,7 @@
 """The upload queue is never raced and never forgotten: the service's retry of queued uploads
 waits while `once` holds the run lock, and a catalog rebuilt from the archives queues every
 archive again, so none is pruned locally before it is known to be at Drive. Real catalog,
-real archives, the Drive API of tests/drive_server.py."""
+real archives, our Drive API server (fakedrive)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from fakedrive import DriveServer
 from tests.conftest import make_config
 from tests.drive_fixtures import drive_config
-from tests.drive_server import DriveServer
 from tests.test_daemon import FakeRun, Running, wait_until
 from watcher.backup.run import run_backup, run_lock
 from watcher.config.settings import Config
