@@ -171,7 +171,7 @@ def dropped_connection(size: int, chunk: int, tmp: Path) -> int:
     import hashlib
 
     from fakedrive import DriveServer
-    from tests.drive_fixtures import drive_config, make_drive
+    from tests.fakes.drive import drive_config, make_drive
 
     path = tmp / "drop.bin"
     make_file(path, size)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fakedrive import DriveServer
-from tests.drive_fixtures import FAST_RETRY, drive_config
+from tests.fakes.drive import FAST_RETRY, drive_config
 from watcher.actions import UsageError
 from watcher.actions import fetch as fetch_module
 from watcher.actions.ack import acknowledge

@@ -601,7 +601,7 @@ def queued(siip: Path, tmp_path: Path) -> Iterator[tuple[Config, Any, Catalog, s
     from dataclasses import asdict
 
     from fakedrive import DriveServer
-    from tests.drive_fixtures import drive_config
+    from tests.fakes.drive import drive_config
     from watcher.backup.run import run_backup
 
     with DriveServer() as server:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fakedrive import DriveServer
-from tests.drive_fixtures import (
+from tests.fakes.drive import (
     CHUNK,
     drive_config,
     make_archive,

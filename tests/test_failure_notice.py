@@ -1,6 +1,6 @@
 """Every failure of a run (`once`, the service's runs) or of the service's start reaches the
 admin: an email in plain words and a heartbeat ``/fail``, against the real SMTP server of
-tests/smtp_server.py and a small real HTTP server standing in for Healthchecks. A failing
+tests/fakes/smtp.py and a small real HTTP server standing in for Healthchecks. A failing
 notification never hides the failure it was about."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_config, write_config
-from tests.smtp_server import (
+from tests.fakes.smtp import (
     IGNORE_AUTH_WARNING,
     TEST_PASSWORD,
     TEST_USER,

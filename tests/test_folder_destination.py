@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import assert_restored, write_config
-from tests.smtp_server import (
+from tests.fakes.smtp import (
     IGNORE_AUTH_WARNING,
     TEST_PASSWORD,
     TEST_USER,

@@ -13,7 +13,7 @@ import pytest
 
 from fakedrive import DriveServer
 from tests.conftest import assert_restored, write_config
-from tests.drive_fixtures import FAST_RETRY, drive_config
+from tests.fakes.drive import FAST_RETRY, drive_config
 from watcher.cli import main
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
 

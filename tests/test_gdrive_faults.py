@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fakedrive import DriveServer, DriveState
-from tests.drive_fixtures import (
+from tests.fakes.drive import (
     CHUNK,
     SA_EMAIL,
     drive_config,

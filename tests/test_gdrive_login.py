@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from fakedrive import DriveServer
-from tests.drive_fixtures import CLIENT_ID, client_file, make_archive, make_drive
+from tests.fakes.drive import CLIENT_ID, client_file, make_archive, make_drive
 from watcher.config.settings import Config, DriveConfig, from_mapping
 from watcher.destinations.gdrive.auth import LoginError, load_user_token, login, parse_pasted
 from watcher.destinations.gdrive.setup import drive_login

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fakedrive import DriveServer
-from tests.drive_fixtures import CHUNK, drive_config, make_archive, make_drive
+from tests.fakes.drive import CHUNK, drive_config, make_archive, make_drive
 from watcher.backup.report import SnapshotInfo
 from watcher.backup.uploads import (
     FAILED_RETRY,

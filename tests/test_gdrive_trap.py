@@ -17,7 +17,7 @@ import pytest
 from googleapiclient.http import MediaIoBaseUpload
 
 from fakedrive import DriveServer
-from tests.drive_fixtures import CHUNK, drive_config, make_archive, make_drive
+from tests.fakes.drive import CHUNK, drive_config, make_archive, make_drive
 from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.transport import authorized_http, build_service
 

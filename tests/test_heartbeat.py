@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.smtp_server import SilentServer, closed_port
+from tests.fakes.smtp import SilentServer, closed_port
 from watcher.backup.report import Problem, RunReport, SnapshotInfo
 from watcher.config.settings import Config, from_mapping
 from watcher.notify import notify
