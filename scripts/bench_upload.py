@@ -40,8 +40,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from watcher.config.settings import DriveConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -111,21 +114,26 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def drive_settings(info: dict[str, Any], token: Path, chunk_mib: int) -> DriveConfig:
+    """A DriveConfig for the server ``info`` describes, its user sign-in written to ``token``
+    as `drive login` stores it."""
+    from watcher.config.settings import DriveConfig
+
+    token.write_text(json.dumps({k: info[k] for k in ("refresh_token", "client_id",
+                                                      "client_secret", "token_uri")}))
+    return DriveConfig(enabled=True, folder_id=info["folder"], credentials_file="unused",
+                       token_file=str(token), chunk_mib=chunk_mib, api_root=info["api_root"])
+
+
 def child_upload(args: argparse.Namespace) -> None:
     """Runs in its own process: one put, timed, with its peak memory."""
     import hashlib
 
-    from watcher.config.settings import DriveConfig
     from watcher.destinations.gdrive.destination import GoogleDriveDestination
 
     info = json.loads(args.child)
     path = Path(info["file"])
-    token = Path(info["token_file"])
-    token.write_text(json.dumps({k: info[k] for k in ("refresh_token", "client_id",
-                                                      "client_secret", "token_uri")}))
-    cfg = DriveConfig(enabled=True, folder_id=info["folder"], credentials_file="unused",
-                      token_file=str(token), chunk_mib=info["chunk_mib"],
-                      api_root=info["api_root"])
+    cfg = drive_settings(info, Path(info["token_file"]), info["chunk_mib"])
     dest = GoogleDriveDestination(cfg)
     sha = info["sha256"] or hashlib.sha256(path.read_bytes()).hexdigest()
     sid = info["snapshot_id"]
@@ -170,14 +178,21 @@ def dropped_connection(size: int, chunk: int, tmp: Path) -> int:
     """Chunk bytes sent beyond the file size when the third chunk's connection drops."""
     import hashlib
 
-    from fakedrive import DriveServer
-    from tests.fakes.drive import drive_config, make_drive
+    from fakedrive import DriveServer, sign_in
+    from watcher.destinations.gdrive.destination import GoogleDriveDestination
+    from watcher.retry import RetryPolicy
 
     path = tmp / "drop.bin"
     make_file(path, size)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     with DriveServer() as server:
-        dest = make_drive(drive_config(server, tmp), chunk=chunk, timeout=30)
+        info = {"api_root": server.url, "token_uri": server.token_uri,
+                **sign_in(server.state)}
+        # quick retries: this figure counts bytes, and waiting out a backoff adds none
+        dest = GoogleDriveDestination(drive_settings(info, tmp / "drop-token.json",
+                                                     chunk // MIB),
+                                      timeout=30, retry=RetryPolicy(attempts=5, base=0.01,
+                                                                    cap=0.05))
         server.state.inject("chunk", "drop", skip=2)
         dest.put(path, snapshot_id="siip-20260101T000000Z", sha256=sha)
         assert server.state.violations == []

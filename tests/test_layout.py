@@ -1,0 +1,38 @@
+"""Who may import whom: the product imports no test code, and the benchmarks import nothing
+from tests/ (what both need, the Drive server, lives in fakedrive/)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a Python file imports, at any depth of the file."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def top_levels(folder: str) -> dict[str, set[str]]:
+    return {str(p.relative_to(REPO)): {m.split(".")[0] for m in imported_modules(p)}
+            for p in sorted((REPO / folder).rglob("*.py"))}
+
+
+@pytest.mark.parametrize("folder,forbidden", [
+    ("watcher", {"tests", "fakedrive"}),
+    ("scripts", {"tests"}),
+    ("fakedrive", {"tests", "watcher"}),
+])
+def test_imports_stay_on_their_side(folder: str, forbidden: set[str]) -> None:
+    wrong = {path: sorted(mods & forbidden) for path, mods in top_levels(folder).items()
+             if mods & forbidden}
+    assert wrong == {}
