@@ -83,6 +83,8 @@ class DriveServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self.stop()
+        if exc_type is None:          # a failing test's own error says more than ours
+            self.check()
 
 
 def sign_in(state: DriveState, client_id: str = "bench-client",

@@ -195,7 +195,6 @@ def dropped_connection(size: int, chunk: int, tmp: Path) -> int:
                                                                     cap=0.05))
         server.state.inject("chunk", "drop", skip=2)
         dest.put(path, snapshot_id="siip-20260101T000000Z", sha256=sha)
-        assert server.state.violations == []
         return server.state.chunk_bytes_sent() - size
 
 

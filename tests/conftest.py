@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fakedrive import DriveServer
 from watcher.config.settings import Config, from_mapping
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,6 +90,17 @@ def siip(tmp_path: Path) -> Path:
 def cfg(siip: Path, tmp_path: Path) -> Config:
     """Config backing ``siip`` up to a folder outside it."""
     return make_config(siip, tmp_path / "backups")
+
+
+@pytest.fixture
+def drive_server() -> Iterator[DriveServer]:
+    """A fresh Drive API server on 127.0.0.1 (see :mod:`fakedrive`).
+
+    On teardown it fails the test if an injected fault did not fire or the client broke the
+    upload protocol, so a fault test cannot quietly stop testing anything.
+    """
+    with DriveServer() as server:
+        yield server
 
 
 @pytest.fixture

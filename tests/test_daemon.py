@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from fakedrive import DriveServer
 from tests.conftest import REPO, make_config, make_siip_tree, write_config
 from watcher.backup.report import RunReport, SnapshotInfo
 from watcher.backup.run import RunBusy
@@ -595,24 +596,22 @@ def test_real_second_instance_refuses(real: Any, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def queued(siip: Path, tmp_path: Path) -> Iterator[tuple[Config, Any, Catalog, str]]:
+def queued(siip: Path, tmp_path: Path,
+           drive_server: DriveServer) -> tuple[Config, DriveServer, Catalog, str]:
     """A service configuration with Drive on (a local server), and one snapshot stored while
     uploads were off, so its Drive copy is queued: (config, server, catalog, snapshot id)."""
     from dataclasses import asdict
 
-    from fakedrive import DriveServer
     from tests.fakes.drive import drive_config
     from watcher.backup.run import run_backup
 
-    with DriveServer() as server:
-        drive = asdict(drive_config(server, tmp_path))
-        cfg = make_config(siip, tmp_path / "backups", drive=drive,
-                          schedule={"interval_hours": 1.0})
-        report = run_backup(cfg, trigger="manual", upload=False, email=False)
-        assert report.snapshot is not None
-        catalog = Catalog(cfg.local.dir)
-        assert [c.state for c in catalog.copies()] == ["pending"]
-        yield cfg, server, catalog, report.snapshot.id
+    drive = asdict(drive_config(drive_server, tmp_path))
+    cfg = make_config(siip, tmp_path / "backups", drive=drive, schedule={"interval_hours": 1.0})
+    report = run_backup(cfg, trigger="manual", upload=False, email=False)
+    assert report.snapshot is not None
+    catalog = Catalog(cfg.local.dir)
+    assert [c.state for c in catalog.copies()] == ["pending"]
+    return cfg, drive_server, catalog, report.snapshot.id
 
 
 def test_queued_uploads_are_retried_on_a_timer(queued: tuple[Config, Any, Catalog, str],

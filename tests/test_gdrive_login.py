@@ -8,7 +8,7 @@ import os
 import stat
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -23,9 +23,9 @@ from watcher.destinations.gdrive.setup import drive_login
 
 
 @pytest.fixture
-def server() -> Iterator[DriveServer]:
-    with DriveServer() as s:
-        yield s
+def server(drive_server: DriveServer) -> DriveServer:
+    """The Drive server, by the short name these tests use throughout."""
+    return drive_server
 
 
 def oauth_config(server: DriveServer, tmp: Path, **kw: str) -> DriveConfig:

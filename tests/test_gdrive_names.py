@@ -5,7 +5,7 @@ against the archive name pattern, so a hostile name never chooses a path on this
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -24,15 +24,14 @@ def every_path(root: Path) -> set[Path]:
 
 
 @pytest.fixture
-def uploaded(siip: Path, tmp_path: Path, cli: Cli) -> Iterator[tuple[DriveServer, str, str]]:
+def uploaded(siip: Path, tmp_path: Path, cli: Cli,
+             drive_server: DriveServer) -> tuple[DriveServer, str, str]:
     """A snapshot uploaded by `once`; (server, drive config section, snapshot id)."""
-    server = DriveServer().start()
-    extra = drive_section(server, tmp_path)
+    extra = drive_section(drive_server, tmp_path)
     config = write_config(tmp_path / "server.toml", siip, tmp_path / "backups", extra)
     run = cli("-c", str(config), "once", "--no-email", "--json")
     assert run.returncode == 0, run.stderr
-    yield server, extra, json.loads(run.stdout)["snapshot"]["id"]
-    server.stop()
+    return drive_server, extra, json.loads(run.stdout)["snapshot"]["id"]
 
 
 @pytest.mark.parametrize("hostile", ["{outside}/evil", "../../evil.tar.zst"])
