@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_config
+from tests.helpers import make_config
 from watcher.backup.report import RunReport, SnapshotInfo
 from watcher.service.status import collect_status
 from watcher.state.catalog import CATALOG_FILE, Catalog, utcnow

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import write_config
+from tests.helpers import write_config
 from watcher.backup.run import run_backup
 from watcher.config.settings import Config
 from watcher.state.catalog import CATALOG_FILE, Catalog

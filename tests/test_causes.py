@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tests.conftest import make_config
+from tests.helpers import make_config
 from watcher.backup.report import CAUSES
 from watcher.backup.run import run_backup
 from watcher.notify.message import build_report_message

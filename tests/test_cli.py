@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import write_config
+from tests.helpers import write_config
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

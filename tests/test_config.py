@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, write_config
+from tests.helpers import REPO, write_config
 from watcher.config.settings import (
     NUMBER_RANGES,
     SECTIONS,

@@ -7,6 +7,7 @@ The first part drives :func:`watcher.service.daemon.serve` in a thread with a re
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -24,7 +25,15 @@ from typing import Any
 import pytest
 
 from fakedrive import DriveServer
-from tests.conftest import REPO, make_config, make_siip_tree, write_config
+from tests.helpers import (
+    WAIT,
+    clean_env,
+    make_config,
+    make_siip_tree,
+    toml_table,
+    wait_until,
+    write_config,
+)
 from watcher.backup.report import RunReport, SnapshotInfo
 from watcher.backup.run import RunBusy
 from watcher.config.settings import Config
@@ -33,18 +42,6 @@ from watcher.service.state_file import read_state
 from watcher.service.status import collect_status, format_status
 from watcher.state.catalog import Catalog, utcnow
 from watcher.state.lock import SERVICE_LOCK_FILE
-
-WAIT = 30.0  # upper bound for things that normally take well under a second
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @dataclass
@@ -236,14 +233,14 @@ def test_trickle_that_is_never_quiet_runs_by_max_delay(siip: Path, tmp_path: Pat
     fake = FakeRun(cfg)
     services(cfg, fake)
     wait_until(lambda: fake.triggers() == ["start"], "the start run")
-    trickle_started = time.monotonic()
-    i = 0
+    writes = itertools.count()
+
+    def write_then_look() -> bool:
+        (siip / "trickle.txt").write_text(str(next(writes)))
+        return len(fake.calls) >= 2
+
     # one write every 0.1 s, never 1 s quiet; stop as soon as the change run began
-    while len(fake.calls) < 2:
-        (siip / "trickle.txt").write_text(str(i))
-        i += 1
-        time.sleep(0.1)
-        assert time.monotonic() - trickle_started < WAIT, "no run while changes kept coming"
+    wait_until(write_then_look, "a run while changes kept coming", interval=0.1)
     assert fake.triggers() == ["start", "change"]
 
 
@@ -410,13 +407,6 @@ def test_status_reports_pending_uploads(siip: Path, tmp_path: Path) -> None:
 # --- the real command, end to end -----------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIIP_WATCHER_")}
-    env["PYTHONPATH"] = str(REPO)
-    env.pop("JOURNAL_STREAM", None)
-    return env
-
-
 class Service:
     """`python -m watcher start` in a subprocess; stderr collected line by line."""
 
@@ -425,7 +415,7 @@ class Service:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "watcher", "-c", str(config), "start"], cwd=cwd,
-            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -456,14 +446,14 @@ class Service:
 
 def _cli(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), *args],
-                          cwd=cwd, env=_env(), capture_output=True, text=True, timeout=120)
+                          cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=120)
 
 
 def _schedule_toml(**values: Any) -> str:
     base = {"interval_hours": 1.0, "debounce_seconds": 0.5, "max_delay_seconds": 10.0,
             "heavy_change_events": 50, "stop_timeout_seconds": 10.0}
     base.update(values)
-    return "[schedule]\n" + "".join(f"{k} = {v!r}\n" for k, v in base.items())
+    return toml_table("schedule", base)
 
 
 @pytest.fixture
@@ -527,14 +517,14 @@ def test_real_trickle_that_is_never_quiet_runs_by_max_delay(real: Any) -> None:
     # moment still never gives the tree a quiet debounce
     svc, root, _ = real(heavy_change_events=5, debounce_seconds=2.5, max_delay_seconds=4.0)
     svc.wait_for("backup OK")
-    deadline = time.monotonic() + 60
-    i = 0
+    writes = itertools.count()
+
+    def write_then_look() -> int:
+        (root / "static" / "trickle.txt").write_text(str(next(writes)))
+        return svc.count("backup starting: trigger change")
+
     # a write every 0.1 s is never 2.5 s quiet: only max_delay_seconds can start the run
-    while svc.count("backup starting: trigger change") == 0:
-        (root / "static" / "trickle.txt").write_text(str(i))
-        i += 1
-        time.sleep(0.1)
-        assert time.monotonic() < deadline, svc.log()
+    wait_until(write_then_look, "the change run", 60, interval=0.1, detail=svc.log)
     assert "changes still coming" in svc.log()
     assert svc.stop() == 0
 

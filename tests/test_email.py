@@ -26,6 +26,7 @@ from tests.fakes.smtp import (
     closed_port,
     make_tls_files,
 )
+from tests.helpers import make_config, toml_table, write_config
 from watcher.backup.report import (
     DatabaseResult,
     DestinationResult,
@@ -33,7 +34,7 @@ from watcher.backup.report import (
     RunReport,
     SnapshotInfo,
 )
-from watcher.config.settings import Config, ConfigError, from_mapping
+from watcher.config.settings import Config, ConfigError
 from watcher.notify import notify
 from watcher.notify.email import EmailError, explain, send_test
 from watcher.retry import NO_JITTER, RetryPolicy
@@ -76,22 +77,25 @@ def password(monkeypatch: pytest.MonkeyPatch) -> str:
     return TEST_PASSWORD
 
 
+def email_settings(port: int, tls: TlsFiles | None) -> dict[str, Any]:
+    """The [email] settings for the test server, trusting its CA when ``tls`` is given."""
+    return {"enabled": True, "smtp_host": "127.0.0.1", "smtp_port": port,
+            "username": TEST_USER, "password_env": PASSWORD_ENV,
+            "sender": "watcher@example.test", "to": ["admin@example.test"],
+            "timeout_seconds": 10, "ca_file": str(tls.ca_cert) if tls else ""}
+
+
 def make_cfg(tmp_path: Path, port: int, *, tls: TlsFiles | None, security: str = "starttls",
              language: str = "es", on: list[str] | None = None, timeout: float = 10,
              **email: Any) -> Config:
-    section: dict[str, Any] = {
-        "enabled": True, "smtp_host": "127.0.0.1", "smtp_port": port, "security": security,
-        "username": TEST_USER, "password_env": PASSWORD_ENV, "sender": "watcher@example.test",
-        "to": ["admin@example.test", "boss@example.test"], "language": language,
-        "timeout_seconds": timeout, "ca_file": str(tls.ca_cert) if tls else "",
-    }
+    section = {**email_settings(port, tls), "security": security, "language": language,
+               "to": ["admin@example.test", "boss@example.test"], "timeout_seconds": timeout}
     if on is not None:
         section["on"] = on
     section.update(email)
-    raw = {"name": "siip", "source": {"root": str(tmp_path / "src")},
-           "local": {"dir": str(tmp_path / "backups")}, "email": section}
     (tmp_path / "backups").mkdir(exist_ok=True)
-    return from_mapping(raw, environ={}, check_paths=False)
+    return make_config(tmp_path / "src", tmp_path / "backups", check_paths=False,
+                       email=section)
 
 
 def good_report(**changes: Any) -> RunReport:
@@ -392,26 +396,11 @@ def test_send_test_raises_one_clean_line(tmp_path: Path, server: SmtpTestServer,
         send_test(make_cfg(tmp_path, server.port, tls=tls, enabled=False, to=[]))
 
 
-def write_config(tmp_path: Path, port: int, tls: TlsFiles) -> Path:
-    path = tmp_path / "siip-watcher.toml"
-    path.write_text(f'''name = "siip"
-[source]
-root = "{tmp_path / 'not-created-yet'}"
-[local]
-dir = "{tmp_path / 'backups'}"
-[email]
-enabled = true
-smtp_host = "127.0.0.1"
-smtp_port = {port}
-username = "{TEST_USER}"
-password_env = "{PASSWORD_ENV}"
-ca_file = "{tls.ca_cert}"
-sender = "watcher@example.test"
-to = ["admin@example.test"]
-language = "en"
-timeout_seconds = 10
-''', encoding="utf-8")
-    return path
+def write_email_config(tmp_path: Path, port: int, tls: TlsFiles) -> Path:
+    """A configuration file with email to the test server, in English."""
+    return write_config(tmp_path / "siip-watcher.toml", tmp_path / "not-created-yet",
+                        tmp_path / "backups",
+                        toml_table("email", {**email_settings(port, tls), "language": "en"}))
 
 
 def test_cli_email_test_exit_codes(tmp_path: Path, server: SmtpTestServer, tls: TlsFiles,
@@ -419,7 +408,7 @@ def test_cli_email_test_exit_codes(tmp_path: Path, server: SmtpTestServer, tls: 
                                    capsys: pytest.CaptureFixture[str]) -> None:
     from watcher.cli import main
 
-    config = str(write_config(tmp_path, server.port, tls))
+    config = str(write_email_config(tmp_path, server.port, tls))
     assert main(["-c", config, "email", "test"]) == 0
     assert len(server.received) == 1
     assert "test email sent to admin@example.test" in capsys.readouterr().out
@@ -434,7 +423,7 @@ def test_cli_email_test_exit_codes(tmp_path: Path, server: SmtpTestServer, tls: 
     assert main(["-c", config, "email", "test"]) == 2
     assert PASSWORD_ENV in capsys.readouterr().err
 
-    closed = write_config(tmp_path, closed_port(), tls)
+    closed = write_email_config(tmp_path, closed_port(), tls)
     monkeypatch.setenv(PASSWORD_ENV, TEST_PASSWORD)
     assert main(["-c", str(closed), "email", "test"]) == 1
     assert "connection refused" in capsys.readouterr().err
@@ -475,7 +464,7 @@ def test_cli_email_test_with_a_non_ascii_password_says_so_in_one_line(
 
     monkeypatch.setenv(PASSWORD_ENV, NON_ASCII_PASSWORD)
     caplog.set_level(logging.DEBUG)
-    assert main(["-c", str(write_config(tmp_path, server.port, tls)), "email", "test"]) == 1
+    assert main(["-c", str(write_email_config(tmp_path, server.port, tls)), "email", "test"]) == 1
     out, err = capsys.readouterr()
     [line] = err.splitlines()
     assert line.startswith("siip-watcher: test email not sent: the password in "
@@ -488,16 +477,10 @@ def test_cli_email_test_with_a_non_ascii_password_says_so_in_one_line(
 def test_a_run_with_a_non_ascii_password_records_the_failure_for_status(
         tmp_path: Path, siip: Path, server: SmtpTestServer, tls: TlsFiles,
         cli: Any) -> None:
-    from tests.conftest import write_config as write_project_config
-
     log_file = tmp_path / "watcher.log"
-    config = write_project_config(
-        tmp_path / "c.toml", siip, tmp_path / "backups",
-        f'[email]\nenabled = true\nsmtp_host = "127.0.0.1"\nsmtp_port = {server.port}\n'
-        f'username = "{TEST_USER}"\npassword_env = "{PASSWORD_ENV}"\n'
-        f'ca_file = "{tls.ca_cert}"\nsender = "watcher@example.test"\n'
-        f'to = ["admin@example.test"]\ntimeout_seconds = 10\n'
-        f'[log]\nfile = "{log_file}"\nlevel = "debug"\n')
+    config = write_config(tmp_path / "c.toml", siip, tmp_path / "backups",
+                          toml_table("email", email_settings(server.port, tls)) +
+                          toml_table("log", {"file": str(log_file), "level": "debug"}))
     env = {PASSWORD_ENV: NON_ASCII_PASSWORD}
     once = cli("-c", str(config), "once", env=env)
     assert once.returncode == 0, once.stderr  # the email failing never fails the backup

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_config, write_config
 from tests.fakes.smtp import (
     IGNORE_AUTH_WARNING,
     TEST_PASSWORD,
@@ -24,6 +23,7 @@ from tests.fakes.smtp import (
     TlsFiles,
     make_tls_files,
 )
+from tests.helpers import make_config, write_config
 from tests.test_heartbeat import CHECK_ID, Recorder
 from watcher.config.settings import Config
 from watcher.service.state_file import read_state

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_restored, write_config
 from tests.fakes.smtp import (
     IGNORE_AUTH_WARNING,
     TEST_PASSWORD,
@@ -21,6 +20,7 @@ from tests.fakes.smtp import (
     SmtpTestServer,
     make_tls_files,
 )
+from tests.helpers import assert_restored, write_config
 from watcher.config.settings import ConfigError, from_mapping
 
 Cli = Callable[..., CompletedProcess[str]]

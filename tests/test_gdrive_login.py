@@ -16,8 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from fakedrive import DriveServer
-from tests.fakes.drive import CLIENT_ID, client_file, make_archive, make_drive
-from watcher.config.settings import Config, DriveConfig, from_mapping
+from tests.fakes.drive import CLIENT_ID, client_file, drive_settings, make_archive, make_drive
+from tests.helpers import make_config
+from watcher.config.settings import Config, DriveConfig
 from watcher.destinations.gdrive.auth import LoginError, load_user_token, login, parse_pasted
 from watcher.destinations.gdrive.setup import drive_login
 
@@ -139,11 +140,8 @@ def test_login_refuses_service_accounts_and_web_clients(server: DriveServer,
 
 def full_config(server: DriveServer, tmp: Path, folder_id: str = "") -> Config:
     d = oauth_config(server, tmp)
-    return from_mapping({"source": {"root": str(tmp)}, "local": {"dir": str(tmp / "b")},
-                         "drive": {"folder_id": folder_id,
-                                   "credentials_file": d.credentials_file,
-                                   "token_file": d.token_file, "api_root": server.url}},
-                        check_paths=False)
+    return make_config(tmp, tmp / "b", check_paths=False,
+                       drive={**drive_settings(d), "folder_id": folder_id})
 
 
 def test_drive_login_creates_the_folder_and_prints_the_line(server: DriveServer,

@@ -12,8 +12,8 @@ from subprocess import CompletedProcess
 import pytest
 
 from fakedrive import DriveServer
-from tests.conftest import write_config
-from tests.test_gdrive_end_to_end import drive_section
+from tests.fakes.drive import drive_section
+from tests.helpers import write_config
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
 
 Cli = Callable[..., CompletedProcess[str]]

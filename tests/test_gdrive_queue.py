@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fakedrive import DriveServer
-from tests.fakes.drive import CHUNK, drive_config, make_archive, make_drive
+from tests.fakes.drive import CHUNK, drive_config, drive_settings, make_archive, make_drive
+from tests.helpers import make_config
 from watcher.backup.report import SnapshotInfo
 from watcher.backup.uploads import (
     FAILED_RETRY,
@@ -20,7 +21,7 @@ from watcher.backup.uploads import (
     retry_delay,
     send_copies,
 )
-from watcher.config.settings import Config, from_mapping
+from watcher.config.settings import Config
 from watcher.destinations.base import Destination
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT, GoogleDriveDestination
 from watcher.state.catalog import Catalog, utcnow
@@ -62,11 +63,7 @@ def queue(tmp_path: Path, drive_server: DriveServer) -> Queue:
     drive = drive_config(drive_server, creds)
     local = tmp_path / "backups"
     local.mkdir()
-    cfg = from_mapping({"source": {"root": str(tmp_path)}, "local": {"dir": str(local)},
-                        "drive": {"enabled": True, "folder_id": drive.folder_id,
-                                  "credentials_file": drive.credentials_file,
-                                  "token_file": drive.token_file,
-                                  "api_root": drive_server.url}}, check_paths=False)
+    cfg = make_config(tmp_path, local, check_paths=False, drive=drive_settings(drive))
     return Queue(drive_server, cfg, Catalog(local), make_drive(cfg.drive))
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from tests.fakes.smtp import SilentServer, closed_port
+from tests.helpers import make_config
 from watcher.backup.report import Problem, RunReport, SnapshotInfo
-from watcher.config.settings import Config, from_mapping
+from watcher.config.settings import Config
 from watcher.notify import notify
 from watcher.notify.heartbeat import ping, ping_url
 from watcher.retry import NO_JITTER, RetryPolicy
@@ -71,9 +72,8 @@ def hc() -> Iterator[Recorder]:
 
 def make_cfg(tmp_path: Path, url: str) -> Config:
     (tmp_path / "backups").mkdir(exist_ok=True)
-    return from_mapping({"source": {"root": str(tmp_path)},
-                         "local": {"dir": str(tmp_path / "backups")},
-                         "heartbeat": {"url": url}}, environ={}, check_paths=False)
+    return make_config(tmp_path, tmp_path / "backups", check_paths=False,
+                       heartbeat={"url": url})
 
 
 def report(ok: bool) -> RunReport:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_config, make_siip_tree
+from tests.helpers import make_config, make_siip_tree
 from watcher.archive.restore import restore
 from watcher.backup.report import RunReport
 from watcher.backup.run import run_backup

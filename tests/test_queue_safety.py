@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from fakedrive import DriveServer
-from tests.conftest import make_config
 from tests.fakes.drive import drive_config
+from tests.helpers import make_config
 from tests.test_daemon import FakeRun, Running, wait_until
 from watcher.backup.run import run_backup, run_lock
 from watcher.config.settings import Config

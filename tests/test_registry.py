@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from watcher.cli import build_parser
 from watcher.config.settings import SECTIONS, ConfigError, from_mapping
 from watcher.destinations import registry

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import make_config, make_siip_tree, write_config
+from tests.helpers import clean_env, make_config, make_siip_tree, wait_until, write_config
 from watcher.archive.read import verify
 from watcher.archive.restore import restore
 from watcher.backup.run import run_backup
@@ -188,26 +188,22 @@ def test_kill_9_midway_leaves_nothing_that_looks_complete(tmp_path: Path) -> Non
         (big / f"v{i}.mp4").write_bytes(os.urandom(25_000_000))
     local = tmp_path / "backups"
     config = write_config(tmp_path / "c.toml", root, local, "[compression]\nthreads = 1\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIIP_WATCHER_")}
     proc = subprocess.Popen([sys.executable, "-m", "watcher", "-c", str(config), "once",
-                             "--no-email"], env=env, stdout=subprocess.DEVNULL,
+                             "--no-email"], env=clean_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if local.is_dir() and list(local.glob("*.tar.zst.partial")):
-            time.sleep(0.05)
-            break
-        time.sleep(0.002)
+    wait_until(lambda: proc.poll() is not None or any(local.glob("*.tar.zst.partial")),
+               "the run to start writing its archive", 60, interval=0.002)
+    time.sleep(0.05)                      # some of the archive written, most of it not
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not list(local.glob("*.tar.zst")), "a killed run left a complete-looking archive"
     assert list(local.glob("*.partial")), "the test should have caught the run mid-write"
 
-    env["SIIP_WATCHER_COMPRESSION_THREADS"] = "0"
     again = subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), "once",
-                            "--no-email", "--json"], env=env, capture_output=True, text=True,
-                           timeout=300)
+                            "--no-email", "--json"],
+                           env=clean_env(SIIP_WATCHER_COMPRESSION_THREADS="0"),
+                           capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert not list(local.glob("*.partial"))
     assert len(list(local.glob("*.tar.zst"))) == 1

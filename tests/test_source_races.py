@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zstandard
 
-from tests.conftest import make_config
+from tests.helpers import make_config
 from watcher.backup.report import RunReport
 from watcher.backup.run import run_backup
 

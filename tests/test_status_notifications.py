@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import write_config
 from tests.fakes.smtp import closed_port
+from tests.helpers import write_config
 
 
 def test_status_reports_a_failed_email_without_changing_the_run(

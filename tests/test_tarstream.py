@@ -332,7 +332,7 @@ def test_stored_frames_decode_with_python_zstandard_and_the_zstd_cli(
 
 @needs_gnu_tar
 def test_snapshot_order_and_gnu_tar_restores_folder_times(tmp_path: Path) -> None:
-    from tests.conftest import make_config, make_siip_tree
+    from tests.helpers import make_config, make_siip_tree
     from watcher.backup.run import run_backup
 
     root = make_siip_tree(tmp_path / "siip")

@@ -21,7 +21,8 @@ import pytest
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileModifiedEvent, FileMovedEvent
 from watchdog.observers import Observer
 
-from watcher.config.settings import Config, from_mapping
+from tests.helpers import make_config
+from watcher.config.settings import Config
 from watcher.service.watch import ChangeFilter, TreeWatcher, WatchError
 
 WAIT = 10.0  # generous upper bound for an event to arrive; normally milliseconds
@@ -31,14 +32,10 @@ def make_cfg(tmp_path: Path, *, local: Path | None = None, databases: list[str] 
              watch: str = "auto", exclude: list[str] | None = None) -> Config:
     root = tmp_path / "app"
     root.mkdir(exist_ok=True)
-    raw: dict[str, Any] = {
-        "source": {"root": str(root), "databases": databases or ["app.db"]},
-        "local": {"dir": str(local or root / "backups")},
-        "schedule": {"watch": watch, "debounce_seconds": 0.5, "max_delay_seconds": 5},
-    }
-    if exclude is not None:
-        raw["source"]["exclude"] = exclude
-    return from_mapping(raw, environ={})
+    return make_config(root, local or root / "backups", databases=databases or ["app.db"],
+                       schedule={"watch": watch, "debounce_seconds": 0.5,
+                                 "max_delay_seconds": 5},
+                       source={} if exclude is None else {"exclude": exclude})
 
 
 class Seen:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fakedrive import DriveServer
+from tests.helpers import toml_table
 from watcher.config.settings import DriveConfig
 from watcher.destinations.gdrive.destination import GoogleDriveDestination
 from watcher.retry import RetryPolicy
@@ -84,6 +85,21 @@ def drive_config(server: DriveServer, tmp: Path, *, auth: str = "oauth", folder_
     return DriveConfig(enabled=True, folder_id=folder_id, auth="service_account",
                        credentials_file=str(key), shared_drive_id=shared_drive_id,
                        impersonate=impersonate, api_root=server.url)
+
+
+def drive_settings(cfg: DriveConfig) -> dict[str, Any]:
+    """The [drive] keys of a configuration that reaches ``cfg``'s folder and server."""
+    return {"enabled": cfg.enabled, "folder_id": cfg.folder_id,
+            "credentials_file": cfg.credentials_file, "token_file": cfg.token_file,
+            "api_root": cfg.api_root}
+
+
+def drive_section(server: DriveServer, tmp: Path) -> str:
+    """A [drive] section of a configuration file for ``server`` (credentials written under
+    ``tmp/creds``, 1 MiB chunks so that a small project takes several)."""
+    creds = tmp / "creds"
+    creds.mkdir()
+    return toml_table("drive", {**drive_settings(drive_config(server, creds)), "chunk_mib": 1})
 
 
 def shared_drive_config(server: DriveServer, tmp: Path) -> DriveConfig:
