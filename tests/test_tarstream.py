@@ -38,6 +38,8 @@ from watcher.snapshot.tarstream import (
 
 needs_gnu_tar = pytest.mark.skipif(shutil.which("tar") is None or shutil.which("zstd") is None,
                                    reason="GNU tar and zstd are not installed")
+needs_zstd = pytest.mark.skipif(shutil.which("zstd") is None,
+                                reason="the zstd command is not installed")
 
 LONG_DIR = "carpeta con un nombre bastante largo/" * 4
 NAMES = [
@@ -302,10 +304,12 @@ def test_an_archive_past_several_writeback_hints_is_whole(tmp_path: Path) -> Non
         assert extracted is not None and extracted.read() == blob
 
 
-@pytest.mark.parametrize("sizes", [[], [0], [1], [STORED_BLOCK], [STORED_BLOCK + 1],
-                                   [300 * STORED_BLOCK + 7, 5, STORED_BLOCK - 1]])
-def test_stored_frames_decode_with_python_zstandard_and_the_zstd_cli(
-        tmp_path: Path, sizes: list[int]) -> None:
+FRAME_SIZES = [[], [0], [1], [STORED_BLOCK], [STORED_BLOCK + 1],
+               [300 * STORED_BLOCK + 7, 5, STORED_BLOCK - 1]]
+
+
+def stored_frames(sizes: list[int]) -> tuple[bytes, bytes]:
+    """(stored frames, the bytes they hold) for pieces of ``sizes`` random bytes."""
     rnd = random.Random(len(sizes))
     pieces = [rnd.randbytes(n) for n in sizes]
     out: list[bytes] = []
@@ -316,18 +320,29 @@ def test_stored_frames_decode_with_python_zstandard_and_the_zstd_cli(
             writer.flush()
     writer.flush()
     stream = b"".join(out)
-    expected = b"".join(pieces)
     assert stream.count((0xFD2FB528).to_bytes(4, "little")) >= (len(pieces) if
                                                                 len(pieces) < 3 else 1)
+    return stream, b"".join(pieces)
+
+
+@pytest.mark.parametrize("sizes", FRAME_SIZES)
+def test_stored_frames_decode_with_python_zstandard(sizes: list[int]) -> None:
+    stream, expected = stored_frames(sizes)
     with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stream),
                                                    read_across_frames=True) as zr:
         assert zr.read() == expected
-    if shutil.which("zstd") and stream:
-        path = tmp_path / "s.zst"
-        path.write_bytes(stream)
-        run = subprocess.run(["zstd", "-q", "-d", "-c", str(path)], capture_output=True)
-        assert run.returncode == 0, run.stderr
-        assert run.stdout == expected
+
+
+@needs_zstd
+# no pieces write no frame, and an empty file is not a zstd file to the command
+@pytest.mark.parametrize("sizes", [s for s in FRAME_SIZES if s])
+def test_stored_frames_decode_with_the_zstd_cli(tmp_path: Path, sizes: list[int]) -> None:
+    stream, expected = stored_frames(sizes)
+    path = tmp_path / "s.zst"
+    path.write_bytes(stream)
+    run = subprocess.run(["zstd", "-q", "-d", "-c", str(path)], capture_output=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == expected
 
 
 @needs_gnu_tar
