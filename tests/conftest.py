@@ -9,10 +9,14 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fakedrive import DriveServer
+from tests.fakes.healthchecks import Recorder
+from tests.fakes.service import Running
+from tests.fakes.smtp import TlsFiles, make_tls_files
 from tests.helpers import clean_env, make_config, make_siip_tree
 from watcher.config.settings import Config
 
@@ -38,6 +42,37 @@ def drive_server() -> Iterator[DriveServer]:
     """
     with DriveServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A throwaway CA and a certificate for 127.0.0.1 that the SMTP servers of
+    tests/fakes/smtp.py present (one set for the whole run: nothing writes to it)."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def hc() -> Iterator[Recorder]:
+    """A Healthchecks stand-in on 127.0.0.1 that records the pings it gets."""
+    with Recorder() as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def services() -> Iterator[Callable[[Config, Any], Running]]:
+    """Start serve() in a thread with a given run function; every one still running is
+    stopped at the end of the test."""
+    started: list[Running] = []
+
+    def start(cfg: Config, run_fn: Any) -> Running:
+        r = Running(cfg, run_fn)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if r.thread.is_alive():
+            r.stop()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from tests.fakes.smtp import (
     SmtpTestServer,
     TlsFiles,
     closed_port,
-    make_tls_files,
 )
 from tests.helpers import make_config, toml_table, write_config
 from watcher.backup.report import (
@@ -52,11 +51,6 @@ DRIVE_LINK = "https://drive.google.com/file/d/1AbC/view?usp=drivesdk&x=<1>"
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Every failure of a run (`once`, the service's runs) or of the service's start reaches the
 admin: an email in plain words and a heartbeat ``/fail``, against the real SMTP server of
-tests/fakes/smtp.py and a small real HTTP server standing in for Healthchecks. A failing
+tests/fakes/smtp.py and the Healthchecks stand-in of tests/fakes/healthchecks.py. A failing
 notification never hides the failure it was about."""
 
 from __future__ import annotations
@@ -8,23 +8,21 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fakes.healthchecks import CHECK_ID, Recorder
 from tests.fakes.smtp import (
     IGNORE_AUTH_WARNING,
     TEST_PASSWORD,
     TEST_USER,
     SmtpTestServer,
     TlsFiles,
-    make_tls_files,
 )
-from tests.helpers import make_config, write_config
-from tests.test_heartbeat import CHECK_ID, Recorder
+from tests.helpers import make_config, toml_table, wait_until, write_config
 from watcher.config.settings import Config
 from watcher.service.state_file import read_state
 
@@ -37,24 +35,13 @@ def block_catalog(local: Path) -> None:
     (local / "catalog.sqlite3").mkdir()
 FAIL = f"/ping/{CHECK_ID}/fail"
 OK = f"/ping/{CHECK_ID}"
-WAIT = 60.0
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
+WAIT = 60.0  # a bound on a hang, not a measurement
 
 
 @pytest.fixture
 def smtp(tls: TlsFiles) -> Iterator[SmtpTestServer]:
     with SmtpTestServer(tls, "starttls") as server:
         yield server
-
-
-@pytest.fixture
-def hc() -> Iterator[Recorder]:
-    with Recorder() as recorder:
-        yield recorder
 
 
 @pytest.fixture(autouse=True)
@@ -74,23 +61,12 @@ def email_section(smtp: SmtpTestServer, tls: TlsFiles, **overrides: Any) -> dict
 
 
 def toml_sections(email: dict[str, Any], heartbeat_url: str) -> str:
-    lines = ["[email]"]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in email.items()]
-    lines += ["[heartbeat]", f"url = {json.dumps(heartbeat_url)}"]
-    return "\n".join(lines) + "\n"
+    return toml_table("email", email) + toml_table("heartbeat", {"url": heartbeat_url})
 
 
 def plain(smtp: SmtpTestServer, index: int = 0) -> tuple[str, str]:
     msg = smtp.received[index].message
     return str(msg["Subject"]), msg.get_body(("plain",)).get_content()
-
-
-def wait_until(predicate: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT  # a bound on a hang, not a measurement
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 # --- `once` ---------------------------------------------------------------------------------
@@ -259,18 +235,19 @@ def test_a_scheduled_run_that_fails_before_its_report_mails_and_pings_fail(
                                daemon=True)
     service.start()
     try:
-        wait_until(lambda: hc.paths == [OK], "the first run's heartbeat")
+        wait_until(lambda: hc.paths == [OK], "the first run's heartbeat", WAIT)
         assert smtp.received == []  # email.on = failure only
         # once the service has settled it leaves the catalog alone until the next change, so
         # the damage is not undone by a write of its own
         wait_until(lambda: (s := read_state(cfg.local.dir)) and s["running_since"] is None
-                   and s["next_check_at"] == s["next_interval_at"], "the service to settle")
+                   and s["next_check_at"] == s["next_interval_at"], "the service to settle",
+                   WAIT)
         (cfg.local.dir / "catalog.sqlite3").unlink()
         block_catalog(cfg.local.dir)
         for i in range(10):  # heavy change: the service runs again after the debounce
             (siip / f"nuevo {i}.txt").write_text(str(i))
-        wait_until(lambda: smtp.received, "the failure email")
-        wait_until(lambda: FAIL in hc.paths, "the failure heartbeat")
+        wait_until(lambda: smtp.received, "the failure email", WAIT)
+        wait_until(lambda: FAIL in hc.paths, "the failure heartbeat", WAIT)
     finally:
         stop.set()
         service.join(WAIT)

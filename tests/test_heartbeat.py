@@ -6,15 +6,12 @@ The URL's path stands for a Healthchecks check id: a secret that must never reac
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.fakes.healthchecks import CHECK_ID, Recorder
 from tests.fakes.smtp import SilentServer, closed_port
 from tests.helpers import make_config
 from watcher.backup.report import Problem, RunReport, SnapshotInfo
@@ -24,50 +21,8 @@ from watcher.notify.heartbeat import ping, ping_url
 from watcher.retry import NO_JITTER, RetryPolicy
 from watcher.state.catalog import Catalog
 
-CHECK_ID = "5f1c2a9e-0b7d-4c1e-9a55-secretcheck"
 FAST = RetryPolicy(attempts=3, base=0.05, cap=0.05, jitter=NO_JITTER)
 STARTED = datetime(2026, 11, 27, 18, 15, tzinfo=UTC)
-
-
-class Recorder:
-    """A tiny Healthchecks stand-in: 200 for /ping/<id> and /ping/<id>/fail, else 404."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                recorder.paths.append(self.path)
-                known = self.path.split("?")[0] in (f"/ping/{CHECK_ID}",
-                                                    f"/ping/{CHECK_ID}/fail")
-                body = b"OK" if known else b"not found"
-                self.send_response(200 if known else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep the test output clean
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ping/{CHECK_ID}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    def __enter__(self) -> Recorder:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def hc() -> Iterator[Recorder]:
-    with Recorder() as recorder:
-        yield recorder
 
 
 def make_cfg(tmp_path: Path, url: str) -> Config:

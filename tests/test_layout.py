@@ -1,5 +1,6 @@
-"""Who may import whom: the product imports no test code, and the benchmarks import nothing
-from tests/ (what both need, the Drive server, lives in fakedrive/)."""
+"""Who may import whom: the product imports no test code, the benchmarks import nothing from
+tests/ (what both need, the Drive server, lives in fakedrive/), and a test module takes what it
+shares from tests/helpers.py and tests/fakes/, never from conftest.py or another test module."""
 
 from __future__ import annotations
 
@@ -35,4 +36,14 @@ def top_levels(folder: str) -> dict[str, set[str]]:
 def test_imports_stay_on_their_side(folder: str, forbidden: set[str]) -> None:
     wrong = {path: sorted(mods & forbidden) for path, mods in top_levels(folder).items()
              if mods & forbidden}
+    assert wrong == {}
+
+
+def test_tests_share_through_helpers_and_fakes_only() -> None:
+    wrong = {}
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        shared = {m for m in imported_modules(path)
+                  if m == "tests.conftest" or m.startswith("tests.test_")}
+        if shared:
+            wrong[str(path.relative_to(REPO))] = sorted(shared)
     assert wrong == {}

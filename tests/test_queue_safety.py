@@ -6,7 +6,7 @@ real archives, our Drive API server (fakedrive)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -16,8 +16,8 @@ import pytest
 
 from fakedrive import DriveServer
 from tests.fakes.drive import drive_config
-from tests.helpers import make_config
-from tests.test_daemon import FakeRun, Running, wait_until
+from tests.fakes.service import FakeRun, Running
+from tests.helpers import make_config, wait_until
 from watcher.backup.run import run_backup, run_lock
 from watcher.config.settings import Config
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
@@ -25,12 +25,6 @@ from watcher.state.catalog import CATALOG_FILE, Catalog
 
 #: keep only the newest snapshot: anything older is pruned unless it is protected
 KEEP_ONE = {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}
-
-
-@pytest.fixture
-def server() -> Iterator[DriveServer]:
-    with DriveServer() as s:
-        yield s
 
 
 def drive_cfg(siip: Path, tmp_path: Path, server: DriveServer, **sections: Any) -> Config:
@@ -56,11 +50,11 @@ def lose_catalog(cfg: Config) -> None:
 
 
 def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
-        siip: Path, tmp_path: Path, server: DriveServer, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        siip: Path, tmp_path: Path, drive_server: DriveServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, services: Callable[[Config, Any], Running]) -> None:
     from watcher.service import daemon
 
-    cfg = drive_cfg(siip, tmp_path, server, schedule={"interval_hours": 1.0})
+    cfg = drive_cfg(siip, tmp_path, drive_server, schedule={"interval_hours": 1.0})
     stored = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot
     assert stored is not None and copies(cfg) == {stored.id: "pending"}
     # `once` here stores no snapshot, so only the recheck notices that it ended
@@ -70,25 +64,25 @@ def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
     once = run_lock(cfg)   # what `siip-watcher once` holds while it snapshots and uploads
     once.acquire()
     try:
-        svc = Running(cfg, FakeRun(cfg))
+        svc = services(cfg, FakeRun(cfg))
         # the retry either waits for `once` (and says so) or, racing it, sends the copy
         wait_until(lambda: "queued uploads wait" in caplog.text
                    or copies(cfg)[stored.id] == "uploaded", "the first retry round")
         assert copies(cfg) == {stored.id: "pending"}, "the retry ran while `once` held the lock"
-        assert on_drive(server, stored.id) == 0 and server.state.ops("initiate") == []
+        assert on_drive(drive_server, stored.id) == 0 and drive_server.state.ops("initiate") == []
     finally:
         once.release()
     wait_until(lambda: copies(cfg) == {stored.id: "uploaded"}, "the retry after `once` ended")
     assert svc.stop() == 0
-    assert on_drive(server, stored.id) == 1
+    assert on_drive(drive_server, stored.id) == 1
 
 
 # --- a catalog rebuilt from the archives ----------------------------------------------------
 
 
 def test_a_rebuilt_catalog_queues_waiting_uploads_and_keeps_them_from_pruning(
-        siip: Path, tmp_path: Path, server: DriveServer) -> None:
-    cfg = drive_cfg(siip, tmp_path, server, retention=KEEP_ONE)
+        siip: Path, tmp_path: Path, drive_server: DriveServer) -> None:
+    cfg = drive_cfg(siip, tmp_path, drive_server, retention=KEEP_ONE)
     first = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot
     assert first is not None and copies(cfg) == {first.id: "pending"}
     lose_catalog(cfg)
@@ -112,16 +106,16 @@ def test_a_rebuilt_catalog_queues_waiting_uploads_and_keeps_them_from_pruning(
 
 
 def test_a_rebuilt_catalog_finds_uploads_already_at_drive_without_sending_them_again(
-        siip: Path, tmp_path: Path, server: DriveServer) -> None:
-    cfg = drive_cfg(siip, tmp_path, server)
+        siip: Path, tmp_path: Path, drive_server: DriveServer) -> None:
+    cfg = drive_cfg(siip, tmp_path, drive_server)
     first = run_backup(cfg, trigger="manual", email=False).snapshot
     assert first is not None and copies(cfg) == {first.id: "uploaded"}
-    uploads = len(server.state.ops("initiate"))
+    uploads = len(drive_server.state.ops("initiate"))
     lose_catalog(cfg)
 
     again = run_backup(cfg, trigger="manual", email=False)
 
     assert again.snapshot is not None
     assert copies(cfg) == {first.id: "uploaded", again.snapshot.id: "uploaded"}
-    assert on_drive(server, first.id) == 1
-    assert len(server.state.ops("initiate")) == uploads + 1  # only the new snapshot was sent
+    assert on_drive(drive_server, first.id) == 1
+    assert len(drive_server.state.ops("initiate")) == uploads + 1  # only the new snapshot was sent
