@@ -748,7 +748,8 @@ def full_command() -> list[str]:
 
 def once_full(argv: list[str]) -> int:
     """The ``full`` contender: the real CLI, with only the database check swapped."""
-    from watcher import cli, sqlite_copy
+    from watcher import cli
+    from watcher.snapshot import sqlite_copy
 
     sqlite_copy.CHECK_PRAGMA = "integrity_check"
     return cli.main(argv)
