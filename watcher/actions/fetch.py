@@ -75,7 +75,7 @@ def fetched(cfg: Config, source: str, ident: str, *,
             raise UsageError(f"{source} holds a file whose snapshot id {sid!r} is not like "
                              f"NAME-YYYYMMDDTHHMMSSZ; it is not downloaded, pick another with "
                              f"`siip-watcher list --from {source}`")
-        work = cfg.local.dir if cfg.local.dir.is_dir() else None
+        work = LocalStore(cfg).scratch_dir()
         with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
             target = Path(tmp) / archive_name(sid)
             with bars(f"download {sid}") as (update, total):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,8 @@ from watcher.state.catalog import Catalog
 from watcher.state.inventory import reconcile
 from watcher.state.store import LocalStore
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class LocalSnapshot:
@@ -20,7 +24,8 @@ class LocalSnapshot:
     id: str
     created_at: datetime
     size: int
-    files: int
+    #: None when only a read-only listing saw it (counting would read the whole archive)
+    files: int | None
     sha256: str
     trigger: str | None
     #: ``local`` first when the local dir holds it, then each destination with a copy
@@ -64,15 +69,48 @@ def list_snapshots(cfg: Config, source: str) -> list[Listed]:
         return [RemoteSnapshot(id=r.snapshot_id, created_at=r.created_at, size=r.size,
                                sha256=r.sha256, stored_at=[source], link=r.link)
                 for r in remote_files(cfg, source)]
+    store = LocalStore(cfg)
+    store.check_folder()
     if not cfg.local.dir.is_dir():
         return []  # nothing stored yet, and listing never creates the local dir
+    if not store.writable():
+        return _list_read_only(store)
     catalog = Catalog(cfg.local.dir)
-    reconcile(catalog, LocalStore(cfg))
+    reconcile(catalog, store)
+    return _rows(catalog, {})
+
+
+def _rows(catalog: Catalog | None, extra: dict[str, LocalSnapshot]) -> list[LocalSnapshot]:
     copies: dict[str, list[str]] = {}
-    for c in catalog.copies(state="uploaded"):
-        copies.setdefault(c.snapshot_id, []).append(c.destination)
-    return [LocalSnapshot(id=s.id, created_at=s.created_at, size=s.size, files=s.files,
-                          sha256=s.sha256, trigger=s.trigger,
-                          stored_at=(["local"] if s.local else []) + copies.get(s.id, []),
-                          file=s.file if s.local else None)
-            for s in catalog.snapshots()]
+    rows: dict[str, LocalSnapshot] = dict(extra)
+    if catalog is not None:
+        for c in catalog.copies(state="uploaded"):
+            copies.setdefault(c.snapshot_id, []).append(c.destination)
+        for s in catalog.snapshots():
+            if s.id in extra and not s.local:
+                continue
+            rows[s.id] = LocalSnapshot(
+                id=s.id, created_at=s.created_at, size=s.size, files=s.files,
+                sha256=s.sha256, trigger=s.trigger,
+                stored_at=(["local"] if s.local or s.id in extra else []) + copies.get(s.id, []),
+                file=s.file if s.local else extra[s.id].file if s.id in extra else None)
+    return sorted(rows.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+
+
+def _list_read_only(store: LocalStore) -> list[LocalSnapshot]:
+    """A backup folder this user cannot write (a read-only mount, an auditor's copy): the
+    catalog is only read, and an archive it does not know is listed from its name, size and
+    sidecar (its file count would need reading the whole archive)."""
+    log.info("the backup folder %s is read-only: listing without updating the catalog",
+             store.dir)
+    try:
+        catalog = Catalog.read_only(store.dir)
+    except sqlite3.Error as exc:
+        log.warning("cannot read the catalog in %s (%s); listing the archives alone",
+                    store.dir, exc)
+        catalog = None
+    present = {a.id: LocalSnapshot(id=a.id, created_at=a.created_at, size=a.size, files=None,
+                                   sha256=a.sha256 or "", trigger=None, stored_at=["local"],
+                                   file=str(a.path))
+               for a in store.archives()}
+    return _rows(catalog, present)

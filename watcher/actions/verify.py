@@ -36,7 +36,7 @@ def verify_snapshots(cfg: Config, source: str, ident: str | None, *, every: bool
             raise UsageError(f"no snapshots to verify ({source})")
     else:
         idents = [ident or "latest"]
-    work = cfg.local.dir if cfg.local.dir.is_dir() else None
+    work = LocalStore(cfg).scratch_dir()
     for one in idents:
         with fetched(cfg, source, one, bars=bars) as archive, \
                 bars(f"verify {archive.snapshot_id}") as (update, total):

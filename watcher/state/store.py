@@ -53,6 +53,7 @@ class LocalStore:
 
     def ensure(self) -> None:
         """Create the local dir (0700: archives hold the whole database)."""
+        self.check_folder()
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -62,6 +63,22 @@ class LocalStore:
         if not os.access(self.dir, os.W_OK):
             raise StoreError(f"the backup dir {self.dir} is not writable by this user; fix "
                              f"its owner or permissions, or change local.dir")
+
+    def writable(self) -> bool:
+        """Whether this user may write the local dir (False on a read-only mount, or a copy
+        kept for an auditor): readers then leave the catalog alone and work elsewhere."""
+        return self.dir.is_dir() and os.access(self.dir, os.W_OK)
+
+    def scratch_dir(self) -> Path | None:
+        """Where a reader puts temporary files: the local dir (same disk as the archives)
+        when it is writable, else None for the system's temporary folder."""
+        return self.dir if self.writable() else None
+
+    def check_folder(self) -> None:
+        """Raise :class:`StoreError` when local.dir exists but is not a folder."""
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StoreError(f"local.dir {self.dir} is a file, not a folder; point local.dir "
+                             f"at the backup folder")
 
     def new_snapshot_id(self, now: datetime) -> str:
         """A fresh id for a snapshot taken at ``now``, never one already in use."""
