@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
+from tests.helpers import write_config
 from watcher.backup.run import run_backup
 from watcher.config.settings import Config
 
