@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from watcher.config.settings import DriveConfig
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"  # fakedrive is a package of its own here
 sys.path.insert(0, str(ROOT))
 MIB = 1024 * 1024
 
@@ -62,7 +63,7 @@ def make_file(path: Path, size: int) -> None:
 
 
 def start_server() -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen([sys.executable, "-m", "fakedrive", "--hash-only"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "fakedrive", "--hash-only"], cwd=SCRIPTS,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())
@@ -179,6 +180,7 @@ def dropped_connection(size: int, chunk: int, tmp: Path) -> int:
     import hashlib
 
     from fakedrive import DriveServer, sign_in
+
     from watcher.destinations.gdrive.destination import GoogleDriveDestination
     from watcher.retry import RetryPolicy
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.healthchecks import Recorder
 from tests.fakes.service import Running
 from tests.fakes.smtp import TlsFiles, make_tls_files
@@ -35,7 +35,7 @@ def cfg(siip: Path, tmp_path: Path) -> Config:
 
 @pytest.fixture
 def drive_server() -> Iterator[DriveServer]:
-    """A fresh Drive API server on 127.0.0.1 (see :mod:`fakedrive`).
+    """A fresh Drive API server on 127.0.0.1 (see :mod:`scripts.fakedrive`).
 
     On teardown it fails the test if an injected fault did not fire or the client broke the
     upload protocol, so a fault test cannot quietly stop testing anything.

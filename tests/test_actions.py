@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import FAST_RETRY, drive_config
 from watcher.actions import UsageError
 from watcher.actions import fetch as fetch_module

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.service import FakeRun
 from tests.helpers import (
     WAIT,

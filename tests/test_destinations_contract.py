@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import (
     CHUNK,
     drive_config,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 
 
 def test_a_fault_that_never_fired_fails_the_exit() -> None:

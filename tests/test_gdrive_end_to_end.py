@@ -11,7 +11,7 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import FAST_RETRY, drive_section
 from tests.helpers import assert_restored, write_config
 from watcher.cli import main

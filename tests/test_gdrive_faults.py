@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fakedrive import DriveServer, DriveState
+from scripts.fakedrive import DriveServer, DriveState
 from tests.fakes.drive import (
     CHUNK,
     SA_EMAIL,

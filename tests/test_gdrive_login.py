@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import CLIENT_ID, client_file, drive_settings, make_archive, make_drive
 from tests.helpers import make_config
 from watcher.config.settings import Config, DriveConfig

@@ -11,7 +11,7 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import drive_section
 from tests.helpers import write_config
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT

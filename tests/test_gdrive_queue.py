@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import CHUNK, drive_config, drive_settings, make_archive, make_drive
 from tests.helpers import make_config
 from watcher.backup.report import SnapshotInfo

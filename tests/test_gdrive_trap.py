@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from googleapiclient.http import MediaIoBaseUpload
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import CHUNK, drive_config, make_archive, make_drive
 from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.transport import authorized_http, build_service

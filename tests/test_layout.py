@@ -1,6 +1,7 @@
 """Who may import whom: the product imports no test code, the benchmarks import nothing from
-tests/ (what both need, the Drive server, lives in fakedrive/), and a test module takes what it
-shares from tests/helpers.py and tests/fakes/, never from conftest.py or another test module."""
+tests/ (what both need, the Drive server, lives in scripts/fakedrive/), and a test module takes
+what it shares from tests/helpers.py and tests/fakes/, never from conftest.py or another test
+module."""
 
 from __future__ import annotations
 
@@ -24,14 +25,19 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def top_levels(folder: str) -> dict[str, set[str]]:
-    return {str(p.relative_to(REPO)): {m.split(".")[0] for m in imported_modules(p)}
+    # scripts.fakedrive counts as its own side: "scripts.fakedrive" and "fakedrive" (as a
+    # benchmark run from scripts/ imports it) are the same package
+    def side(module: str) -> str:
+        return "fakedrive" if module.split(".")[:2] == ["scripts", "fakedrive"] \
+            else module.split(".")[0]
+    return {str(p.relative_to(REPO)): {side(m) for m in imported_modules(p)}
             for p in sorted((REPO / folder).rglob("*.py"))}
 
 
 @pytest.mark.parametrize("folder,forbidden", [
     ("watcher", {"tests", "fakedrive"}),
     ("scripts", {"tests"}),
-    ("fakedrive", {"tests", "watcher"}),
+    ("scripts/fakedrive", {"tests", "watcher"}),
 ])
 def test_imports_stay_on_their_side(folder: str, forbidden: set[str]) -> None:
     wrong = {path: sorted(mods & forbidden) for path, mods in top_levels(folder).items()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.fakes.drive import drive_config
 from tests.fakes.service import FakeRun, Running
 from tests.helpers import make_config, wait_until

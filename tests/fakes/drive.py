@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fakedrive import DriveServer
+from scripts.fakedrive import DriveServer
 from tests.helpers import toml_table
 from watcher.config.settings import DriveConfig
 from watcher.destinations.gdrive.destination import GoogleDriveDestination

@@ -9,8 +9,8 @@ import socket
 import threading
 from typing import Any
 
-from fakedrive.handler import DriveHTTPServer
-from fakedrive.state import DriveState
+from .handler import DriveHTTPServer
+from .state import DriveState
 
 
 class DriveServer:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from fakedrive.state import DriveState, Principal
+from .state import DriveState, Principal
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: google-auth always addresses Google's endpoint, whatever token_uri it posts to

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fakedrive.errors import SA_QUOTA_MESSAGE, ApiFailure
-from fakedrive.faults import Fault, Faults
+from .errors import SA_QUOTA_MESSAGE, ApiFailure
+from .faults import Fault, Faults
 
 QUANTUM = 256 * 1024
 FOLDER_MIME = "application/vnd.google-apps.folder"

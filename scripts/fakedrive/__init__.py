@@ -28,9 +28,9 @@ Modules by job: :mod:`~fakedrive.state` (files, sessions, permissions),
 :mod:`~fakedrive.server` (running it).
 """
 
-from fakedrive.faults import Fault
-from fakedrive.server import DriveServer, sign_in
-from fakedrive.state import (
+from .faults import Fault
+from .server import DriveServer, sign_in
+from .state import (
     FOLDER_MIME,
     QUANTUM,
     SCOPE_FILE,

@@ -1,5 +1,5 @@
 """``python -m fakedrive``: serve alone, for the upload benchmark."""
 
-from fakedrive.server import main
+from .server import main
 
 main()

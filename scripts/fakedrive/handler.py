@@ -25,11 +25,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from fakedrive import auth
-from fakedrive.errors import ApiFailure, error_body
-from fakedrive.faults import Fault
-from fakedrive.query import apply_fields, matches, order, parse_fields, parse_q
-from fakedrive.state import QUANTUM, DriveState, Principal, Record, Session, StoredFile
+from . import auth
+from .errors import ApiFailure, error_body
+from .faults import Fault
+from .query import apply_fields, matches, order, parse_fields, parse_q
+from .state import QUANTUM, DriveState, Principal, Record, Session, StoredFile
 
 
 class DriveHTTPServer(ThreadingHTTPServer):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fakedrive.errors import ApiFailure
-from fakedrive.state import StoredFile
+from .errors import ApiFailure
+from .state import StoredFile
 
 _TOKEN = re.compile(r"\s*(?:(?P<str>'(?:\\.|[^'\\])*')|(?P<op>!=|=|\{|\})|(?P<word>[A-Za-z_]+))")
 
