@@ -7,13 +7,13 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -210,36 +210,22 @@ def test_kill_9_midway_leaves_nothing_that_looks_complete(tmp_path: Path) -> Non
     assert "interrupted" in again.stderr
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs as a full disk")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-
-
-def test_disk_full_is_refused_up_front_and_mid_write(siip: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    local = tmp_path / "small"
-    _mount_tmpfs(local, "1m")
-    try:
-        cfg = make_config(siip, local)
-        report = run_backup(cfg, trigger="manual", email=False)
-        assert report.status == "failed"
-        assert "not enough free space" in report.errors[0].message
-        assert report.errors[0].cause == "disk_full"
-        # with the up-front check out of the way, the disk fills while writing
-        monkeypatch.setattr(snapshot_module, "_check_free_space", lambda folder, needed: None)
-        (siip / "static" / "grande.bin").write_bytes(os.urandom(2_000_000))
-        report = run_backup(cfg, trigger="manual", email=False)
-        assert report.status == "failed"
-        assert "full" in report.errors[0].message
-        assert report.errors[0].cause == "disk_full"
-        assert not [p for p in local.iterdir() if p.name.endswith((".partial", ".tar.zst"))]
-    finally:
-        subprocess.run(["umount", str(local)], check=False)
+def test_disk_full_is_refused_up_front_and_mid_write(
+        siip: Path, tmpfs: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    local = tmpfs("1m")
+    cfg = make_config(siip, local)
+    report = run_backup(cfg, trigger="manual", email=False)
+    assert report.status == "failed"
+    assert "not enough free space" in report.errors[0].message
+    assert report.errors[0].cause == "disk_full"
+    # with the up-front check out of the way, the disk fills while writing
+    monkeypatch.setattr(snapshot_module, "_check_free_space", lambda folder, needed: None)
+    (siip / "static" / "grande.bin").write_bytes(os.urandom(2_000_000))
+    report = run_backup(cfg, trigger="manual", email=False)
+    assert report.status == "failed"
+    assert "full" in report.errors[0].message
+    assert report.errors[0].cause == "disk_full"
+    assert not [p for p in local.iterdir() if p.name.endswith((".partial", ".tar.zst"))]
 
 
 def test_shrinking_file_is_padded_and_reported_never_silently_short(tmp_path: Path) -> None:
