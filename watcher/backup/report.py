@@ -168,6 +168,23 @@ class RunReport:
         return _jsonable(data)
 
 
+def destination_states(destinations: list[DestinationResult]) -> list[str]:
+    """Each destination once, with how its copies stand: "drive failed", "drive failed (2
+    copies)" when a queued older copy failed too, "drive 1 uploaded and 1 failed"."""
+    by_name: dict[str, dict[str, int]] = {}
+    for d in destinations:
+        states = by_name.setdefault(d.name, {})
+        states[d.state] = states.get(d.state, 0) + 1
+    out = []
+    for name, states in by_name.items():
+        if len(states) == 1:
+            [(state, count)] = states.items()
+            out.append(f"{name} {state}" + (f" ({count} copies)" if count > 1 else ""))
+        else:
+            out.append(f"{name} " + " and ".join(f"{n} {s}" for s, n in states.items()))
+    return out
+
+
 def human_size(n: int) -> str:
     """Bytes for a log line or `status`: 1000-based, one decimal ("48.2 MB")."""
     value = float(n)

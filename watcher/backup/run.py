@@ -18,7 +18,13 @@ from pathlib import Path
 from watcher.backup.canary import Canary, Sample, compare, detect, next_hold
 from watcher.backup.failure import problem_for, send_notice, unexpected_problem
 from watcher.backup.prune import apply_retention
-from watcher.backup.report import DestinationResult, Problem, RunReport, human_size
+from watcher.backup.report import (
+    DestinationResult,
+    Problem,
+    RunReport,
+    destination_states,
+    human_size,
+)
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
 from watcher.destinations.registry import enabled_destinations
@@ -287,8 +293,7 @@ def summary_line(report: RunReport) -> str:
     s = report.snapshot
     parts = [f"backup {report.status.upper()}: {Path(s.file).name}", human_size(s.size),
              f"{s.files} files", f"ratio {s.ratio:.2f}", seconds(report.duration)]
-    for d in report.destinations:
-        parts.append(f"{d.name} {d.state}")
+    parts.extend(destination_states(report.destinations))
     if report.warnings:
         parts.append(f"{len(report.warnings)} warning(s)")
     if report.pruned:
