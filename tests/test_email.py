@@ -18,6 +18,7 @@ import pytest
 
 from tests.fakes.smtp import (
     IGNORE_AUTH_WARNING,
+    REFUSED_8BIT,
     TEST_PASSWORD,
     TEST_USER,
     SilentServer,
@@ -36,6 +37,7 @@ from watcher.backup.report import (
 from watcher.config.settings import Config, ConfigError
 from watcher.notify import notify
 from watcher.notify.email import EmailError, explain, send_test
+from watcher.notify.message import build_report_message, build_test_message
 from watcher.retry import NO_JITTER, RetryPolicy
 from watcher.state.catalog import Catalog
 
@@ -360,6 +362,51 @@ def test_gmail_535_explains_the_app_password(tmp_path: Path, tls: TlsFiles) -> N
     other = explain(smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"),
                     make_cfg(tmp_path, 587, tls=tls), TEST_PASSWORD)
     assert "app password" not in str(other) and f"${PASSWORD_ENV}" in str(other)
+
+
+# --- Spanish through a strict relay -------------------------------------------------------
+
+
+@pytest.fixture
+def strict_server(tls: TlsFiles) -> Iterator[SmtpTestServer]:
+    with SmtpTestServer(tls, "starttls", strict_8bit=True) as s:
+        yield s
+
+
+def test_the_strict_server_really_refuses_undeclared_8bit_data(
+        strict_server: SmtpTestServer, tls: TlsFiles) -> None:
+    # what smtplib's send_message does with an 8-bit body: no BODY=8BITMIME on MAIL FROM
+    raw = "Subject: x\r\n\r\nLa copia FALLÓ.\r\n".encode()
+    with smtplib.SMTP(strict_server.host, strict_server.port, timeout=10) as smtp:
+        smtp.starttls(context=__import__("ssl").create_default_context(
+            cafile=str(tls.ca_cert)))
+        smtp.login(TEST_USER, TEST_PASSWORD)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("a@example.test", ["b@example.test"], raw)
+        assert f"{refused.value.smtp_code} {refused.value.smtp_error.decode()}" == REFUSED_8BIT
+        smtp.sendmail("a@example.test", ["b@example.test"], raw,
+                      mail_options=["BODY=8BITMIME"])
+    assert len(strict_server.refused) == 1 and len(strict_server.received) == 1
+
+
+def test_a_spanish_report_passes_a_strict_relay_and_reads_the_same(
+        tmp_path: Path, strict_server: SmtpTestServer, tls: TlsFiles) -> None:
+    cfg = make_cfg(tmp_path, strict_server.port, tls=tls, language="es")
+    report = failed_report()
+    sent = build_report_message(cfg, report, "failure")
+    notify(cfg, report, None, None, retry=FAST)
+    send_test(cfg)
+
+    assert strict_server.refused == []
+    [got, test] = strict_server.received
+    # SMTP carries lines ending in CRLF; the text is the same once a reader undoes that
+    plain, html = (part.replace("\r\n", "\n") for part in parts(got))
+    assert plain == sent.get_body(("plain",)).get_content()
+    assert html == sent.get_body(("html",)).get_content()
+    assert "FALLÓ" in plain and "FALLÓ" in html
+    test_plain = parts(test)[0].replace("\r\n", "\n")
+    assert test_plain == build_test_message(cfg, STARTED).get_body(("plain",)).get_content()
+    assert "está leyendo" in test_plain
 
 
 # --- `siip-watcher email test` ----------------------------------------------------------------

@@ -3,6 +3,8 @@
 - :class:`SmtpTestServer` runs aiosmtpd with a freshly generated certificate, in two modes:
   ``"starttls"`` (STARTTLS required, AUTH required, AUTH only after TLS, like port 587) and
   ``"ssl"`` (implicit TLS from the first byte, like port 465). Accepted messages are captured.
+  ``strict_8bit`` makes it refuse 8-bit data the client did not declare with BODY=8BITMIME,
+  as strict relays do (RFC 6152).
 - :class:`SilentServer` accepts TCP connections and never says a word (a hung server).
 - :func:`closed_port` gives a port nobody listens on (connection refused).
 """
@@ -117,15 +119,26 @@ class Received:
         return parsed
 
 
+#: a strict relay's answer to 8-bit data sent as if it were 7-bit
+REFUSED_8BIT = "554 5.6.1 8-bit data without BODY=8BITMIME"
+
+
 class _Handler:
-    def __init__(self) -> None:
+    def __init__(self, strict_8bit: bool = False) -> None:
         self.received: list[Received] = []
+        self.refused: list[bytes] = []
         self.lock = threading.Lock()
+        self.strict_8bit = strict_8bit
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         auth = session.auth_data
         login = auth.login.decode() if isinstance(auth, LoginPassword) else ""
         raw = envelope.original_content or b""
+        declared = {"BODY=8BITMIME", "SMTPUTF8"} & set(envelope.mail_options)
+        if self.strict_8bit and not raw.isascii() and not declared:
+            with self.lock:
+                self.refused.append(raw)
+            return REFUSED_8BIT
         with self.lock:
             self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos),
                                           raw, login))
@@ -152,14 +165,16 @@ class _PortZeroController(Controller):
 
 
 class SmtpTestServer:
-    """aiosmtpd on 127.0.0.1 requiring TLS (STARTTLS or implicit) and AUTH (LOGIN/PLAIN)."""
+    """aiosmtpd on 127.0.0.1 requiring TLS (STARTTLS or implicit) and AUTH (LOGIN/PLAIN);
+    with ``strict_8bit``, refusing undeclared 8-bit data (kept in :attr:`refused`)."""
 
-    def __init__(self, tls: TlsFiles, mode: str = "starttls") -> None:
+    def __init__(self, tls: TlsFiles, mode: str = "starttls", *,
+                 strict_8bit: bool = False) -> None:
         if mode not in ("starttls", "ssl"):
             raise ValueError(mode)
         self.mode = mode
         self.host = "127.0.0.1"
-        self._handler = _Handler()
+        self._handler = _Handler(strict_8bit)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(tls.cert, tls.key)
         common: dict[str, Any] = dict(hostname=self.host, port=0, auth_required=True,
@@ -182,6 +197,12 @@ class SmtpTestServer:
     def received(self) -> list[Received]:
         with self._handler.lock:
             return list(self._handler.received)
+
+    @property
+    def refused(self) -> list[bytes]:
+        """The raw messages refused for undeclared 8-bit data."""
+        with self._handler.lock:
+            return list(self._handler.refused)
 
     def __enter__(self) -> SmtpTestServer:
         self._controller.start()

@@ -354,9 +354,19 @@ def build_report_message(cfg: Config, report: RunReport, kind: str,
     """The complete email for a finished run (plain text with an HTML alternative)."""
     body = report_body(cfg, report, kind, host=host or socket.gethostname())
     msg = _envelope(cfg, subject_for(cfg, report, kind))
-    msg.set_content(render_text(body))
-    msg.add_alternative(render_html(body), subtype="html")
+    _set_body(msg, body)
     return msg
+
+
+def _set_body(msg: EmailMessage, body: Body) -> None:
+    """The plain text and its HTML alternative, quoted-printable: pure 7-bit on the wire.
+
+    Left to itself the email package sends short-lined UTF-8 as raw 8-bit, and smtplib
+    declares BODY=8BITMIME only for SMTPUTF8 messages, so a strict relay refuses a Spanish
+    report ("FALLÓ") or mangles it. Quoted-printable needs nothing from the server.
+    """
+    msg.set_content(render_text(body), cte="quoted-printable")
+    msg.add_alternative(render_html(body), subtype="html", cte="quoted-printable")
 
 
 def build_test_message(cfg: Config, now: datetime, *, host: str | None = None) -> EmailMessage:
@@ -374,6 +384,5 @@ def build_test_message(cfg: Config, now: datetime, *, host: str | None = None) -
         footer=text(lang, "footer", version=__version__, host=host),
     )
     msg = _envelope(cfg, text(lang, "subject_test", name=cfg.name, when=local_time(now)))
-    msg.set_content(render_text(body))
-    msg.add_alternative(render_html(body), subtype="html")
+    _set_body(msg, body)
     return msg
