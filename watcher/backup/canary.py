@@ -64,11 +64,14 @@ def compare(previous: SnapshotFacts, current: SnapshotFacts) -> TreeChange:
 
 @dataclass(frozen=True)
 class Canary:
-    """One suspicious change: its kind, what happened, and what to do."""
+    """One suspicious change: its kind, what happened, and what to do; ``key`` and
+    ``params`` say it in the email's words (watcher.backup.report.PROBLEM_KEYS)."""
 
     kind: str     # database_empty, database_shrunk, tree_changed, incompressible
     message: str
     hint: str
+    key: str = ""
+    params: dict[str, str | int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,16 @@ def detect(previous: SnapshotFacts | None, current: SnapshotFacts, policy: Canar
         # page 1 holds the schema; a database with a single table already has two pages
         if pages <= 1:
             found.append(Canary("database_empty", f"the database {path} is empty"
-                                f"{f' (it had {before:,} pages)' if before else ''}", check))
+                                f"{f' (it had {before:,} pages)' if before else ''}", check,
+                                key=("data_loss_database_emptied" if before
+                                     else "data_loss_database_empty"),
+                                params={"path": path, "before": before}))
         elif before and pages < before * (1 - DATABASE_SHRINK):
             found.append(Canary(
                 "database_shrunk",
                 f"the database {path} lost more than half of its pages ({before:,} -> "
-                f"{pages:,})", check))
+                f"{pages:,})", check, key="data_loss_database_shrunk",
+                params={"path": path, "before": before, "pages": pages}))
     if previous is not None and previous.files:
         change = compare(previous, current)
         touched = len(change.gone) + len(change.changed)
@@ -108,13 +115,18 @@ def detect(previous: SnapshotFacts | None, current: SnapshotFacts, policy: Canar
                 "tree_changed",
                 f"{share:.0%} of the project's files disappeared ({len(change.gone):,}) or "
                 f"changed ({len(change.changed):,}) since the previous snapshot (the alert "
-                f"level is {policy.changed_share:.0%})", check))
+                f"level is {policy.changed_share:.0%})", check, key="data_loss_tree_changed",
+                params={"share": round(share * 100), "gone": len(change.gone),
+                        "changed": len(change.changed),
+                        "level": round(policy.changed_share * 100)}))
     if sample.sampled >= MIN_FILES and \
             sample.incompressible > sample.sampled * INCOMPRESSIBLE_SHARE:
         found.append(Canary(
             "incompressible",
             f"{sample.incompressible:,} of {sample.sampled:,} changed text-like files now hold "
-            f"random-looking bytes, as files encrypted by ransomware do", check))
+            f"random-looking bytes, as files encrypted by ransomware do", check,
+            key="data_loss_incompressible",
+            params={"incompressible": sample.incompressible, "sampled": sample.sampled}))
     return found
 
 

@@ -65,11 +65,13 @@ def _catalog_problem(exc: sqlite3.Error, path: Path) -> Problem:
         # locked, read-only, cannot open: the file may be fine, so it must not be moved
         return Problem(f"the catalog {path} cannot be used: {_one_line(exc)}",
                        "check that the service user may read and write it and that no other "
-                       "program holds it open", cause="catalog")
+                       "program holds it open", cause="catalog", key="catalog_unusable",
+                       params={"path": str(path)}, detail=_one_line(exc))
     return Problem(f"the catalog {path} is damaged: {_one_line(exc)}",
                    f"move it aside (rename it to {path.name}.damaged, say); the next run "
                    f"rebuilds it from the archives and queues their uploads again",
-                   cause="catalog")
+                   cause="catalog", key="catalog_damaged",
+                   params={"path": str(path), "name": path.name}, detail=_one_line(exc))
 
 
 def failed_report(cfg: Config, problem: Problem, *, trigger: str, phase: str = "run",

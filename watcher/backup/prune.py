@@ -76,22 +76,25 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
     if hold is not None:
         # an accident or an attack may be under way: every old snapshot may be the good one
         result.held = True
+        since = f"{hold.raised_at:%Y-%m-%d %H:%M} UTC"
         result.problems.append(Problem(
-            f"nothing was pruned: a data-loss alert holds since "
-            f"{hold.raised_at:%Y-%m-%d %H:%M} UTC ({'; '.join(hold.reasons)})",
-            "check the application's data, then run `siip-watcher ack` to prune again"))
+            f"nothing was pruned: a data-loss alert holds since {since} "
+            f"({'; '.join(hold.reasons)})",
+            "check the application's data, then run `siip-watcher ack` to prune again",
+            key="prune_held", params={"since": since}))
         return result
     always = [just_taken] if just_taken else []
 
     local = [(a.id, a.created_at) for a in store.archives()]
     decision = select(local, cfg.retention, tz, now=now,  # type: ignore[arg-type]
                       always_keep=always)
+    clock = f"{now:%Y-%m-%d %H:%M} UTC"
     for sid in decision.future:
         result.problems.append(Problem(
             f"{sid} is dated more than a day ahead of this machine's clock "
-            f"({now:%Y-%m-%d %H:%M} UTC); it is kept but no longer counts as the newest snapshot",
+            f"({clock}); it is kept but no longer counts as the newest snapshot",
             "check the clock; if that snapshot's date is wrong, verify it and delete it by "
-            "hand"))
+            "hand", key="future_snapshot", params={"sid": sid, "now": clock}))
     result.kept["local"] = list(decision.keep)
     result.deleted["local"] = []
     for sid in decision.delete:
@@ -111,7 +114,9 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
             remote = dest.list()
         except DestinationError as exc:
             result.problems.append(Problem(f"could not list {dest.name} to prune it: {exc}",
-                                           "it is pruned on the next run that reaches it"))
+                                           "it is pruned on the next run that reaches it",
+                                           key="prune_list_failed",
+                                           params={"dest": dest.name}, detail=str(exc)))
             continue
         pairs = []
         by_id = {}
@@ -131,7 +136,8 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
                 except DestinationError as exc:
                     result.problems.append(Problem(
                         f"could not delete {sid} from {dest.name}: {exc}",
-                        "it is pruned on the next run"))
+                        "it is pruned on the next run", key="prune_delete_failed",
+                        params={"sid": sid, "dest": dest.name}, detail=str(exc)))
                     continue
                 catalog.delete_copy(sid, dest.name)
                 log.info("pruned %s from %s", sid, dest.name)

@@ -27,6 +27,43 @@ CAUSES = ("source_missing", "database_missing", "database_damaged", "database_un
 #: what a report is about: a backup run, or the service's start (no run took place)
 PHASES = ("run", "start")
 
+#: how much a concern matters, most first, so an email opens with the most important one (a
+#: failed upload before a prune listing that failed; watcher/notify/message.py):
+#: alert - a data-loss alert; failed - a copy or a step of the run that did not happen and
+#: will not on its own; pending - a copy waiting for its retry; incomplete - the snapshot lacks
+#: a file or may mix old and new content; upkeep - pruning, the clock, the catalog's upkeep
+SEVERITY = ("alert", "failed", "pending", "incomplete", "upkeep")
+
+#: every :attr:`Problem.key` and its :data:`SEVERITY`; the email's words for each are
+#: ``problem_<key>`` (and ``problem_<key>_hint``) in watcher/notify/texts.py
+PROBLEM_KEYS: dict[str, str] = {
+    "data_loss_database_empty": "alert",
+    "data_loss_database_emptied": "alert",
+    "data_loss_database_shrunk": "alert",
+    "data_loss_tree_changed": "alert",
+    "data_loss_incompressible": "alert",
+    "after_snapshot": "failed",
+    "catalog_unusable": "failed",
+    "catalog_damaged": "failed",
+    "stopped": "failed",
+    "read_failed": "incomplete",
+    "not_a_file": "incomplete",
+    "vanished": "incomplete",
+    "file_changed": "incomplete",
+    "file_shrank": "incomplete",
+    "file_replaced": "incomplete",
+    "catalog_rebuilt": "upkeep",
+    "prune_held": "upkeep",
+    "future_snapshot": "upkeep",
+    "prune_list_failed": "upkeep",
+    "prune_delete_failed": "upkeep",
+}
+
+#: every :attr:`DestinationResult.key`: what to do about a copy, ``dest_hint_<key>`` in
+#: watcher/notify/texts.py
+DESTINATION_KEYS = ("unavailable", "no_upload", "stopping", "failed_earlier", "archive_missing",
+                    "retry_at", "fix_cause")
+
 
 def printable(text: str) -> str:
     """``text`` safe for UTF-8 output (email, log file, status): a file-name byte that is not
@@ -42,9 +79,20 @@ def printable(text: str) -> str:
     return text
 
 
+Params = dict[str, str | int]
+"""The values a translated text is filled with: names, paths and ids as text, counts as
+ints (each language writes its own thousands separator)."""
+
+
 @dataclass
 class Problem:
     """A warning or an error: what happened, one line on what to do, and its cause.
+
+    ``message`` and ``hint`` are English, for the log, the CLI and the catalog. The email
+    says it in the admin's language: the words of ``key`` (:data:`PROBLEM_KEYS`) filled from
+    ``params``, or, with no key, the words of ``cause`` (the message then being technical
+    detail). ``detail`` is text from outside (an exception, the system, a server) that no
+    translation can carry; the email shows it labelled as such.
 
     The texts are made printable on creation: they name files, and a name that is not UTF-8
     would otherwise make the email, the log file and the catalog fail on the whole report.
@@ -53,10 +101,26 @@ class Problem:
     message: str
     hint: str = ""
     cause: str = ""
+    key: str = ""
+    params: Params = field(default_factory=dict)
+    detail: str = ""
 
     def __post_init__(self) -> None:
         self.message = printable(self.message)
         self.hint = printable(self.hint)
+        self.detail = printable(self.detail)
+        self.params = printable_params(self.params)
+
+    @property
+    def severity(self) -> int:
+        """Its place in :data:`SEVERITY` (0 matters most). With no key it is a step that
+        failed on an exception (the cause says which)."""
+        return SEVERITY.index(PROBLEM_KEYS.get(self.key, "failed"))
+
+
+def printable_params(params: Params) -> Params:
+    """``params`` with every text made :func:`printable`."""
+    return {k: printable(v) if isinstance(v, str) else v for k, v in params.items()}
 
 
 @dataclass
@@ -98,9 +162,15 @@ class DestinationResult:
     name: str
     state: str                     # uploaded, pending, failed, skipped
     link: str | None = None
-    error: str | None = None
-    hint: str | None = None
+    error: str | None = None       # the destination's own words (technical, English)
+    hint: str | None = None        # English, for the log and the CLI
     snapshot_id: str | None = None
+    #: what to do in the email's words: ``dest_hint_<key>`` (:data:`DESTINATION_KEYS`)
+    key: str = ""
+    params: Params = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.params = printable_params(self.params)
 
 
 @dataclass

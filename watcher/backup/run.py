@@ -12,6 +12,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -132,7 +133,8 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
                     f"the catalog was damaged; it was moved aside to "
                     f"{catalog.recovered_from.name} and rebuilt from the archives",
                     "nothing to do: copies not known to be at a destination are queued "
-                    "again; delete the moved file when you no longer need it"))
+                    "again; delete the moved file when you no longer need it",
+                    key="catalog_rebuilt", params={"file": catalog.recovered_from.name}))
             interrupted = catalog.abandon_unfinished_runs()
             if interrupted:
                 log.warning("%d earlier run(s) were interrupted before finishing; their partial "
@@ -182,7 +184,8 @@ def _snapshot(cfg: Config, store: LocalStore, catalog: Catalog, report: RunRepor
     except Aborted:
         report.errors.append(Problem("the run was stopped before the snapshot was complete; "
                                      "nothing partial was kept",
-                                     "it runs again at the next start", cause="stopped"))
+                                     "it runs again at the next start", cause="stopped",
+                                     key="stopped"))
         return
     except Exception as exc:  # a bug in the snapshot code: never blamed on the catalog
         log.exception("the snapshot failed on an unexpected error")
@@ -220,7 +223,8 @@ def _check_canaries(cfg: Config, store: LocalStore, report: RunReport,
     for canary in canaries:
         log.warning("DATA-LOSS ALERT: %s; nothing is pruned until `siip-watcher ack`",
                     canary.message)
-        report.warnings.append(Problem(f"data-loss alert: {canary.message}", canary.hint))
+        report.warnings.append(Problem(f"data-loss alert: {canary.message}", canary.hint,
+                                       key=canary.key, params=canary.params))
     if event == "released":
         log.info("the data-loss alert is released after %d days without one; pruning resumes",
                  cfg.canary.release_after_days)
@@ -246,7 +250,8 @@ def _after_snapshot(cfg: Config, catalog: Catalog, store: LocalStore,
     except Exception as exc:
         log.exception("a step after the snapshot failed")
         report.warnings.append(Problem(f"after the snapshot: {exc}",
-                                       "the snapshot itself is stored; see the log"))
+                                       "the snapshot itself is stored; see the log",
+                                       key="after_snapshot", detail=str(exc)))
 
 
 def _crashed(report: RunReport, exc: Exception, store: LocalStore) -> None:
@@ -255,8 +260,8 @@ def _crashed(report: RunReport, exc: Exception, store: LocalStore) -> None:
         log.exception("the run failed on an unexpected error")
     if report.snapshot is not None:
         # stored, and the next run's reconcile puts it back in the catalog if need be
-        report.warnings.append(Problem(f"after the snapshot: {problem.message}",
-                                       problem.hint, cause=problem.cause))
+        report.warnings.append(replace(problem, message=f"after the snapshot: "
+                                                        f"{problem.message}"))
     else:
         report.errors.append(problem)
 
@@ -266,7 +271,8 @@ def _destinations(cfg: Config, report: RunReport) -> list[Destination]:
 
     def unavailable(name: str, exc: DestinationError) -> None:
         report.destinations.append(DestinationResult(name=name, state="pending",
-                                                     error=str(exc)))
+                                                     error=str(exc), key="unavailable",
+                                                     params={"dest": name}))
 
     return enabled_destinations(cfg, unavailable=unavailable)
 
@@ -280,7 +286,8 @@ def _send(cfg: Config, catalog: Catalog, destinations: list[Destination], report
     if not upload:
         queue_copies(catalog, destinations, new)
         return [DestinationResult(name=d.name, state="skipped", snapshot_id=sid,
-                                  hint="upload skipped (--no-upload); it stays queued")
+                                  hint="upload skipped (--no-upload); it stays queued",
+                                  key="no_upload")
                 for d in destinations for sid in new]
     return send_copies(cfg, catalog, destinations, new, stop=stop)
 

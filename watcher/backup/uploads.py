@@ -121,13 +121,14 @@ def send_copies(
     down: dict[str, tuple[str, datetime | None]] = {}
     for dest, copy in work:
         if stop is not None and stop.is_set():
-            results.append(_held_back(dest, copy, "not tried: the service is stopping"))
+            results.append(_held_back(dest, copy, "not tried: the service is stopping",
+                                      "stopping"))
             continue
         if dest.name in down:
             error, retry_at = down[dest.name]
             _wait_with_the_failed_copy(catalog, copy, retry_at)
             results.append(_held_back(dest, copy, f"not tried: {dest.name} failed earlier in "
-                                      f"this pass ({error})"))
+                                      f"this pass ({error})", "failed_earlier"))
             continue
         result = _send_one(cfg, catalog, dest, copy, snapshots.get(copy.snapshot_id),
                            now=now, progress=progress)
@@ -152,10 +153,11 @@ def _wait_with_the_failed_copy(catalog: Catalog, copy: CopyRow,
                      next_try_at=retry_at)
 
 
-def _held_back(dest: Destination, copy: CopyRow, why: str) -> DestinationResult:
+def _held_back(dest: Destination, copy: CopyRow, why: str, key: str) -> DestinationResult:
     return DestinationResult(name=dest.name, state="pending" if copy.state != "failed"
                              else "failed", error=copy.last_error or why,
-                             hint=f"{why}; it stays queued", snapshot_id=copy.snapshot_id)
+                             hint=f"{why}; it stays queued", snapshot_id=copy.snapshot_id,
+                             key=key, params={"dest": dest.name})
 
 
 def archive_path(cfg: Config, snap: SnapshotRow) -> Path | None:
@@ -184,7 +186,8 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
                          next_try_at=now() + FAILED_RETRY)
         return DestinationResult(name=dest.name, state="failed", error=message,
                                  hint="run `siip-watcher verify --all` to see what the local "
-                                      "dir holds", snapshot_id=sid)
+                                      "dir holds", snapshot_id=sid, key="archive_missing",
+                                 params={"sid": sid, "dest": dest.name})
 
     def save_state(state: dict[str, Any]) -> None:
         catalog.save_resume(sid, dest.name, state)
@@ -224,7 +227,8 @@ def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str,
                 f"(next automatic try at {when})")
     log.warning("%s: copy of %s %s: %s", dest.name, sid, state, message)
     return DestinationResult(name=dest.name, state=state, error=message, hint=hint,
-                             snapshot_id=sid)
+                             snapshot_id=sid, key="retry_at" if retryable else "fix_cause",
+                             params={"when": when})
 
 
 def next_due(catalog: Catalog, destinations: Sequence[Destination | str],

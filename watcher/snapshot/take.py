@@ -410,13 +410,16 @@ def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
             if isinstance(err, MemberChanged):
                 warnings.append(_changed_problem(err))
                 continue
+            reason = str(getattr(err, "strerror", None) or err)
             warnings.append(Problem(
-                f"could not read {entry.path}: {getattr(err, 'strerror', None) or err}",
-                "give the service user read access to it, or exclude it in source.exclude"))
+                f"could not read {entry.path}: {reason}",
+                "give the service user read access to it, or exclude it in source.exclude",
+                key="read_failed", params={"path": entry.path}, detail=reason))
             continue
         if entry.kind == "other":
             warnings.append(Problem(f"skipped {entry.path}: not a regular file, folder or link",
-                                    "exclude it in source.exclude to silence this warning"))
+                                    "exclude it in source.exclude to silence this warning",
+                                    key="not_a_file", params={"path": entry.path}))
             continue
         if entry.kind == "dir":
             later.write(_later_record(_Later("d", entry.rel, entry.path, st.st_mode,
@@ -452,18 +455,22 @@ def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProduce
         fd, before = open_member(path, walked)
     except FileNotFoundError:
         warnings.append(Problem(f"{path} vanished while the snapshot was taken; it is not in "
-                                f"this snapshot", "nothing to do if the app deleted it"))
+                                f"this snapshot", "nothing to do if the app deleted it",
+                                key="vanished", params={"path": path}))
         return None
     except MemberChanged as exc:
         warnings.append(_changed_problem(exc))
         return None
     except OSError as exc:
-        warnings.append(Problem(f"could not read {path}: {exc.strerror or exc}",
+        reason = str(exc.strerror or exc)
+        warnings.append(Problem(f"could not read {path}: {reason}",
                                 "give the service user read access to it, or exclude it "
-                                "in source.exclude"))
+                                "in source.exclude", key="read_failed", params={"path": path},
+                                detail=reason))
         return None
     with open(fd, "rb", buffering=0) as fh:
         warning = None
+        zeros = 0
         if before.st_size <= SMALL_FILE:
             data = _read_small(fd, before.st_size)
             after = os.fstat(fd)
@@ -479,7 +486,8 @@ def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProduce
                                            before.st_uid, before.st_gid)
             after = os.fstat(fd)
             if got < size:
-                warning = (f"shrank while being read: the last {size - got} bytes of the "
+                zeros = size - got
+                warning = (f"shrank while being read: the last {zeros} bytes of the "
                            f"member are zeros")
             elif _changed(before, after):
                 warning = "changed while being read"
@@ -490,7 +498,9 @@ def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProduce
             warnings.append(Problem(f"{path} {warning}; this snapshot may hold a mix of old "
                                     f"and new content for it",
                                     "the next snapshot will hold it whole; nothing to do "
-                                    "unless it keeps happening"))
+                                    "unless it keeps happening",
+                                    key="file_shrank" if zeros else "file_changed",
+                                    params={"path": path, "bytes": zeros}))
         return size
 
 
@@ -499,7 +509,8 @@ def _changed_problem(exc: MemberChanged) -> Problem:
     and nothing it may point to is read in its place."""
     return Problem(f"{exc}; it is not in this snapshot, and nothing it points to was read",
                    "nothing to do if the app replaced it (the next snapshot holds it as it is "
-                   "then); if nobody should, find out who changes files under source.root")
+                   "then); if nobody should, find out who changes files under source.root",
+                   key="file_replaced", params={"path": exc.path}, detail=str(exc))
 
 
 def _read_small(fd: int, expected: int) -> bytes:

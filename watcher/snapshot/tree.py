@@ -68,6 +68,7 @@ class MemberChanged(OSError):
     def __init__(self, path: str, now: str) -> None:
         super().__init__(f"{path} became {now} after the tree was listed")
         self.path = path
+        self.path = path
         self.now = now
 
 
