@@ -118,9 +118,9 @@ def good_report(**changes: Any) -> RunReport:
 
 def failed_report(**changes: Any) -> RunReport:
     report = RunReport(name="siip", trigger="interval", started_at=STARTED,
-                       errors=[Problem("the database siip_database.db is locked by another "
-                                       "program", "close the program holding it, then run "
-                                       "`siip-watcher once`")],
+                       errors=[Problem("database siip_database.db stayed locked by pid 4242 "
+                                       "for 60 s; end the transaction or process holding it",
+                                       cause="database_unreadable")],
                        free_bytes=2_000_000, next_run=STARTED + timedelta(hours=24))
     for key, value in changes.items():
         setattr(report, key, value)
@@ -182,10 +182,13 @@ def test_warning_in_english_over_implicit_tls_even_when_only_failures_are_chosen
                    on=["failure"])
     report = good_report(
         trigger="start",
-        warnings=[Problem("3 files changed while being read and were skipped",
-                          "they will be picked up by the next run")],
+        warnings=[Problem("/srv/siip/app.log changed while being read; this snapshot may "
+                          "hold a mix", "the next snapshot will hold it whole",
+                          key="file_changed", params={"path": "/srv/siip/app.log"})],
         destinations=[DestinationResult("drive", "pending", error="HTTP 503 from Google",
-                                        hint="nothing to do; the upload resumes on its own")])
+                                        hint="the copy stays queued; next try at 18:20 UTC",
+                                        snapshot_id="siip-20261127T181500Z", key="retry_at",
+                                        params={"when": "2026-11-27 18:20 UTC"})])
     assert report.status == "warning"
 
     notify(cfg, report, None, None, retry=FAST)
@@ -195,11 +198,13 @@ def test_warning_in_english_over_implicit_tls_even_when_only_failures_are_chosen
     plain, html = parts(got)
     lines = plain.splitlines()
     assert lines[0] == 'The backup of "siip" was stored, but something needs a look.'
-    assert lines[1] == "What to check: 3 files changed while being read and were skipped"
-    assert lines[2] == "What to do: they will be picked up by the next run"
+    # the upload still pending matters more than a file read while it changed
+    assert lines[1] == "What to check: drive: pending (will be retried automatically)"
+    assert lines[2] == ("What to do: the local backup is kept and the copy stays queued; next "
+                        "try at 2026-11-27 18:20 UTC (or run `siip-watcher once`).")
     assert "Trigger: service start" in plain
-    assert "drive: pending (will be retried automatically) (HTTP 503 from Google)" in plain
-    assert "What to do: nothing to do; the upload resumes on its own" in plain
+    assert "  - /srv/siip/app.log changed while being read; this snapshot may hold" in plain
+    assert "Technical detail: HTTP 503 from Google" in plain
     assert "With warnings" in html
 
 
@@ -207,9 +212,9 @@ def test_failed_run_says_first_what_failed(tmp_path: Path, server: SmtpTestServe
                                            tls: TlsFiles) -> None:
     for language, lead, what in (
             ("es", 'La copia de seguridad de "siip" FALLÓ: no se creó ninguna copia nueva.',
-             "Qué falló: the database siip_database.db is locked by another program"),
+             "Qué falló: no se pudo leer la base de datos."),
             ("en", 'The backup of "siip" FAILED: no new backup was made.',
-             "What failed: the database siip_database.db is locked by another program")):
+             "What failed: the database could not be read.")):
         cfg = make_cfg(tmp_path, server.port, tls=tls, language=language)
         notify(cfg, failed_report(), None, None, retry=FAST)
         got = server.received[-1]
@@ -217,6 +222,8 @@ def test_failed_run_says_first_what_failed(tmp_path: Path, server: SmtpTestServe
         plain, _ = parts(got)
         assert plain.splitlines()[:2] == [lead, what]
         assert "siip-watcher once" in plain.splitlines()[2]
+        # the program's own words, labelled, for whoever looks into it
+        assert "stayed locked by pid 4242 for 60 s" in plain
     assert len(server.received) == 2
 
 
@@ -249,12 +256,15 @@ def test_nothing_is_sent_when_the_run_is_not_chosen(tmp_path: Path, server: Smtp
 def test_html_escapes_what_the_run_reports(tmp_path: Path, server: SmtpTestServer,
                                            tls: TlsFiles) -> None:
     cfg = make_cfg(tmp_path, server.port, tls=tls, language="en")
-    report = failed_report(errors=[Problem("<script>alert(1)</script> & co", "a<b")])
+    name = "<script>alert(1)</script> & co"
+    report = failed_report(errors=[Problem(f"could not read {name}", "a<b", key="read_failed",
+                                           params={"path": name}, detail="a<b")])
     notify(cfg, report, None, None, retry=FAST)
     plain, html = parts(server.received[0])
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
-    assert "<script>" not in html
-    assert "What failed: <script>alert(1)</script> & co" in plain
+    assert "Technical detail: a&lt;b" in html
+    assert "<script>" not in html and "a<b" not in html
+    assert f"  - could not read {name}; it is not in this snapshot." in plain
 
 
 # --- failures never get in the way, and never show the password ---------------------------

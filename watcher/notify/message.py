@@ -1,7 +1,11 @@
 """Build the report email (plain text plus an HTML alternative) from a :class:`RunReport`.
 
 Pure: the content is first laid out as plain data (:class:`Body`), then rendered twice, so the
-text and HTML versions always say the same thing. All wording comes from :mod:`.texts`.
+text and HTML versions always say the same thing. All wording comes from :mod:`.texts`, in the
+admin's language (``email.language``): a problem is told from its key or its cause, never from
+its English log message. The only English is text from outside that no translation can carry
+(an exception's, the system's or a server's own words), shown on its own line labelled as the
+technical detail for the admin. The most important concern comes first (:data:`SEVERITY`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from watcher import __version__
-from watcher.backup.report import CAUSES, Problem, RunReport
+from watcher.backup.report import (
+    CAUSES,
+    SEVERITY,
+    DestinationResult,
+    Params,
+    Problem,
+    RunReport,
+)
 from watcher.config.settings import Config
 from watcher.notify import policy
 from watcher.notify.texts import SUBJECT_STATUS, TEXTS, text
@@ -33,6 +44,7 @@ class Row:
     link: str | None = None
     hint: str | None = None
     alert: bool = False
+    detail: str | None = None        # the labelled technical line, if any
 
 
 @dataclass
@@ -109,12 +121,17 @@ def report_body(cfg: Config, report: RunReport, kind: str, *, host: str) -> Body
     if report.status == "failed":
         lead.append(text(lang, "lead_start_failed" if report.phase == "start" else "lead_failed",
                          name=name))
-        first = report.errors[0] if report.errors else Problem(text(lang, "failed_unknown"))
-        # in plain words when the cause is known; the technical line is under the errors
-        plain = text(lang, f"cause_{first.cause}") if first.cause in CAUSES else first.message
-        lead.append(text(lang, "what_failed", message=plain))
-        if first.hint:
-            lead.append(text(lang, "what_to_do", hint=first.hint))
+        errors = by_severity(report.errors)
+        if errors:
+            words = problem_words(lang, errors[0])
+            # the cause's plain words when known; the problem's own under "Errores"
+            plain = (text(lang, f"cause_{errors[0].cause}") if errors[0].cause in CAUSES
+                     else words.message)
+            lead.append(text(lang, "what_failed", message=plain))
+            if words.hint:
+                lead.append(text(lang, "what_to_do", hint=words.hint))
+        else:
+            lead.append(text(lang, "what_failed", message=text(lang, "failed_unknown")))
     else:
         key = "lead_recovery" if kind == policy.RECOVERY else f"lead_{report.status}"
         lead.append(text(lang, key, name=name))
@@ -123,11 +140,11 @@ def report_body(cfg: Config, report: RunReport, kind: str, *, host: str) -> Body
             reasons = "; ".join(text(lang, f"alert_{kind}") for kind in report.alert["kinds"])
             lead.append(text(lang, "lead_alert", reasons=reasons))
         if report.status == "warning":
-            first = _first_concern(report)
-            if first:
-                lead.append(text(lang, "what_to_check", message=first.message))
-                if first.hint:
-                    lead.append(text(lang, "what_to_do", hint=first.hint))
+            ranked = concerns(lang, report)
+            if ranked:
+                lead.append(text(lang, "what_to_check", message=ranked[0].message))
+                if ranked[0].hint:
+                    lead.append(text(lang, "what_to_do", hint=ranked[0].hint))
 
     sections = [_summary(cfg, report, host)]
     if report.errors:
@@ -144,14 +161,73 @@ def report_body(cfg: Config, report: RunReport, kind: str, *, host: str) -> Body
     return Body(language=lang, status=report.status, lead=lead, sections=sections, footer=footer)
 
 
-def _first_concern(report: RunReport) -> Problem | None:
-    """What a warning run's first paragraph names: the first warning, else a stuck upload."""
-    if report.warnings:
-        return report.warnings[0]
-    for d in report.destinations:
-        if d.state in ("pending", "failed"):
-            return Problem(f"{d.name}: {d.error or d.state}", d.hint or "")
-    return None
+@dataclass
+class Words:
+    """A concern in the admin's language: what happened, what to do, and the technical
+    detail (English, from outside) when there is one."""
+
+    message: str
+    hint: str | None = None
+    detail: str | None = None
+
+
+def fill(lang: str, key: str, params: Params) -> str:
+    """The text ``key`` filled from ``params``, counts written the language's way."""
+    values = {k: fmt_number(v, lang) if isinstance(v, int) else v for k, v in params.items()}
+    return text(lang, key, **values)
+
+
+def problem_words(lang: str, p: Problem) -> Words:
+    """``p`` in ``lang``: the words of its key, else of its cause (its English message then
+    being the technical detail); a problem with neither is shown as technical detail only."""
+    if p.key:
+        message, detail = fill(lang, f"problem_{p.key}", p.params), p.detail
+    elif p.cause in CAUSES:
+        message, detail = text(lang, f"cause_{p.cause}"), p.detail or p.message
+    else:
+        detail = "; ".join(part for part in (p.detail or p.message, p.hint) if part)
+        return Words(text(lang, "problem_untranslated"), None, detail)
+    own_hint = f"problem_{p.key}_hint"
+    if p.key and own_hint in TEXTS[lang]:
+        hint: str | None = fill(lang, own_hint, p.params)
+    elif p.cause in CAUSES:
+        hint = text(lang, f"cause_{p.cause}_hint")
+    else:
+        hint = None
+    return Words(message, hint, detail or None)
+
+
+def destination_words(lang: str, d: DestinationResult, current: str | None) -> Words:
+    """A copy's state in ``lang``, naming the snapshot when it is not this run's (a queued
+    older copy); the destination's own error is the technical detail."""
+    name = d.name
+    if d.snapshot_id and current and d.snapshot_id != current:
+        name = text(lang, "dest_older", dest=d.name, sid=d.snapshot_id)
+    key = f"dest_{d.state}"
+    state = text(lang, key) if key in TEXTS[lang] else d.state
+    hint = fill(lang, f"dest_hint_{d.key}", d.params) if d.key else None
+    # an English hint with no words of its own can only be shown as technical detail
+    untranslated = d.hint if d.hint and not d.key else None
+    detail = "; ".join(part for part in (d.error, untranslated) if part)
+    return Words(f"{name}: {state}", hint, detail or None)
+
+
+def by_severity(problems: list[Problem]) -> list[Problem]:
+    """``problems``, most important first (:data:`SEVERITY`), in their order otherwise."""
+    return sorted(problems, key=lambda p: p.severity)
+
+
+def concerns(lang: str, report: RunReport) -> list[Words]:
+    """Everything a warning run asks the admin to look at, most important first: a data-loss
+    alert, then a failed copy or step, a pending copy, a snapshot missing files, upkeep (a
+    failed upload thus comes before a prune listing that failed)."""
+    current = report.snapshot.id if report.snapshot else None
+    ranked: list[tuple[int, int, Words]] = [
+        (p.severity, i, problem_words(lang, p)) for i, p in enumerate(report.warnings)]
+    for i, d in enumerate(report.destinations, start=len(ranked)):
+        if d.state in ("failed", "pending"):   # a copy's state names its SEVERITY level
+            ranked.append((SEVERITY.index(d.state), i, destination_words(lang, d, current)))
+    return [words for _, _, words in sorted(ranked, key=lambda r: (r[0], r[1]))]
 
 
 def _summary(cfg: Config, report: RunReport, host: str) -> Section:
@@ -168,12 +244,15 @@ def _summary(cfg: Config, report: RunReport, host: str) -> Section:
     ])
 
 
+def _row(lang: str, words: Words, *, alert: bool, link: str | None = None) -> Row:
+    return Row(words.message, link=link, alert=alert,
+               hint=text(lang, "what_to_do", hint=words.hint) if words.hint else None,
+               detail=text(lang, "detail", detail=words.detail) if words.detail else None)
+
+
 def _problems(lang: str, title_key: str, problems: list[Problem], *, alert: bool) -> Section:
     return Section(text(lang, title_key), [
-        Row(p.message, hint=text(lang, "what_to_do", hint=p.hint) if p.hint else None,
-            alert=alert)
-        for p in problems
-    ])
+        _row(lang, problem_words(lang, p), alert=alert) for p in by_severity(problems)])
 
 
 def _archive(lang: str, report: RunReport) -> Section:
@@ -200,23 +279,20 @@ def _databases(lang: str, report: RunReport) -> Section:
     for db in report.snapshot.databases:
         ok = db.check == "ok"
         state = (text(lang, "db_ok", pragma=db.check_pragma) if ok else
-                 text(lang, "db_bad", pragma=db.check_pragma, check=db.check))
+                 text(lang, "db_bad", pragma=db.check_pragma))
         detail = text(lang, "db_detail", size=fmt_bytes(db.size, lang),
                       pages=fmt_number(db.pages, lang))
-        rows.append(Row(f"{db.path}: {state}; {detail}", alert=not ok))
+        # what SQLite said about a damaged copy is its own English
+        said = None if ok else text(lang, "detail", detail=db.check)
+        rows.append(Row(f"{db.path}: {state}; {detail}", alert=not ok, detail=said))
     return Section(text(lang, "section_databases"), rows)
 
 
 def _destinations(lang: str, report: RunReport) -> Section:
-    rows = []
-    for d in report.destinations:
-        key = f"dest_{d.state}"
-        state = text(lang, key) if key in TEXTS[lang] else d.state
-        value = f"{d.name}: {state}" + (f" ({d.error})" if d.error else "")
-        rows.append(Row(value, link=d.link,
-                        hint=text(lang, "what_to_do", hint=d.hint) if d.hint else None,
-                        alert=d.state == "failed"))
-    return Section(text(lang, "section_destinations"), rows)
+    current = report.snapshot.id if report.snapshot else None
+    return Section(text(lang, "section_destinations"), [
+        _row(lang, destination_words(lang, d, current), alert=d.state == "failed", link=d.link)
+        for d in report.destinations])
 
 
 def _storage(cfg: Config, report: RunReport) -> Section:
@@ -254,6 +330,8 @@ def render_text(body: Body) -> str:
                 out.append(f"{indent}{row.link}")
             if row.hint:
                 out.append(f"{indent}{row.hint}")
+            if row.detail:
+                out.append(f"{indent}{row.detail}")
         out.append("")
     out.append("-- ")
     out.append(body.footer)
@@ -310,6 +388,8 @@ def _html_value(row: Row) -> str:
         value += f" &mdash; {e(row.link)}"
     if row.hint:
         value += f'<br><span style="color:#555">{e(row.hint)}</span>'
+    if row.detail:
+        value += f'<br><span style="color:#777;font-size:12px">{e(row.detail)}</span>'
     return value
 
 
@@ -379,7 +459,7 @@ def build_test_message(cfg: Config, now: datetime, *, host: str | None = None) -
         status="ok",
         lead=[text(lang, "test_lead", name=cfg.name),
               text(lang, "test_body", server=f"{e.smtp_host}:{e.smtp_port}",
-                   security=e.security)],
+                   security=text(lang, f"security_{e.security}"))],
         sections=[],
         footer=text(lang, "footer", version=__version__, host=host),
     )

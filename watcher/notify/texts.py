@@ -8,6 +8,20 @@ from __future__ import annotations
 
 LANGUAGES = ("es", "en")
 
+# hints several problems share, one wording each
+_ES_DATA_LOSS_HINT = ("revise ahora la aplicación y sus datos; cuando todo esté bien, ejecute "
+                      "`siip-watcher ack` para que las copias antiguas vuelvan a borrarse "
+                      "según la retención.")
+_EN_DATA_LOSS_HINT = ("look at the application and its data now; when all is well, run "
+                      "`siip-watcher ack` so old snapshots are pruned again.")
+_ES_READ_HINT = ("dé al usuario del servicio permiso de lectura sobre él, o exclúyalo en "
+                 "source.exclude.")
+_EN_READ_HINT = "give the service user read access to it, or exclude it in source.exclude."
+_ES_MIXED_HINT = ("la próxima copia lo tendrá completo; no hay que hacer nada salvo que se "
+                  "repita.")
+_EN_MIXED_HINT = "the next snapshot will hold it whole; nothing to do unless it keeps happening."
+
+
 TEXTS: dict[str, dict[str, str]] = {
     "es": {
         # subject: [SIIP Backup] <OK|WARNING|FAILED> <name> <local time>
@@ -51,7 +65,7 @@ TEXTS: dict[str, dict[str, str]] = {
                             "los detalles técnicos están abajo y en el registro del servicio.",
         "cause_watch": "el servicio no puede vigilar los cambios en la carpeta del proyecto.",
         "cause_schedule_disabled": "el servicio está desactivado en la configuración "
-                                   "(schedule.enabled = false), así que no hace copias.",
+                                   "(`schedule.enabled = false`), así que no hace copias.",
         "what_failed": "Qué falló: {message}",
         "what_to_check": "Qué revisar: {message}",
         "what_to_do": "Qué hacer: {hint}",
@@ -84,7 +98,7 @@ TEXTS: dict[str, dict[str, str]] = {
         # databases
         "section_databases": "Bases de datos",
         "db_ok": "íntegra ({pragma}: ok)",
-        "db_bad": "DAÑADA ({pragma}: {check})",
+        "db_bad": "DAÑADA ({pragma})",
         "db_detail": "{size}, {pages} páginas",
         # destinations
         "section_destinations": "Destinos",
@@ -115,6 +129,135 @@ TEXTS: dict[str, dict[str, str]] = {
         "test_lead": "Este es un mensaje de prueba de siip-watcher para \"{name}\".",
         "test_body": "Si lo está leyendo, los informes por correo funcionan: servidor {server}, "
                      "seguridad {security}.",
+        # what to do about a cause when the problem brings no words of its own
+        "cause_source_missing_hint": "corrija source.root en la configuración.",
+        "cause_database_missing_hint": "corrija source.databases en la configuración (las "
+                                       "rutas son relativas a source.root).",
+        "cause_database_damaged_hint": "restaure la base de datos desde una copia anterior "
+                                       "(`siip-watcher restore`) o repárela con "
+                                       "`sqlite3 .recover`.",
+        "cause_database_unreadable_hint": "compruebe que el usuario del servicio puede leer la "
+                                          "base de datos y su carpeta y que ningún programa la "
+                                          "mantiene bloqueada; luego ejecute "
+                                          "`siip-watcher once`.",
+        "cause_disk_full_hint": "libere espacio en ese disco o reduzca los ajustes "
+                                "retention.keep_*; luego ejecute `siip-watcher once`.",
+        "cause_write_failed_hint": "revise la carpeta de copias (local.dir) y su disco; luego "
+                                   "ejecute `siip-watcher once`.",
+        "cause_stopped_hint": "nada que hacer: se repetirá al volver a arrancar.",
+        "cause_backup_dir_hint": "compruebe que la carpeta existe y que el usuario del servicio "
+                                 "es su dueño y puede escribir en ella, o cambie local.dir.",
+        "cause_catalog_hint": "compruebe que el usuario del servicio puede leer y escribir el "
+                              "catálogo y que ningún otro programa lo tiene abierto.",
+        "cause_busy_hint": "si de verdad no hay otra copia en marcha, busque un proceso de "
+                           "siip-watcher atascado (`siip-watcher status`) y termínelo.",
+        "cause_unexpected_hint": "vea los detalles en el registro del servicio y luego ejecute "
+                                 "`siip-watcher once`; si vuelve a ocurrir, infórmelo.",
+        "cause_watch_hint": "compruebe que las carpetas de source.root y source.databases "
+                            "existen y que el usuario del servicio puede leerlas.",
+        "cause_schedule_disabled_hint": "póngalo a `true` (o detenga y desactive el servicio "
+                                        "y ejecute `siip-watcher once` a mano).",
+        # each problem (watcher.backup.report.PROBLEM_KEYS) and what to do about it
+        "problem_data_loss_database_empty": "alerta de pérdida de datos: la base de datos "
+                                            "{path} está vacía.",
+        "problem_data_loss_database_empty_hint": _ES_DATA_LOSS_HINT,
+        "problem_data_loss_database_emptied": "alerta de pérdida de datos: la base de datos "
+                                              "{path} está vacía (tenía {before} páginas).",
+        "problem_data_loss_database_emptied_hint": _ES_DATA_LOSS_HINT,
+        "problem_data_loss_database_shrunk": "alerta de pérdida de datos: la base de datos "
+                                             "{path} perdió más de la mitad de sus páginas "
+                                             "({before} → {pages}).",
+        "problem_data_loss_database_shrunk_hint": _ES_DATA_LOSS_HINT,
+        "problem_data_loss_tree_changed": "alerta de pérdida de datos: desde la copia anterior "
+                                          "desapareció ({gone}) o cambió ({changed}) el "
+                                          "{share} % de los archivos del proyecto (el nivel de "
+                                          "alerta es el {level} %).",
+        "problem_data_loss_tree_changed_hint": _ES_DATA_LOSS_HINT,
+        "problem_data_loss_incompressible": "alerta de pérdida de datos: {incompressible} de "
+                                            "{sampled} archivos de texto modificados contienen "
+                                            "ahora bytes aleatorios, como los que deja un "
+                                            "ransomware al cifrarlos.",
+        "problem_data_loss_incompressible_hint": _ES_DATA_LOSS_HINT,
+        "problem_after_snapshot": "falló un paso posterior a la copia (subidas, limpieza o "
+                                  "lista de copias conservadas).",
+        "problem_after_snapshot_hint": "la copia en sí está guardada; vea el detalle técnico y "
+                                       "el registro del servicio.",
+        "problem_catalog_unusable": "no se puede usar el catálogo {path}.",
+        "problem_catalog_unusable_hint": "compruebe que el usuario del servicio puede leerlo y "
+                                         "escribirlo y que ningún otro programa lo tiene "
+                                         "abierto.",
+        "problem_catalog_damaged": "el catálogo {path} está dañado.",
+        "problem_catalog_damaged_hint": "apártelo (renómbrelo a {name}.damaged, por ejemplo); "
+                                        "la próxima ejecución lo reconstruye a partir de los "
+                                        "archivos de copia y vuelve a poner en cola sus "
+                                        "subidas.",
+        "problem_stopped": "la ejecución se detuvo antes de completar la copia; no se guardó "
+                           "nada a medias.",
+        "problem_stopped_hint": "se repetirá en el próximo arranque.",
+        "problem_read_failed": "no se pudo leer {path}; no está en esta copia.",
+        "problem_read_failed_hint": _ES_READ_HINT,
+        "problem_not_a_file": "se omitió {path}: no es un archivo normal, una carpeta ni un "
+                              "enlace.",
+        "problem_not_a_file_hint": "exclúyalo en source.exclude para que este aviso no se "
+                                   "repita.",
+        "problem_vanished": "{path} desapareció mientras se hacía la copia; no está en ella.",
+        "problem_vanished_hint": "nada que hacer si la aplicación lo borró.",
+        "problem_file_changed": "{path} cambió mientras se leía; esta copia puede tener una "
+                                "mezcla de su contenido antiguo y nuevo.",
+        "problem_file_changed_hint": _ES_MIXED_HINT,
+        "problem_file_shrank": "{path} se acortó mientras se leía: los últimos {bytes} bytes de "
+                               "su copia son ceros.",
+        "problem_file_shrank_hint": _ES_MIXED_HINT,
+        "problem_file_replaced": "{path} fue sustituido por otra cosa después de listar los "
+                                 "archivos; no está en esta copia y no se leyó nada en su "
+                                 "lugar.",
+        "problem_file_replaced_hint": "nada que hacer si la aplicación lo reemplazó (la próxima "
+                                      "copia lo tendrá tal como esté entonces); si nadie "
+                                      "debería hacerlo, averigüe quién cambia archivos dentro "
+                                      "de source.root.",
+        "problem_catalog_rebuilt": "el catálogo estaba dañado; se apartó como {file} y se "
+                                   "reconstruyó a partir de los archivos de copia.",
+        "problem_catalog_rebuilt_hint": "nada que hacer: las copias que no constan en un "
+                                        "destino vuelven a la cola; borre el archivo apartado "
+                                        "cuando ya no lo necesite.",
+        "problem_prune_held": "no se borró ninguna copia antigua: hay una alerta de posible "
+                              "pérdida de datos desde {since}.",
+        "problem_prune_held_hint": "revise los datos de la aplicación y luego ejecute "
+                                   "`siip-watcher ack` para que la limpieza se reanude.",
+        "problem_future_snapshot": "{sid} tiene una fecha de más de un día por delante del "
+                                   "reloj de esta máquina ({now}); se conserva, pero ya no "
+                                   "cuenta como la copia más reciente.",
+        "problem_future_snapshot_hint": "revise el reloj; si la fecha de esa copia es errónea, "
+                                        "verifíquela y bórrela a mano.",
+        "problem_prune_list_failed": "no se pudo ver qué copias hay en {dest} para borrar allí "
+                                     "las antiguas.",
+        "problem_prune_list_failed_hint": "se borrarán en la próxima ejecución que llegue a "
+                                          "{dest}.",
+        "problem_prune_delete_failed": "no se pudo borrar {sid} de {dest}.",
+        "problem_prune_delete_failed_hint": "se borrará en la próxima ejecución.",
+        "problem_untranslated": "otro problema; el detalle técnico lo describe.",
+        "detail": "Detalle técnico (en inglés): {detail}",
+        # what to do about a copy (watcher.backup.report.DESTINATION_KEYS)
+        "dest_hint_unavailable": "no se pudo preparar {dest}; se intentará de nuevo en la "
+                                 "próxima ejecución. Revise su configuración con el detalle "
+                                 "técnico.",
+        "dest_hint_no_upload": "subida omitida (--no-upload); la copia sigue en cola.",
+        "dest_hint_stopping": "no se intentó porque el servicio se estaba deteniendo; la copia "
+                              "sigue en cola.",
+        "dest_hint_failed_earlier": "no se intentó porque {dest} ya falló antes en esta pasada; "
+                                    "la copia sigue en cola.",
+        "dest_hint_archive_missing": "falta el archivo local de {sid}, así que no se puede "
+                                     "copiar a {dest}; ejecute `siip-watcher verify --all` "
+                                     "para ver qué hay en la carpeta de copias.",
+        "dest_hint_retry_at": "la copia local se conserva y la subida sigue en cola; próximo "
+                              "intento: {when} (o ejecute `siip-watcher once`).",
+        "dest_hint_fix_cause": "corrija la causa (vea el detalle técnico) y luego ejecute "
+                               "`siip-watcher once`; la copia local se conserva (próximo "
+                               "intento automático: {when}).",
+        "dest_older": "{dest} (copia anterior, {sid})",
+        "security_starttls": "STARTTLS",
+        "security_ssl": "TLS desde el primer byte (SSL)",
+        "security_none": "ninguna (sin TLS)",
     },
     "en": {
         "subject": "[SIIP Backup] {status} {name} {when}",
@@ -155,7 +298,7 @@ TEXTS: dict[str, dict[str, str]] = {
                             "the technical details are below and in the service log.",
         "cause_watch": "the service cannot watch the project folder for changes.",
         "cause_schedule_disabled": "the service is switched off in the configuration "
-                                   "(schedule.enabled = false), so it makes no backups.",
+                                   "(`schedule.enabled = false`), so it makes no backups.",
         "what_failed": "What failed: {message}",
         "what_to_check": "What to check: {message}",
         "what_to_do": "What to do: {hint}",
@@ -185,7 +328,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_archive": "No backup archive was created.",
         "section_databases": "Databases",
         "db_ok": "intact ({pragma}: ok)",
-        "db_bad": "DAMAGED ({pragma}: {check})",
+        "db_bad": "DAMAGED ({pragma})",
         "db_detail": "{size}, {pages} pages",
         "section_destinations": "Destinations",
         "dest_uploaded": "uploaded",
@@ -210,6 +353,123 @@ TEXTS: dict[str, dict[str, str]] = {
         "test_lead": 'This is a test message from siip-watcher for "{name}".',
         "test_body": "If you are reading it, email reports work: server {server}, "
                      "security {security}.",
+        "cause_source_missing_hint": "fix source.root in the configuration.",
+        "cause_database_missing_hint": "fix source.databases in the configuration (paths are "
+                                       "relative to source.root).",
+        "cause_database_damaged_hint": "restore the database from a previous snapshot "
+                                       "(`siip-watcher restore`) or repair it with "
+                                       "`sqlite3 .recover`.",
+        "cause_database_unreadable_hint": "check that the service user can read the database "
+                                          "and its folder and that no program keeps it "
+                                          "locked; then run `siip-watcher once`.",
+        "cause_disk_full_hint": "free some space on that disk or lower the retention.keep_* "
+                                "settings; then run `siip-watcher once`.",
+        "cause_write_failed_hint": "check the backup folder (local.dir) and its disk; then run "
+                                   "`siip-watcher once`.",
+        "cause_stopped_hint": "nothing to do: it runs again at the next start.",
+        "cause_backup_dir_hint": "check that the folder exists and that the service user owns "
+                                 "it and may write it, or change local.dir.",
+        "cause_catalog_hint": "check that the service user may read and write the catalog and "
+                              "that no other program holds it open.",
+        "cause_busy_hint": "if no backup is really running, look for a stuck siip-watcher "
+                           "process (`siip-watcher status`) and end it.",
+        "cause_unexpected_hint": "see the service log for the details, then run "
+                                 "`siip-watcher once`; report it if it happens again.",
+        "cause_watch_hint": "check that the folders of source.root and source.databases exist "
+                            "and that the service user may read them.",
+        "cause_schedule_disabled_hint": "set it to `true` (or stop and disable the service and "
+                                        "run `siip-watcher once` by hand).",
+        "problem_data_loss_database_empty": "data-loss alert: the database {path} is empty.",
+        "problem_data_loss_database_empty_hint": _EN_DATA_LOSS_HINT,
+        "problem_data_loss_database_emptied": "data-loss alert: the database {path} is empty "
+                                              "(it had {before} pages).",
+        "problem_data_loss_database_emptied_hint": _EN_DATA_LOSS_HINT,
+        "problem_data_loss_database_shrunk": "data-loss alert: the database {path} lost more "
+                                             "than half of its pages ({before} → {pages}).",
+        "problem_data_loss_database_shrunk_hint": _EN_DATA_LOSS_HINT,
+        "problem_data_loss_tree_changed": "data-loss alert: {share}% of the project's files "
+                                          "disappeared ({gone}) or changed ({changed}) since "
+                                          "the previous snapshot (the alert level is "
+                                          "{level}%).",
+        "problem_data_loss_tree_changed_hint": _EN_DATA_LOSS_HINT,
+        "problem_data_loss_incompressible": "data-loss alert: {incompressible} of {sampled} "
+                                            "changed text files now hold random-looking "
+                                            "bytes, as ransomware leaves the files it "
+                                            "encrypts.",
+        "problem_data_loss_incompressible_hint": _EN_DATA_LOSS_HINT,
+        "problem_after_snapshot": "a step after the snapshot failed (uploads, pruning or the "
+                                  "list of kept backups).",
+        "problem_after_snapshot_hint": "the snapshot itself is stored; see the technical "
+                                       "detail and the service log.",
+        "problem_catalog_unusable": "the catalog {path} cannot be used.",
+        "problem_catalog_unusable_hint": "check that the service user may read and write it "
+                                         "and that no other program holds it open.",
+        "problem_catalog_damaged": "the catalog {path} is damaged.",
+        "problem_catalog_damaged_hint": "move it aside (rename it to {name}.damaged, say); the "
+                                        "next run rebuilds it from the archives and queues "
+                                        "their uploads again.",
+        "problem_stopped": "the run was stopped before the snapshot was complete; nothing "
+                           "partial was kept.",
+        "problem_stopped_hint": "it runs again at the next start.",
+        "problem_read_failed": "could not read {path}; it is not in this snapshot.",
+        "problem_read_failed_hint": _EN_READ_HINT,
+        "problem_not_a_file": "skipped {path}: not a regular file, folder or link.",
+        "problem_not_a_file_hint": "exclude it in source.exclude to silence this warning.",
+        "problem_vanished": "{path} vanished while the snapshot was taken; it is not in it.",
+        "problem_vanished_hint": "nothing to do if the app deleted it.",
+        "problem_file_changed": "{path} changed while being read; this snapshot may hold a mix "
+                                "of old and new content for it.",
+        "problem_file_changed_hint": _EN_MIXED_HINT,
+        "problem_file_shrank": "{path} shrank while being read: the last {bytes} bytes of its "
+                               "copy are zeros.",
+        "problem_file_shrank_hint": _EN_MIXED_HINT,
+        "problem_file_replaced": "{path} was replaced by something else after the files were "
+                                 "listed; it is not in this snapshot, and nothing was read in "
+                                 "its place.",
+        "problem_file_replaced_hint": "nothing to do if the app replaced it (the next snapshot "
+                                      "holds it as it is then); if nobody should, find out who "
+                                      "changes files under source.root.",
+        "problem_catalog_rebuilt": "the catalog was damaged; it was moved aside to {file} and "
+                                   "rebuilt from the archives.",
+        "problem_catalog_rebuilt_hint": "nothing to do: copies not known to be at a "
+                                        "destination are queued again; delete the moved file "
+                                        "when you no longer need it.",
+        "problem_prune_held": "no old backup was deleted: a data-loss alert holds since "
+                              "{since}.",
+        "problem_prune_held_hint": "check the application's data, then run `siip-watcher ack` "
+                                   "so pruning resumes.",
+        "problem_future_snapshot": "{sid} is dated more than a day ahead of this machine's "
+                                   "clock ({now}); it is kept but no longer counts as the "
+                                   "newest backup.",
+        "problem_future_snapshot_hint": "check the clock; if that backup's date is wrong, "
+                                        "verify it and delete it by hand.",
+        "problem_prune_list_failed": "could not see which backups {dest} holds, so none of the "
+                                     "old ones were deleted there.",
+        "problem_prune_list_failed_hint": "they are deleted on the next run that reaches "
+                                          "{dest}.",
+        "problem_prune_delete_failed": "could not delete {sid} from {dest}.",
+        "problem_prune_delete_failed_hint": "it is deleted on the next run.",
+        "problem_untranslated": "another problem; the technical detail describes it.",
+        "detail": "Technical detail: {detail}",
+        "dest_hint_unavailable": "{dest} could not be prepared; it is tried again on the next "
+                                 "run. Check its settings against the technical detail.",
+        "dest_hint_no_upload": "upload skipped (--no-upload); the copy stays queued.",
+        "dest_hint_stopping": "not tried because the service was stopping; the copy stays "
+                              "queued.",
+        "dest_hint_failed_earlier": "not tried because {dest} failed earlier in this pass; the "
+                                    "copy stays queued.",
+        "dest_hint_archive_missing": "the local archive of {sid} is missing, so it cannot be "
+                                     "copied to {dest}; run `siip-watcher verify --all` to see "
+                                     "what the backup folder holds.",
+        "dest_hint_retry_at": "the local backup is kept and the copy stays queued; next try at "
+                              "{when} (or run `siip-watcher once`).",
+        "dest_hint_fix_cause": "fix the cause (see the technical detail), then run "
+                               "`siip-watcher once`; the local backup is kept (next automatic "
+                               "try at {when}).",
+        "dest_older": "{dest} (older copy, {sid})",
+        "security_starttls": "STARTTLS",
+        "security_ssl": "TLS from the first byte (SSL)",
+        "security_none": "none (no TLS)",
     },
 }
 
