@@ -123,6 +123,12 @@ def copy_database(source: Path, target: Path, *, lock_timeout: float = 300.0,
             raise CopyInterrupted(str(source)) from None
         if exc.sqlite_errorname in LOCKED_ERRORS:
             raise wait.failure(exc) from None
+        if exc.sqlite_errorname == "SQLITE_FULL":
+            # the copy goes to the backup dir: that disk is full, the database is fine
+            raise DatabaseCopyError(
+                f"the disk of the backup dir is full while copying {source} ({exc}); free "
+                f"space there or lower the retention.keep_* settings, then run again",
+                "disk_full") from None
         if exc.sqlite_errorname in DAMAGED_ERRORS:
             raise DatabaseCopyError(
                 f"database {source} is damaged ({exc}); restore it from a previous snapshot "

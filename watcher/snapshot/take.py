@@ -17,6 +17,7 @@ back is spooled to a file, not held in memory.
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import hashlib
 import os
 import platform
@@ -187,6 +188,11 @@ def take_snapshot(
     except SinkError as exc:
         raise SnapshotError(str(exc), exc.cause) from None
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            # whichever write met it first (the archive, the manifest, a work file)
+            raise SnapshotError(f"the disk of the backup dir {store.dir} is full ({exc}); "
+                                f"free space there or lower the retention.keep_* settings, "
+                                f"then run again", "disk_full") from None
         raise SnapshotError(f"the snapshot failed: {exc}; check the backup dir {store.dir} "
                             f"and the source", "write_failed") from None
     finally:
