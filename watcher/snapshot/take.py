@@ -133,11 +133,9 @@ def take_snapshot(
     spool_path = store.dir / f".{stem}.manifest.partial"
     later_path = store.dir / f".{stem}.later.partial"
     warnings: list[Problem] = []
-    db_copies: list[DatabaseCopy] = []
 
     # the database copies start at once: every commit made before the run began is in them
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-copy")
-    db_future = pool.submit(_copy_databases, cfg, store, stem, stop)
+    databases = _Databases(cfg, store, stem, stop)
     sink: CompressedSink | None = None
     spool: ManifestSpool | None = None
     try:
@@ -152,13 +150,12 @@ def take_snapshot(
             "host": platform.node(),
             "source_root": str(root),
         })
-        databases = _DatabaseMembers(cfg, producer, spool, db_future)
+        databases.attach(producer, spool)
         files, bytes_in = _add_tree(cfg, producer, spool, warnings, later_path,
                                     between=databases.poll)
         db_results = databases.wait()
-        db_copies = databases.copies
         # not the run's start: a database locked for minutes holds what was committed then
-        created = max([now, *(c.copied_at for c in db_copies)])
+        created = max([now, *(c.copied_at for c in databases.copies)])
         snapshot_id = store.new_snapshot_id(created)
         archive = store.archive_path(snapshot_id)
         bytes_in += sum(d.size for d in db_results)
@@ -200,11 +197,7 @@ def take_snapshot(
             sink.abort()
         if spool is not None:
             spool.discard()
-        if not db_future.done():
-            db_future.cancel()
-        pool.shutdown(wait=True)
-        for copy in db_copies or _result_or_empty(db_future):
-            copy.copy.unlink(missing_ok=True)
+        databases.close()
         partial.unlink(missing_ok=True)
         later_path.unlink(missing_ok=True)
 
@@ -212,14 +205,6 @@ def take_snapshot(
                         sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results)
     return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint,
                           manifest_file=kept_manifest)
-
-
-def _result_or_empty(future: concurrent.futures.Future[list[DatabaseCopy]]
-                     ) -> list[DatabaseCopy]:
-    try:
-        return future.result(timeout=0) if future.done() else []
-    except BaseException:
-        return []
 
 
 def _check_free_space(folder: Path, needed: int) -> None:
@@ -237,21 +222,6 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.0f} MB"
 
 
-def _copy_databases(cfg: Config, store: LocalStore, stem: str,
-                    stop: threading.Event | None) -> list[DatabaseCopy]:
-    copies: list[DatabaseCopy] = []
-    try:
-        for i, db in enumerate(cfg.source.database_paths()):
-            target = store.dir / f".{stem}.db{i}.partial"
-            copies.append(copy_database(db, target, stop=stop,
-                                        lock_timeout=cfg.source.lock_timeout_seconds))
-    except BaseException:
-        for c in copies:
-            c.copy.unlink(missing_ok=True)
-        raise
-    return copies
-
-
 def _db_member_names(paths: list[Path]) -> list[str]:
     """``databases/<file name>``, disambiguated when two databases share a file name."""
     names: list[str] = []
@@ -263,55 +233,101 @@ def _db_member_names(paths: list[Path]) -> list[str]:
     return names
 
 
-class _DatabaseMembers:
-    """Adds the database members once their copies are ready, at most once."""
+@dataclass
+class _DatabaseJob:
+    """One database copy."""
 
-    def __init__(self, cfg: Config, producer: TarProducer, spool: ManifestSpool,
-                 future: concurrent.futures.Future[list[DatabaseCopy]]) -> None:
-        self.cfg, self.producer, self.spool, self.future = cfg, producer, spool, future
+    source: Path
+    path: str                      # DatabaseResult.path: as configured
+    member: str
+    target: Path                   # the copy, in the backup dir
+    future: concurrent.futures.Future[DatabaseCopy]
+
+
+class _Databases:
+    """The database copies of one snapshot, made one at a time on their own thread and
+    added to the archive in the order they were started, each as soon as it is checked."""
+
+    def __init__(self, cfg: Config, store: LocalStore, stem: str,
+                 stop: threading.Event | None) -> None:
+        self.cfg, self.store, self.stem, self.stop = cfg, store, stem, stop
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-copy")
+        self.jobs: list[_DatabaseJob] = []
+        self.done = 0                  # jobs[:done] are in the archive
+        self.results: list[DatabaseResult] = []
         self.copies: list[DatabaseCopy] = []
-        self.results: list[DatabaseResult] | None = None
+        self._out: tuple[TarProducer, ManifestSpool] | None = None
+        #: a copy failed the run (or it ended): the copies after it are not worth making
+        self._failed = threading.Event()
+        paths = cfg.source.database_paths()
+        for configured, source, member in zip(cfg.source.databases, paths,
+                                              _db_member_names(paths), strict=True):
+            self._start(source, configured, member)
+
+    def _start(self, source: Path, path: str, member: str) -> None:
+        target = self.store.dir / f".{self.stem}.db{len(self.jobs)}.partial"
+        future = self.pool.submit(self._copy, source, target, fatal=True)
+        self.jobs.append(_DatabaseJob(source, path, member, target, future))
+
+    def _copy(self, source: Path, target: Path, *, fatal: bool) -> DatabaseCopy:
+        """On the copy thread: one copy, unless an earlier one already failed the run."""
+        if self._failed.is_set():
+            raise CopyInterrupted(str(source))  # never added: the run has failed already
+        try:
+            return copy_database(source, target, stop=self.stop,
+                                 lock_timeout=self.cfg.source.lock_timeout_seconds)
+        except BaseException:
+            if fatal:
+                self._failed.set()
+            raise
+
+    def attach(self, producer: TarProducer, spool: ManifestSpool) -> None:
+        """Where the copies go once checked."""
+        self._out = (producer, spool)
 
     def poll(self) -> None:
-        """Between two tree members: add the databases now if their copies are checked."""
-        if self.results is None and self.future.done():
-            self._add()
+        """Between two tree members: add the copies that are checked, in order."""
+        while self.done < len(self.jobs) and self.jobs[self.done].future.done():
+            self._add(self.jobs[self.done])
+            self.done += 1
 
     def wait(self) -> list[DatabaseResult]:
-        """After the tree: wait for the copies (still answering a stop request), add them."""
-        while self.results is None:
-            self.producer.check_stop()
+        """After the tree: wait for every copy (still answering a stop request), add them."""
+        assert self._out is not None
+        while self.done < len(self.jobs):
+            self._out[0].check_stop()
             try:
-                self.future.result(timeout=0.2)
+                self.jobs[self.done].future.exception(timeout=0.2)
             except concurrent.futures.TimeoutError:
                 continue
-            self._add()
+            self.poll()
         return self.results
 
-    def _add(self) -> None:
-        self.copies = self.future.result()  # raises what the copy raised
-        was = self.producer.incompressible
-        self.producer.set_incompressible(False)
-        self.results = _add_databases(self.cfg, self.producer, self.spool, self.copies)
-        self.producer.set_incompressible(was)
+    def close(self) -> None:
+        """Cancel the copies not started, wait for the running one, delete every copy."""
+        self._failed.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for job in self.jobs:
+            job.target.unlink(missing_ok=True)
 
-
-def _add_databases(cfg: Config, producer: TarProducer, spool: ManifestSpool,
-                   copies: list[DatabaseCopy]) -> list[DatabaseResult]:
-    results: list[DatabaseResult] = []
-    members = _db_member_names([c.source for c in copies])
-    for configured, copy, member in zip(cfg.source.databases, copies, members, strict=True):
+    def _add(self, job: _DatabaseJob) -> None:
+        assert self._out is not None
+        producer, spool = self._out
+        copy = job.future.result()  # raises what the copy raised
+        self.copies.append(copy)
+        was = producer.incompressible
+        producer.set_incompressible(False)
         src_st = os.stat(copy.source)
         with open(copy.copy, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
-            sha, _ = producer.add_stream(member, fh, size, src_st.st_mode, src_st.st_mtime,
+            sha, _ = producer.add_stream(job.member, fh, size, src_st.st_mode, src_st.st_mtime,
                                          src_st.st_uid, src_st.st_gid)
-        entry = member_entry(member, "file", size, src_st.st_mode, src_st.st_mtime_ns, sha)
-        spool.add(entry)
-        results.append(DatabaseResult(path=configured, member=member, pages=copy.pages,
-                                      page_size=copy.page_size, size=size, check=copy.check,
-                                      check_pragma=copy.check_pragma))
-    return results
+        spool.add(member_entry(job.member, "file", size, src_st.st_mode, src_st.st_mtime_ns,
+                               sha))
+        self.results.append(DatabaseResult(
+            path=job.path, member=job.member, pages=copy.pages, page_size=copy.page_size,
+            size=size, check=copy.check, check_pragma=copy.check_pragma))
+        producer.set_incompressible(was)
 
 
 def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
