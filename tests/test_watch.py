@@ -24,6 +24,7 @@ from watchdog.observers import Observer
 from tests.helpers import make_config
 from watcher.config.settings import Config
 from watcher.service.watch import ChangeFilter, TreeWatcher, WatchError
+from watcher.snapshot.sqlite_copy import copy_database
 
 WAIT = 10.0  # generous upper bound for an event to arrive; normally milliseconds
 
@@ -254,6 +255,35 @@ def test_backup_reads_of_a_wal_database_count_nothing_but_app_writes_do(
     app.execute("INSERT INTO t VALUES (2)")
     app.commit()
     seen.wait_for("app.db-wal")
+    app.close()
+
+
+def test_backup_reads_of_a_found_database_count_nothing_but_app_writes_do(
+        tmp_path: Path, watching: Any) -> None:
+    """A database nobody listed, which the snapshot finds and copies (issue 14, item 2): the
+    copy's own -wal/-shm and closes must not start the next backup."""
+    cfg = make_cfg(tmp_path)
+    root = cfg.source.root
+    (root / "data").mkdir()
+    chat, queue = root / "data" / "chat.db", root / "data" / "cola"
+    _wal_db(chat)
+    _wal_db(queue)
+    app = sqlite3.connect(queue)     # a name SQLite alone knows: found by its -wal
+    app.execute("SELECT count(*) FROM t").fetchone()
+    _, seen = watching(cfg)
+    for db in (chat, queue, chat):   # the second copy finds the first one's -wal and -shm
+        copy_database(db, tmp_path / "copy.db")
+    # a read-write connection, as the copy falls back to, closes the database after a write
+    src = sqlite3.connect(chat)
+    dst = sqlite3.connect(tmp_path / "copy2.db")
+    src.backup(dst)
+    dst.close()
+    src.close()
+    sentinel(root / "data", seen)
+    assert seen.others("zz-sentinel.txt") == []
+    app.execute("INSERT INTO t VALUES (2)")
+    app.commit()
+    seen.wait_for("cola-wal")
     app.close()
 
 

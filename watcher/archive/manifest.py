@@ -106,7 +106,9 @@ class Manifest:
         """Where ``member`` goes in a restored project folder (POSIX, relative), or None.
 
         Tree members go back to their place under the root; each database goes back to its
-        configured relative path, or under ``databases/`` when it was configured absolute.
+        configured relative path, or under ``databases/`` when it was configured absolute. A
+        database found in the tree (``"discovered": true``) records its path under the root,
+        so it goes back where it was found.
         """
         if member.startswith(FILES_PREFIX):
             return member[len(FILES_PREFIX):]

@@ -49,6 +49,7 @@ PROBLEM_KEYS: dict[str, str] = {
     "read_failed": "incomplete",
     "not_a_file": "incomplete",
     "vanished": "incomplete",
+    "found_database_as_files": "incomplete",
     "file_changed": "incomplete",
     "file_shrank": "incomplete",
     "file_replaced": "incomplete",
@@ -127,13 +128,15 @@ def printable_params(params: Params) -> Params:
 class DatabaseResult:
     """One database as it went into the snapshot."""
 
-    path: str          # as configured (relative to the root, or absolute)
+    path: str          # as configured (relative to the root, or absolute); found: under root
     member: str        # archive member name, databases/<file name>
     pages: int
     page_size: int
     size: int
     check: str         # "ok", or what the check said
     check_pragma: str = "integrity_check"   # which PRAGMA checked the copy
+    #: found under source.root by its header, not listed in source.databases
+    discovered: bool = False
 
 
 @dataclass

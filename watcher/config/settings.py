@@ -41,6 +41,8 @@ class SourceConfig:
     databases: list[str] = field(default_factory=lambda: ["siip_database.db"])
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
     lock_timeout_seconds: float = 300.0
+    #: copy SQLite databases found under ``root`` like the listed ones (watcher/snapshot/tree.py)
+    discover_databases: bool = True
 
     def database_paths(self) -> list[Path]:
         """Absolute paths of the configured databases (relative ones are under ``root``)."""

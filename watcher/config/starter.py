@@ -21,6 +21,12 @@ root = "/srv/siip"                # the project folder to back up
 # API while the app keeps writing, then checked with PRAGMA quick_check (`verify` runs the
 # full integrity_check on the archived copy).
 databases = ["siip_database.db"]
+# Also copy that way every other SQLite database found under root (a chat, sessions or a
+# queue the app added later), recognised by its header when its name ends in .db, .sqlite,
+# .sqlite3, .db3, .s3db or .sl3 or a -wal or -journal lies beside it; restored at its place
+# in the tree. Excluded files are not looked at. Databases outside root must be listed above.
+# false: archive such files as they lie on disk, which can tear while the app writes.
+discover_databases = true
 # gitignore syntax. The backup dir itself and the databases' -wal/-shm/-journal files are
 # always left out.
 exclude = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/"]

@@ -202,6 +202,12 @@ TEXTS: dict[str, dict[str, str]] = {
                                    "repita.",
         "problem_vanished": "{path} desapareció mientras se hacía la copia; no está en ella.",
         "problem_vanished_hint": "nada que hacer si la aplicación lo borró.",
+        "problem_found_database_as_files": "{path} es una base de datos SQLite que no figura "
+                                           "en source.databases y no se pudo copiar de forma "
+                                           "coherente; esta copia la guarda tal como está en "
+                                           "el disco, que puede no ser coherente.",
+        "problem_found_database_as_files_hint": "repárela, o exclúyala en source.exclude si no "
+                                                "guarda nada que conservar.",
         "problem_file_changed": "{path} cambió mientras se leía; esta copia puede tener una "
                                 "mezcla de su contenido antiguo y nuevo.",
         "problem_file_changed_hint": _ES_MIXED_HINT,
@@ -417,6 +423,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "problem_not_a_file_hint": "exclude it in source.exclude to silence this warning.",
         "problem_vanished": "{path} vanished while the snapshot was taken; it is not in it.",
         "problem_vanished_hint": "nothing to do if the app deleted it.",
+        "problem_found_database_as_files": "{path} is a SQLite database not listed in "
+                                           "source.databases that could not be copied "
+                                           "consistently; this snapshot holds it as it lies on "
+                                           "disk, which may not be consistent.",
+        "problem_found_database_as_files_hint": "repair it, or exclude it in source.exclude if "
+                                                "it holds nothing to keep.",
         "problem_file_changed": "{path} changed while being read; this snapshot may hold a mix "
                                 "of old and new content for it.",
         "problem_file_changed_hint": _EN_MIXED_HINT,

@@ -11,6 +11,10 @@ partials, catalog, locks, the service's state file), excluded paths, the root fo
 metadata, or what SQLite does when the backup merely *reads* a database: opening a WAL database
 creates ``-wal``/``-shm`` files and closing it deletes them and fires close-after-write on the
 database. Writes that carry data do count: the database file itself, and writes to its ``-wal``.
+The same holds for the databases a snapshot finds in the tree (``source.discover_databases``),
+which no path in the configuration names: there the filter reads a file's first bytes, as the
+snapshot's walk does, to know that it is one; otherwise each snapshot's reads would be a
+change, and the service would back up again and again.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from watcher.config.settings import Config
+from watcher.snapshot.tree import SQLITE_SIDE_SUFFIXES, is_sqlite, sqlite_candidate
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +78,13 @@ def _inside(path: str, folder: str) -> bool:
 
 
 class ChangeFilter:
-    """Which file system events are changes worth a backup. Pure: it looks at paths only."""
+    """Which file system events are changes worth a backup. It looks at paths, and with
+    ``discover`` at the first bytes of a file an event may be SQLite's doing (see above)."""
 
     def __init__(self, root: Path, *, exclude: list[str], backup_dir: Path,
-                 databases: list[Path]) -> None:
+                 databases: list[Path], discover: bool = False) -> None:
         self.root = _key(root)
+        self.discover = discover
         self.backup_dir = _key(backup_dir)
         self.spec = GitIgnoreSpec.from_lines(exclude)
         self.databases = {_key(db) for db in databases}
@@ -92,7 +99,8 @@ class ChangeFilter:
         """The filter for ``cfg``'s tree, excludes, backup dir and databases."""
         root = _resolve(cfg.source.root)
         return cls(root, exclude=cfg.source.exclude, backup_dir=_resolve(cfg.local.dir),
-                   databases=[_resolve(db) for db in cfg.source.database_paths()])
+                   databases=[_resolve(db) for db in cfg.source.database_paths()],
+                   discover=cfg.source.discover_databases)
 
     def counts(self, event: FileSystemEvent) -> bool:
         """True if ``event`` is a change that a backup should pick up."""
@@ -120,7 +128,42 @@ class ChangeFilter:
         if not _inside(p, self.root) or p == self.root:
             return False  # another file next to a database outside the root, or the root
         rel = os.path.relpath(p, self.root).replace(os.sep, "/")
-        return not self.spec.match_file(rel + "/" if is_directory else rel)
+        if self.spec.match_file(rel + "/" if is_directory else rel):
+            return False
+        return not (self.discover and not is_directory and _found_database_noise(p, kind))
+
+
+def _found_database_noise(path: str, kind: str) -> bool:
+    """True when a ``kind`` event on ``path`` is what reading a database in the tree does,
+    by the rules applied to the configured ones: its -shm and -journal never count, its -wal
+    only when written, the database itself not on close."""
+    for suffix in SQLITE_SIDE_SUFFIXES[1:]:
+        if path.endswith(suffix):
+            if suffix == "-wal" and kind == "modified":
+                return False
+            return _is_database(path[:-len(suffix)])
+    if kind != "closed":
+        return False
+    folder, name = os.path.split(path)
+    return sqlite_candidate(name, _Beside(folder)) and _is_database(path)
+
+
+class _Beside:
+    """The names in a folder, asked one at a time (:func:`sqlite_candidate` asks two)."""
+
+    def __init__(self, parent: str) -> None:
+        self.parent = parent
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and os.path.lexists(os.path.join(self.parent, name))
+
+
+def _is_database(path: str) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return is_sqlite(path, st)
 
 
 def _decode(path: str | bytes) -> str:

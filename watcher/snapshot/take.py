@@ -7,6 +7,11 @@ database copies run in a thread alongside the tree (SQLite releases the GIL), so
 mostly hidden; each database member is streamed as soon as its copy is checked, between two
 tree members.
 
+The databases are the configured ones and, with ``source.discover_databases``, those the walk
+finds under the root (watcher/snapshot/tree.py). The stat pass that sizes the snapshot finds
+them before the copies start, so they hold every commit made before the run, as the configured
+ones do; one that appears after that pass is copied when the tree walk reaches it.
+
 Member order inside the archive is free (the manifest lists everything), so it is chosen for
 speed: links and compressible files in walk order first, then the incompressible files
 (photos) in frames of stored zstd blocks, then the folders (last, so that ``tar -x`` sets
@@ -19,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -50,6 +56,7 @@ from watcher.snapshot.sqlite_copy import (
 )
 from watcher.snapshot.tarstream import Aborted, CompressedSink, SinkError, TarProducer
 from watcher.snapshot.tree import (
+    Entry,
     MemberChanged,
     TreeFilter,
     open_member,
@@ -60,6 +67,8 @@ from watcher.snapshot.tree import (
 from watcher.state.store import LocalStore
 
 __all__ = ["SnapshotError", "SnapshotResult", "take_snapshot", "tree_fingerprint", "Aborted"]
+
+log = logging.getLogger(__name__)
 
 #: files up to this size are read whole before their header is written, so their member is
 #: always internally consistent even when the app rewrites them mid-read
@@ -139,6 +148,10 @@ def take_snapshot(
     sink: CompressedSink | None = None
     spool: ManifestSpool | None = None
     try:
+        for entry in summary.databases:
+            databases.found(entry)
+        # the tree walk leaves these out with their side files, as it does the configured
+        tree_filter = TreeFilter.for_config(cfg, databases.found_paths())
         sink = CompressedSink(partial, level=cfg.compression.level,
                               threads=cfg.compression.threads, stop=stop)
         producer = TarProducer(sink, progress=progress, stop=stop)
@@ -150,15 +163,18 @@ def take_snapshot(
             "host": platform.node(),
             "source_root": str(root),
         })
-        databases.attach(producer, spool)
-        files, bytes_in = _add_tree(cfg, producer, spool, warnings, later_path,
-                                    between=databases.poll)
+        databases.attach(producer, spool, warnings)
+        files, bytes_in = _add_tree(cfg.source.root, tree_filter, producer, spool, warnings,
+                                    later_path, between=databases.poll,
+                                    on_database=databases.found)
         db_results = databases.wait()
         # not the run's start: a database locked for minutes holds what was committed then
         created = max([now, *(c.copied_at for c in databases.copies)])
         snapshot_id = store.new_snapshot_id(created)
         archive = store.archive_path(snapshot_id)
-        bytes_in += sum(d.size for d in db_results)
+        # a found database that could not be copied went in as plain files
+        files += databases.plain_files
+        bytes_in += databases.plain_bytes + sum(d.size for d in db_results)
         producer.set_incompressible(False)
         # id and time go after the members: they are known only once the databases are read
         manifest_size = spool.finish({
@@ -233,15 +249,21 @@ def _db_member_names(paths: list[Path]) -> list[str]:
     return names
 
 
+#: what a copy of a database nobody listed may fail on and still leave the run going: the
+#: database itself is gone, damaged, locked or unreadable
+_OWN_FAULTS = ("database_missing", "database_damaged", "database_unreadable")
+
+
 @dataclass
 class _DatabaseJob:
-    """One database copy."""
+    """One database copy: a configured database, or one the walk found (``found``)."""
 
     source: Path
-    path: str                      # DatabaseResult.path: as configured
+    path: str                      # DatabaseResult.path: as configured, or under the root
     member: str
     target: Path                   # the copy, in the backup dir
     future: concurrent.futures.Future[DatabaseCopy]
+    found: Entry | None = None
 
 
 class _Databases:
@@ -253,21 +275,23 @@ class _Databases:
         self.cfg, self.store, self.stem, self.stop = cfg, store, stem, stop
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-copy")
         self.jobs: list[_DatabaseJob] = []
-        self.done = 0                  # jobs[:done] are in the archive
+        self.done = 0                  # jobs[:done] are in the archive (or left out)
         self.results: list[DatabaseResult] = []
         self.copies: list[DatabaseCopy] = []
-        self._out: tuple[TarProducer, ManifestSpool] | None = None
+        #: members and bytes of found databases archived as plain files instead
+        self.plain_files = self.plain_bytes = 0
+        self._out: tuple[TarProducer, ManifestSpool, list[Problem]] | None = None
         #: a copy failed the run (or it ended): the copies after it are not worth making
         self._failed = threading.Event()
         paths = cfg.source.database_paths()
         for configured, source, member in zip(cfg.source.databases, paths,
                                               _db_member_names(paths), strict=True):
-            self._start(source, configured, member)
+            self._start(source, configured, member, None)
 
-    def _start(self, source: Path, path: str, member: str) -> None:
+    def _start(self, source: Path, path: str, member: str, found: Entry | None) -> None:
         target = self.store.dir / f".{self.stem}.db{len(self.jobs)}.partial"
-        future = self.pool.submit(self._copy, source, target, fatal=True)
-        self.jobs.append(_DatabaseJob(source, path, member, target, future))
+        future = self.pool.submit(self._copy, source, target, fatal=found is None)
+        self.jobs.append(_DatabaseJob(source, path, member, target, future, found))
 
     def _copy(self, source: Path, target: Path, *, fatal: bool) -> DatabaseCopy:
         """On the copy thread: one copy, unless an earlier one already failed the run."""
@@ -276,14 +300,34 @@ class _Databases:
         try:
             return copy_database(source, target, stop=self.stop,
                                  lock_timeout=self.cfg.source.lock_timeout_seconds)
-        except BaseException:
-            if fatal:
+        except DatabaseCopyError as exc:
+            if fatal or exc.cause not in _OWN_FAULTS:
                 self._failed.set()
             raise
+        except BaseException:
+            self._failed.set()
+            raise
 
-    def attach(self, producer: TarProducer, spool: ManifestSpool) -> None:
-        """Where the copies go once checked."""
-        self._out = (producer, spool)
+    def found(self, entry: Entry) -> None:
+        """Copy a database the walk found under the root, as the configured ones are."""
+        log.info("found the SQLite database %s under source.root (not in source.databases); "
+                 "copying it like the listed ones", entry.path)
+        name = os.path.basename(entry.path)
+        taken = {job.member for job in self.jobs}
+        member, n = DATABASES_PREFIX + name, len(self.jobs)
+        while member in taken:
+            member = f"{DATABASES_PREFIX}{n}-{name}"
+            n += 1
+        self._start(Path(entry.path), entry.rel, member, entry)
+
+    def found_paths(self) -> list[Path]:
+        """The found databases being copied, for the tree walk to leave out."""
+        return [job.source for job in self.jobs if job.found is not None]
+
+    def attach(self, producer: TarProducer, spool: ManifestSpool,
+               warnings: list[Problem]) -> None:
+        """Where the copies go once checked, and where their warnings go."""
+        self._out = (producer, spool, warnings)
 
     def poll(self) -> None:
         """Between two tree members: add the copies that are checked, in order."""
@@ -312,8 +356,14 @@ class _Databases:
 
     def _add(self, job: _DatabaseJob) -> None:
         assert self._out is not None
-        producer, spool = self._out
-        copy = job.future.result()  # raises what the copy raised
+        producer, spool, _ = self._out
+        try:
+            copy = job.future.result()  # raises what the copy raised
+        except DatabaseCopyError as exc:
+            if job.found is None or exc.cause not in _OWN_FAULTS:
+                raise  # a listed database, or the backup dir's fault (a full disk)
+            self._add_plain(job.found, exc)
+            return
         self.copies.append(copy)
         was = producer.incompressible
         producer.set_incompressible(False)
@@ -326,13 +376,43 @@ class _Databases:
                                sha))
         self.results.append(DatabaseResult(
             path=job.path, member=job.member, pages=copy.pages, page_size=copy.page_size,
-            size=size, check=copy.check, check_pragma=copy.check_pragma))
+            size=size, check=copy.check, check_pragma=copy.check_pragma,
+            discovered=job.found is not None))
+        producer.set_incompressible(was)
+
+    def _add_plain(self, found: Entry, exc: DatabaseCopyError) -> None:
+        """A found database that could not be copied: as plain files, as before discovery.
+
+        Failing the run instead would let one damaged or stuck file that nobody listed stop
+        every backup of the project; its bytes as they lie on disk are the best copy there is.
+        """
+        assert self._out is not None
+        producer, spool, warnings = self._out
+        if exc.cause == "database_missing":
+            warnings.append(Problem(f"{found.path} vanished while the snapshot was taken; it "
+                                    f"is not in this snapshot",
+                                    "nothing to do if the app deleted it",
+                                    key="vanished", params={"path": found.path}))
+            return
+        warnings.append(Problem(
+            f"{exc} (found under source.root, not listed in source.databases); this snapshot "
+            f"holds it as the files on disk instead, which may not be consistent",
+            "repair it, or exclude it in source.exclude if it holds nothing to keep",
+            key="found_database_as_files", params={"path": found.path}, detail=str(exc)))
+        was = producer.incompressible
+        producer.set_incompressible(False)
+        for entry in (found, *found.sides):
+            added = _add_file(entry.path, FILES_PREFIX + entry.rel, entry.st, producer, spool,
+                              warnings)
+            if added is not None:
+                self.plain_files += 1
+                self.plain_bytes += added
         producer.set_incompressible(was)
 
 
-def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
-              warnings: list[Problem], later_path: Path,
-              between: Callable[[], None]) -> tuple[int, int]:
+def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool: ManifestSpool,
+              warnings: list[Problem], later_path: Path, between: Callable[[], None],
+              on_database: Callable[[Entry], None]) -> tuple[int, int]:
     """Stream every kept entry of the tree; returns (members, bytes of file content).
 
     Three passes over one walk: the first adds links and compressible files and spools the
@@ -340,10 +420,12 @@ def _add_tree(cfg: Config, producer: TarProducer, spool: ManifestSpool,
     zstd frames once instead of at every photo; the third adds the folders. Folders go last
     so that ``tar -x`` sets their mode and mtime after everything inside them exists (a folder
     restored earlier would get a new mtime from later files, or refuse them when read-only).
-    ``between()`` runs between members (it adds the databases when they are ready).
+    ``between()`` runs between members (it adds the databases when they are ready);
+    ``on_database(entry)`` gets each database the walk finds, which is not a tree member.
     """
     with open(later_path, "w+b") as later:
-        members, content = _add_first_pass(cfg, producer, spool, warnings, later, between)
+        members, content = _add_first_pass(root, tree_filter, producer, spool, warnings, later,
+                                           between, on_database)
         later.seek(0)
         producer.set_incompressible(True)
         for rec in _read_later(later):
@@ -418,15 +500,19 @@ def _read_later(fh: Any) -> Iterator[_Later]:
             yield _Later(kind, rel, path, mode, mtime_ns, uid, gid, dev, ino)
 
 
-def _add_first_pass(cfg: Config, producer: TarProducer, spool: ManifestSpool,
-                    warnings: list[Problem], later: Any,
-                    between: Callable[[], None]) -> tuple[int, int]:
+def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer,
+                    spool: ManifestSpool, warnings: list[Problem], later: Any,
+                    between: Callable[[], None],
+                    on_database: Callable[[Entry], None]) -> tuple[int, int]:
     members = content = 0
-    for entry in walk(cfg.source.root, TreeFilter.for_config(cfg)):
+    for entry in walk(root, tree_filter):
         producer.check_stop()
         between()
         st = entry.st
         name = FILES_PREFIX + entry.rel
+        if entry.kind == "database":
+            on_database(entry)  # appeared since the stat pass
+            continue
         if entry.kind == "error":
             err = getattr(st, "error", None)
             if isinstance(err, MemberChanged):

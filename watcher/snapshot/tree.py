@@ -7,6 +7,14 @@ The tree belongs to the app, which keeps changing it while a snapshot reads it; 
 write there can also swap a file or a folder for a link to something outside the root, or
 for a FIFO, between the walk and the read. Every member is therefore opened through
 :func:`open_member`, which accepts only what the walk saw.
+
+A SQLite database the configuration does not list (apps grow a second one: chat, sessions, a
+queue) must not be archived as raw files: the main file and its -wal, read at different
+instants, do not make a database. With ``source.discover_databases`` the walk recognises such
+files by their header and yields them as kind "database", with their -wal/-shm/-journal files
+attached instead of listed; the snapshot copies them as it copies the listed ones. Only files
+that could be a database are opened to look (:func:`sqlite_candidate`): reading the first
+bytes of each of 15,000 photos at every walk is a cost with nothing to find.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Container, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +34,11 @@ from watcher.config.settings import Config
 #: files SQLite keeps beside a database; never archived as files (the database is copied
 #: consistently instead, and copying these could corrupt the copy)
 SQLITE_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+#: the first 16 bytes of every SQLite 3 database file (https://sqlite.org/fileformat.html)
+SQLITE_HEADER = b"SQLite format 3\0"
+#: file names SQLite databases are given (compared in lower case); a file without one of
+#: these is still looked at when it has a -wal or -journal beside it
+DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3", ".s3db", ".sl3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,26 +47,45 @@ class Entry:
 
     rel: str
     path: str
-    kind: str          # "file", "dir", "symlink" or "other"
+    kind: str          # "file", "dir", "symlink", "other", or "database" (discovered)
     st: os.stat_result
+    #: of a "database": its -wal/-shm/-journal files as the walk saw them (kind "file"),
+    #: which the walk does not yield on their own
+    sides: tuple[Entry, ...] = ()
 
 
 class TreeFilter:
     """Decides what of the tree belongs in a snapshot."""
 
-    def __init__(self, root: Path, excludes: Iterable[str], skip_paths: Iterable[Path]) -> None:
+    def __init__(self, root: Path, excludes: Iterable[str], skip_paths: Iterable[Path], *,
+                 discover: bool = False,
+                 skip_ids: Iterable[tuple[int, int]] = ()) -> None:
+        """``discover`` makes the walk look for SQLite databases; ``skip_ids`` are the
+        (device, inode) of databases already copied, found under another path (a root
+        reached through a link) and left out with their side files."""
         self.root = root
         self.spec = GitIgnoreSpec.from_lines(list(excludes))
         # absolute paths never archived: the backup dir, the databases and their side files
         self.skip = {os.path.normcase(os.path.abspath(p)) for p in skip_paths}
+        self.discover = discover
+        self.skip_ids = set(skip_ids)
 
     @classmethod
-    def for_config(cls, cfg: Config) -> TreeFilter:
-        """The filter a snapshot of ``cfg`` uses."""
+    def for_config(cls, cfg: Config, known: Iterable[Path] = ()) -> TreeFilter:
+        """The filter a snapshot of ``cfg`` uses; ``known`` are databases found by an
+        earlier walk, left out with their side files like the configured ones."""
         skip: list[Path] = [cfg.local.dir]
-        for db in cfg.source.database_paths():
+        ids: list[tuple[int, int]] = []
+        for db in [*cfg.source.database_paths(), *known]:
             skip.extend(Path(str(db) + suffix) for suffix in SQLITE_SIDE_SUFFIXES)
-        return cls(cfg.source.root, cfg.source.exclude, skip)
+            if cfg.source.discover_databases:
+                try:
+                    st = os.stat(db)
+                except OSError:
+                    continue
+                ids.append((st.st_dev, st.st_ino))
+        return cls(cfg.source.root, cfg.source.exclude, skip,
+                   discover=cfg.source.discover_databases, skip_ids=ids)
 
     def excluded(self, rel: str, path: str, is_dir: bool) -> bool:
         """True when ``rel`` (POSIX, relative to the root) is left out of the snapshot."""
@@ -141,13 +173,46 @@ def _changed(path: str, want: int, opened: os.stat_result | None) -> MemberChang
                          else "something else")
 
 
+def sqlite_candidate(name: str, beside: Container[str]) -> bool:
+    """True when a file called ``name`` could be a SQLite database worth opening to check.
+
+    ``beside`` holds the names in its folder. A database is named like one, or has a -wal or
+    -journal beside it: SQLite names those after the database, whatever its name, and a
+    database with such a file is the one a raw copy tears. A database with another name and
+    neither file (in rollback mode, no write under way when its folder was listed) is
+    archived as a file, like any other; a write that starts while it is read makes the
+    snapshot warn that the file changed while being read.
+    """
+    return (name.lower().endswith(DATABASE_SUFFIXES) or name + "-wal" in beside
+            or name + "-journal" in beside)
+
+
+def is_sqlite(path: str, walked: os.stat_result) -> bool:
+    """True when the regular file ``walked`` (its ``lstat``) at ``path`` starts with SQLite's
+    header. Read through :func:`open_member`, so nothing swapped in since is looked at; a file
+    that cannot be read is not a database here (the snapshot reports it as a file)."""
+    if not stat.S_ISREG(walked.st_mode) or walked.st_size < len(SQLITE_HEADER):
+        return False
+    try:
+        fd, _ = open_member(path, walked)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def walk(root: Path, tree_filter: TreeFilter) -> Iterator[Entry]:
     """Every entry under ``root`` that the filter keeps, folders before their contents.
 
     Unreadable folders are yielded as kind "error" entries so the caller can warn about them
     instead of silently backing up less than it claims; a folder that changed since its
     parent was listed (say, into a link) is such an entry too, its error a
-    :class:`MemberChanged`, and is not entered.
+    :class:`MemberChanged`, and is not entered. With the filter's ``discover``, a SQLite
+    database is yielded as kind "database" carrying its side files (see :class:`Entry`).
     """
     root_s = os.path.abspath(root)
     # the root is entered as configured (it may be a link the admin chose); below it, each
@@ -192,7 +257,12 @@ def _walk_folder(folder: str, rel_folder: str, fd: int | None, tree_filter: Tree
     except OSError as exc:
         yield Entry(rel_folder or ".", folder, "error", _error_stat(exc))
         return subdirs
+    by_name = {child.name: child for child in children} if tree_filter.discover else {}
+    #: side files of a database found in this folder: they go with it, not on their own
+    taken: set[str] = set()
     for child in children:
+        if child.name in taken:
+            continue
         rel = f"{rel_folder}/{child.name}" if rel_folder else child.name
         path = os.path.join(folder, child.name)
         try:
@@ -210,12 +280,38 @@ def _walk_folder(folder: str, rel_folder: str, fd: int | None, tree_filter: Tree
             yield Entry(rel, path, "dir", st)
             subdirs.append((path, rel, st))
         elif stat.S_ISREG(mode):
+            # a database sorts before its side files (its name is their prefix), so they
+            # are taken here before the loop reaches them
+            if by_name and sqlite_candidate(child.name, by_name) and is_sqlite(path, st):
+                sides = _side_entries(by_name, child.name, folder, rel_folder)
+                taken.update(child.name + suffix for suffix in SQLITE_SIDE_SUFFIXES[1:])
+                if (st.st_dev, st.st_ino) not in tree_filter.skip_ids:
+                    yield Entry(rel, path, "database", st, sides)
+                continue
             yield Entry(rel, path, "file", st)
         elif stat.S_ISLNK(mode):
             yield Entry(rel, path, "symlink", st)
         else:
             yield Entry(rel, path, "other", st)
     return subdirs
+
+
+def _side_entries(by_name: dict[str, os.DirEntry[str]], name: str, folder: str,
+                  rel_folder: str) -> tuple[Entry, ...]:
+    """The -wal/-shm/-journal regular files beside the database ``name`` in one folder."""
+    sides: list[Entry] = []
+    for suffix in SQLITE_SIDE_SUFFIXES[1:]:
+        child = by_name.get(name + suffix)
+        if child is None:
+            continue
+        try:
+            st = child.stat(follow_symlinks=False)
+        except OSError:
+            continue  # gone, or unreadable: SQLite will say so when it opens the database
+        if stat.S_ISREG(st.st_mode):
+            rel = f"{rel_folder}/{child.name}" if rel_folder else child.name
+            sides.append(Entry(rel, os.path.join(folder, child.name), "file", st))
+    return tuple(sides)
 
 
 class _ErrorStat:
@@ -232,11 +328,13 @@ def _error_stat(exc: OSError) -> os.stat_result:
 
 @dataclass(frozen=True)
 class TreeSummary:
-    """What a stat-only pass over the tree found."""
+    """What a stat-only pass over the tree found (only databases' headers are read)."""
 
     files: int
     bytes: int
     fingerprint: str
+    #: databases found in the tree that the configuration does not list, in walk order
+    databases: tuple[Entry, ...] = ()
 
 
 def summarize(cfg: Config) -> TreeSummary:
@@ -248,6 +346,7 @@ def summarize(cfg: Config) -> TreeSummary:
     """
     digest = hashlib.sha256()
     files = total = 0
+    found: list[Entry] = []
     for entry in walk(cfg.source.root, TreeFilter.for_config(cfg)):
         st = entry.st
         digest.update(f"{entry.kind}\0{entry.rel}\0{st.st_size}\0{st.st_mode}\0"
@@ -255,6 +354,13 @@ def summarize(cfg: Config) -> TreeSummary:
         if entry.kind == "file":
             files += 1
             total += st.st_size
+        elif entry.kind == "database":
+            found.append(entry)
+            total += st.st_size
+            for side in entry.sides:
+                if side.path.endswith("-wal") and side.st.st_size:
+                    digest.update(_db_line(side.path, side.st))
+                    total += side.st.st_size
     for db in cfg.source.database_paths():
         for suffix in ("", "-wal"):
             try:
@@ -263,10 +369,17 @@ def summarize(cfg: Config) -> TreeSummary:
                 continue
             if suffix and st.st_size == 0:
                 continue  # an empty -wal (left by any reader) is the same as none
-            digest.update(f"db\0{db}{suffix}\0{st.st_size}\0{st.st_mtime_ns}\n"
-                          .encode("utf-8", "surrogateescape"))
+            digest.update(_db_line(str(db) + suffix, st))
             total += st.st_size
-    return TreeSummary(files=files, bytes=total, fingerprint=digest.hexdigest())
+    return TreeSummary(files=files, bytes=total, fingerprint=digest.hexdigest(),
+                       databases=tuple(found))
+
+
+def _db_line(path: str, st: os.stat_result) -> bytes:
+    """A database file or its -wal in the fingerprint. Only a -wal with data is given: an
+    empty one is left by any reader, the backup's own included; the -shm and -journal never
+    are, reading rewrites them."""
+    return f"db\0{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape")
 
 
 def tree_fingerprint(cfg: Config) -> str:

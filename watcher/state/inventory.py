@@ -50,7 +50,8 @@ def reconcile(catalog: Catalog, store: LocalStore) -> int:
         dbs = [DatabaseResult(path=d.get("path", ""), member=d.get("member", ""),
                               pages=int(d.get("pages", 0)), page_size=int(d.get("page_size", 0)),
                               size=int(d.get("size", 0)), check=str(d.get("check", "")),
-                              check_pragma=str(d.get("check_pragma", "integrity_check")))
+                              check_pragma=str(d.get("check_pragma", "integrity_check")),
+                              discovered=bool(d.get("discovered", False)))
                for d in manifest.databases]
         info = SnapshotInfo(id=sid, file=str(archive.path), created_at=archive.created_at,
                             size=archive.size, sha256=archive.sha256,
