@@ -22,12 +22,13 @@ import pytest
 import zstandard
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileModifiedEvent
 
-from tests.helpers import make_config, make_siip_tree
+from tests.helpers import make_config, make_siip_tree, write_config
 from watcher.archive.read import verify
 from watcher.archive.restore import restore
 from watcher.backup.report import RunReport
 from watcher.backup.run import run_backup
 from watcher.config.settings import Config
+from watcher.notify.message import build_report_message
 from watcher.service.watch import ChangeFilter
 from watcher.snapshot import take as take_module
 from watcher.snapshot.sqlite_copy import copy_database
@@ -246,6 +247,32 @@ def test_a_database_that_appears_after_the_stat_pass_is_copied_too(
     assert "databases/nueva.db" in names
     assert not [n for n in names if n.startswith("files/nueva.db")]
     assert [d.path for d in report.snapshot.databases if d.discovered] == ["nueva.db"]
+
+
+def test_report_email_and_cli_say_it_was_found(siip: Path, tmp_path: Path, cli: Any) -> None:
+    make_db(siip / CHAT)
+    cfg = make_config(siip, tmp_path / "backups", email={"to": ["a@example.test"],
+                                                          "sender": "w@example.test"})
+    report = backup(cfg)
+    for lang, words in (("es", "encontrada automáticamente"), ("en", "found automatically")):
+        lang_cfg = make_config(siip, tmp_path / "backups",
+                               email={"to": ["a@example.test"], "sender": "w@example.test",
+                                      "language": lang})
+        msg = build_report_message(lang_cfg, report, "success", host="servidor")
+        plain = msg.get_body(("plain",)).get_content()
+        line = next(x for x in plain.splitlines() if CHAT in x)
+        assert words in line and "source.databases" in line
+        assert not [x for x in plain.splitlines() if "siip_database.db:" in x and words in x]
+        assert words in msg.get_body(("html",)).get_content()
+
+    config = write_config(tmp_path / "c.toml", siip, tmp_path / "backups2")
+    proc = cli("-c", str(config), "once", "--no-upload", "--no-email")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if CHAT in x)
+    assert "found automatically" in line
+    proc = cli("-c", str(config), "once", "--no-upload", "--no-email", "--json")
+    dbs = json.loads(proc.stdout)["snapshot"]["databases"]
+    assert {d["path"]: d["discovered"] for d in dbs} == {"siip_database.db": False, CHAT: True}
 
 
 def test_reading_a_found_database_changes_no_fingerprint_and_counts_no_change(

@@ -18,7 +18,7 @@ from typing import Any
 
 from watcher import __version__
 from watcher.actions import Tick, UsageError
-from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, printable
 from watcher.config.settings import Config, ConfigError, config_file_from, load, to_toml
 from watcher.destinations.base import SetupError
 from watcher.destinations.registry import KINDS, NAMES, DestinationKind
@@ -109,7 +109,9 @@ def _print_report(report: Any) -> None:
     out.write(f"  size    : {s.size:,} bytes from {s.bytes_in:,} (ratio {s.ratio:.2f}), "
               f"{s.files:,} files, {seconds(report.duration)}\n")
     for db in s.databases:
-        out.write(f"  database: {db.path} ({db.pages:,} pages) {db.check_pragma} {db.check}\n")
+        found = ", found automatically: not in source.databases" if db.discovered else ""
+        out.write(f"  database: {printable(db.path)} ({db.pages:,} pages{found}) "
+                  f"{db.check_pragma} {db.check}\n")
     for d in report.destinations:
         line = f"  {d.name:8}: {d.state}"
         if d.link:

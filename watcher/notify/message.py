@@ -27,6 +27,7 @@ from watcher.backup.report import (
     Params,
     Problem,
     RunReport,
+    printable,
 )
 from watcher.config.settings import Config
 from watcher.notify import policy
@@ -282,9 +283,12 @@ def _databases(lang: str, report: RunReport) -> Section:
                  text(lang, "db_bad", pragma=db.check_pragma))
         detail = text(lang, "db_detail", size=fmt_bytes(db.size, lang),
                       pages=fmt_number(db.pages, lang))
+        if db.discovered:
+            detail += "; " + text(lang, "db_found")
         # what SQLite said about a damaged copy is its own English
         said = None if ok else text(lang, "detail", detail=db.check)
-        rows.append(Row(f"{db.path}: {state}; {detail}", alert=not ok, detail=said))
+        rows.append(Row(f"{printable(db.path)}: {state}; {detail}", alert=not ok,
+                        detail=said))
     return Section(text(lang, "section_databases"), rows)
 
 

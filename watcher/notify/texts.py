@@ -100,6 +100,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "db_ok": "íntegra ({pragma}: ok)",
         "db_bad": "DAÑADA ({pragma})",
         "db_detail": "{size}, {pages} páginas",
+        "db_found": "encontrada automáticamente en la carpeta del proyecto (no figura en "
+                    "source.databases) y copiada igual que las configuradas",
         # destinations
         "section_destinations": "Destinos",
         "dest_uploaded": "subida",
@@ -336,6 +338,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "db_ok": "intact ({pragma}: ok)",
         "db_bad": "DAMAGED ({pragma})",
         "db_detail": "{size}, {pages} pages",
+        "db_found": "found automatically in the project folder (not in source.databases) and "
+                    "copied like the configured ones",
         "section_destinations": "Destinations",
         "dest_uploaded": "uploaded",
         "dest_pending": "pending (will be retried automatically)",
