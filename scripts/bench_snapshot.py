@@ -13,8 +13,17 @@ Issue 2, section Performance. The script
    ``once`` (the real command), ``full`` (the same command with the full ``PRAGMA
    integrity_check`` in place of ``quick_check`` on the database copy, to show what the full
    check would cost), ``tar``
-   (``tar | zstd -T0 -3``) and ``old`` (the old routine);
+   (``tar | zstd -T0 -3``) and ``old`` (the old routine); on request also ``nodiscover``
+   (``once`` with ``source.discover_databases = false``, to show what looking for databases
+   nobody listed costs) and ``sniffall`` (``once`` reading the first bytes of every file for
+   the SQLite header, not only those named like a database: the rule it does not use);
 3. prints a table with the issue's ratios and targets, or one JSON document with ``--json``.
+
+``--stat-pass`` times instead, in one process, only the stat pass that starts every snapshot
+(``watcher.snapshot.tree.summarize``: what the tree holds, its size, its fingerprint), once
+per rule for finding databases nobody listed: off, the candidates the walk uses, every file.
+Each rule runs warm and again with the dataset's file contents dropped from the page cache
+(``posix_fadvise(DONTNEED)`` on its own files only; metadata stays cached), as after a reboot.
 
 Every scale's ``×N`` multiplies the file count and the bytes, the database included.
 
@@ -73,7 +82,9 @@ OLD_BACKUP_DIR = "app/chat/temp_backups"   # where the old routine kept its zips
 #: gitignore-syntax excludes written to the config; tar and the old way get the same list
 EXCLUDES = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/", OLD_BACKUP_DIR + "/"]
 
-CONTENDERS = ("once", "full", "tar", "old")
+CONTENDERS = ("once", "full", "tar", "old", "nodiscover", "sniffall")
+#: what runs without --contenders
+DEFAULT_CONTENDERS = ("once", "full", "tar", "old")
 TARGETS = {
     "once_over_tar_wall_max": 1.3,
     "old_over_once_wall_min": 6.0,
@@ -741,9 +752,9 @@ def watcher_command(override: str | None) -> list[str]:
     return [str(python if python.exists() else sys.executable), "-m", "watcher"]
 
 
-def full_command() -> list[str]:
-    """``once`` with the full ``PRAGMA integrity_check`` instead of ``quick_check``."""
-    return [sys.executable, str(Path(__file__).resolve()), "_once-full"]
+def helper_command(name: str) -> list[str]:
+    """``once`` started through this script's helper ``name`` (``_once-full``, ...)."""
+    return [sys.executable, str(Path(__file__).resolve()), name]
 
 
 def once_full(argv: list[str]) -> int:
@@ -755,8 +766,101 @@ def once_full(argv: list[str]) -> int:
     return cli.main(argv)
 
 
-def run_once(ds: Dataset, cmd: list[str], logs: Path) -> Sample:
-    """``siip-watcher once --no-upload --no-email --json`` into an empty local dir."""
+def once_sniff_all(argv: list[str]) -> int:
+    """The ``sniffall`` contender: the real CLI, with every regular file of the tree opened
+    to look for the SQLite header instead of only the candidates (watcher/snapshot/tree.py)."""
+    from watcher import cli
+    from watcher.snapshot import tree
+
+    tree.sqlite_candidate = lambda name, beside: True
+    return cli.main(argv)
+
+
+#: --stat-pass: how each rule decides which files to open for the SQLite header
+STAT_PASS_RULES = ("off", "candidates", "every file")
+
+
+def stat_pass(config: Path, repeat: int) -> int:
+    """The ``--stat-pass`` helper: time ``summarize`` per rule, warm and cold, interleaved;
+    prints {rule: {"warm": [[wall, cpu], ...], "cold": [...]}} as JSON."""
+    from dataclasses import replace
+
+    from watcher.config.settings import load
+    from watcher.snapshot import tree
+
+    cfg = load(config)
+    candidate = tree.sqlite_candidate
+    rules = {
+        "off": (replace(cfg, source=replace(cfg.source, discover_databases=False)), candidate),
+        "candidates": (replace(cfg, source=replace(cfg.source, discover_databases=True)),
+                       candidate),
+        "every file": (replace(cfg, source=replace(cfg.source, discover_databases=True)),
+                       lambda name, beside: True),
+    }
+    times: dict[str, dict[str, list[list[float]]]] = {r: {"warm": [], "cold": []}
+                                                       for r in rules}
+    for _ in range(repeat):
+        for cache in ("warm", "cold"):
+            for rule, (rule_cfg, pick) in rules.items():
+                if cache == "cold":
+                    _drop_cached_data(cfg.source.root)
+                tree.sqlite_candidate = pick
+                wall, cpu = time.perf_counter(), time.process_time()
+                tree.summarize(rule_cfg)
+                times[rule][cache].append([time.perf_counter() - wall,
+                                           time.process_time() - cpu])
+    json.dump(times, sys.stdout)
+    return 0
+
+
+def _drop_cached_data(root: Path) -> None:
+    """Drop the contents of the files under ``root`` from the page cache (not the metadata,
+    and nothing of other programs: a shared machine)."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            try:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue  # a link
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def bench_stat_pass(ds: Dataset, repeat: int) -> dict[str, Any]:
+    """Run the ``--stat-pass`` helper on one dataset; medians per rule and cache state."""
+    log(f"scale {ds.scale}: stat pass, {repeat} rounds")
+    proc = subprocess.run(helper_command("_stat-pass") + [str(ds.config), str(repeat)],
+                          capture_output=True, text=True, cwd=REPO, env=_clean_env())
+    if proc.returncode != 0:
+        raise SystemExit(f"the stat-pass helper failed: {proc.stderr[-2000:]}")
+    raw = json.loads(proc.stdout)
+    return {"scale": ds.scale, "dataset": ds.summary, "raw": raw, "median": {
+        rule: {cache: {"wall_s": round(statistics.median(t[0] for t in runs), 3),
+                       "cpu_s": round(statistics.median(t[1] for t in runs), 3)}
+               for cache, runs in by_cache.items()}
+        for rule, by_cache in raw.items()}}
+
+
+def print_stat_pass(results: Sequence[dict[str, Any]], repeat: int) -> None:
+    """The ``--stat-pass`` table: median wall and CPU seconds per rule, warm and cold."""
+    for res in results:
+        d = res["dataset"]
+        print(f"\nscale {res['scale']}x: stat pass over {d['files']:,} files; median of "
+              f"{repeat} rounds")
+        print(f"{'databases looked for in':24s} {'warm wall':>10s} {'warm cpu':>9s} "
+              f"{'cold wall':>10s} {'cold cpu':>9s}")
+        for rule in STAT_PASS_RULES:
+            m = res["median"][rule]
+            print(f"{rule:24s} {m['warm']['wall_s']:10.3f} {m['warm']['cpu_s']:9.3f} "
+                  f"{m['cold']['wall_s']:10.3f} {m['cold']['cpu_s']:9.3f}")
+
+
+def run_once(ds: Dataset, cmd: list[str], logs: Path,
+             env: dict[str, str] | None = None) -> Sample:
+    """``siip-watcher once --no-upload --no-email --json`` into an empty local dir; ``env``
+    adds settings (``SIIP_WATCHER_*``) to the clean environment."""
     shutil.rmtree(ds.local_dir, ignore_errors=True)
     err_path = logs / "once.stderr"
     with open(err_path, "wb") as err:
@@ -764,7 +868,7 @@ def run_once(ds: Dataset, cmd: list[str], logs: Path) -> Sample:
         proc = subprocess.Popen(
             [*cmd, "-c", str(ds.config), "once", "--no-upload", "--no-email", "--json"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, cwd=REPO,
-            env=_clean_env(),
+            env={**_clean_env(), **(env or {})},
         )
         assert proc.stdout is not None
         stdout = proc.stdout.read()
@@ -944,7 +1048,10 @@ def bench_scale(ds: Dataset, contenders: Sequence[str], repeat: int, old_repeat:
         f"({warm['mb_per_s']} MB/s)")
     runners: dict[str, Callable[[], Sample]] = {
         "once": lambda: run_once(ds, watcher, logs),
-        "full": lambda: run_once(ds, full_command(), logs),
+        "full": lambda: run_once(ds, helper_command("_once-full"), logs),
+        "nodiscover": lambda: run_once(ds, watcher, logs,
+                                       {"SIIP_WATCHER_SOURCE_DISCOVER_DATABASES": "false"}),
+        "sniffall": lambda: run_once(ds, helper_command("_once-sniff-all"), logs),
         "tar": lambda: run_tar(ds, logs),
         "old": lambda: run_old(ds, logs),
     }
@@ -1030,13 +1137,21 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
             rss = c[me]["peak_rss_mb"]
             out[f"peak_rss_{me}_mb"] = {"value": rss, "target": "< 200",
                                         "met": rss < TARGETS["peak_rss_once_mb_max"]}
+    # what looking for unlisted databases costs, with the rule used and with every file read
+    for me in ("once", "sniffall"):
+        if me in c and "nodiscover" in c:
+            for what in ("wall", "cpu"):
+                out[f"{me}_over_nodiscover_{what}"] = {
+                    "value": round(c[me][f"{what}_s"] / c["nodiscover"][f"{what}_s"], 3),
+                    "target": "(information)", "met": None}
     return out
 
 
 # --- reporting ------------------------------------------------------------------------------------
 
 LABELS = {"once": "siip-watcher once", "full": "once, full integrity_check",
-          "tar": "tar | zstd -T0 -3", "old": "old: copy + zip"}
+          "tar": "tar | zstd -T0 -3", "old": "old: copy + zip",
+          "nodiscover": "once, discover_databases off", "sniffall": "once, every file sniffed"}
 
 
 def machine() -> dict[str, Any]:
@@ -1080,11 +1195,11 @@ def print_table(results: Sequence[dict[str, Any]], repeat: int, old_repeat: int)
         print(f"warm read first: {w['bytes'] / 1e9:.2f} GB in {w['seconds']} s "
               f"({w['mb_per_s']} MB/s); load average {res['loadavg_before']} -> "
               f"{res['loadavg_after']}; median of {repeat} runs (old way: {old_repeat})")
-        print(f"{'contender':20s} {'wall s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s} "
+        print(f"{'contender':30s} {'wall s':>8s} {'cpu s':>8s} {'peak RSS MB':>12s} "
               f"{'output MB':>10s}")
         for name, c in res["contenders"].items():
             flag = "" if c["ok"] else "  (FAILED runs)"
-            print(f"{LABELS[name]:20s} {c['wall_s']:8.2f} {c['cpu_s']:8.2f} "
+            print(f"{LABELS[name]:30s} {c['wall_s']:8.2f} {c['cpu_s']:8.2f} "
                   f"{c['peak_rss_mb']:12.1f} {c['output_bytes'] / MB:10.1f}{flag}")
         for key, r in ratios(res).items():
             met = {True: "met", False: "MISSED", None: ""}[r["met"]]
@@ -1110,10 +1225,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per contender; median (default 3)")
     p.add_argument("--old-repeat", type=int,
                    help="runs of the slow old way (default: --repeat); 1 spares a shared machine")
-    p.add_argument("--contenders", default=",".join(CONTENDERS),
-                   help="comma-separated subset of once,tar,old (default all)")
+    p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+                   help=f"comma-separated, from {','.join(CONTENDERS)} (default "
+                        f"{','.join(DEFAULT_CONTENDERS)})")
     p.add_argument("--watcher", help="command that starts siip-watcher (default: the repo's .venv)")
     p.add_argument("--generate-only", action="store_true", help="generate the dataset(s) and stop")
+    p.add_argument("--stat-pass", action="store_true",
+                   help="time only the stat pass, per rule for finding unlisted databases")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = p.parse_args(argv)
     args.scale = args.scale or [1]
@@ -1136,6 +1254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if argv[:1] == ["_once-full"]:
         return once_full(argv[1:])
+    if argv[:1] == ["_once-sniff-all"]:
+        return once_sniff_all(argv[1:])
+    if argv[:1] == ["_stat-pass"]:
+        return stat_pass(Path(argv[1]), int(argv[2]))
     if argv[:1] == ["_hold-db"]:
         hold_db(Path(argv[1]))
         return 0
@@ -1146,6 +1268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.generate_only:
         for ds in datasets:
             log(f"scale {ds.scale}: {json.dumps(ds.summary)}; config {ds.config}")
+        return 0
+    if args.stat_pass:
+        passes = [bench_stat_pass(ds, args.repeat) for ds in datasets]
+        if args.json:
+            json.dump({"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                       "machine": machine(), "repeat": args.repeat, "results": passes},
+                      sys.stdout, indent=2, ensure_ascii=False)
+            print()
+        else:
+            print_stat_pass(passes, args.repeat)
         return 0
     watcher = watcher_command(args.watcher)
     results = [bench_scale(ds, args.contenders, args.repeat, args.old_repeat, watcher)
