@@ -4,12 +4,15 @@ waiting for something that happens on another thread or in another process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,21 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def committing_writer(script: str, db: Path) -> Iterator[None]:
+    """A separate process running ``script`` (which prints "ready", then commits to the
+    database named by its argument in a loop) for as long as the block lasts."""
+    writer = subprocess.Popen([sys.executable, "-c", script, str(db)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        time.sleep(0.3)  # a few hundred commits before the block starts
+        yield
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT, *,

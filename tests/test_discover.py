@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ import pytest
 import zstandard
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileModifiedEvent
 
-from tests.helpers import make_config, make_siip_tree, write_config
+from tests.helpers import committing_writer, make_config, make_siip_tree, write_config
 from watcher.archive.read import verify
 from watcher.archive.restore import restore
 from watcher.backup.report import RunReport
@@ -102,20 +99,13 @@ def test_a_found_database_is_copied_consistently_while_a_writer_commits(
     chat = root / CHAT
     make_db(chat, rows=2000)
     cfg = make_config(root, tmp_path / "backups")       # lists siip_database.db only
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(chat)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
+    with committing_writer(WRITER, chat):
         probe = sqlite3.connect(chat, timeout=30)
         committed_before = probe.execute("SELECT max(id) FROM mensajes").fetchone()[0]
         assert (root / (CHAT + "-wal")).stat().st_size > 0, "the commits must be in the -wal"
         report = backup(cfg)
         committed_after = probe.execute("SELECT max(id) FROM mensajes").fetchone()[0]
         probe.close()
-    finally:
-        writer.kill()
-        writer.wait()
     assert committed_after > committed_before, "the writer must have kept committing"
     assert report.status == "ok", report.warnings
 

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.helpers import clean_env, make_config, make_siip_tree, wait_until, write_config
+from tests.helpers import (
+    clean_env,
+    committing_writer,
+    make_config,
+    make_siip_tree,
+    wait_until,
+    write_config,
+)
 from watcher.archive.read import verify
 from watcher.archive.restore import restore
 from watcher.backup.run import run_backup
@@ -121,19 +128,12 @@ def test_consistent_copy_while_a_writer_process_commits(tmp_path: Path) -> None:
     root = make_siip_tree(tmp_path / "siip", db_rows=20000, photos=40, photo_size=400_000)
     cfg = make_config(root, tmp_path / "backups")
     db_path = root / "siip_database.db"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db_path)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
+    with committing_writer(WRITER, db_path):
         probe = sqlite3.connect(db_path, timeout=30)
         committed_before = probe.execute("SELECT max(id) FROM personas").fetchone()[0]
         report = run_backup(cfg, trigger="manual", email=False)
         committed_after = probe.execute("SELECT max(id) FROM personas").fetchone()[0]
         probe.close()
-    finally:
-        writer.kill()
-        writer.wait()
     assert report.status == "ok", report.errors
     assert committed_after > committed_before, "the writer must have kept committing"
     out = tmp_path / "restored"

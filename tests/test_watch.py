@@ -226,6 +226,16 @@ def _wal_db(path: Path) -> None:
     db.close()
 
 
+def _online_backup(source: str, copy: Path) -> None:
+    """What a snapshot does to ``source`` (a path, or a file: URI): an online backup from a
+    connection of its own."""
+    src = sqlite3.connect(source, uri=source.startswith("file:"))
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    dst.close()
+    src.close()
+
+
 def test_backup_reads_of_a_wal_database_count_nothing_but_app_writes_do(
         tmp_path: Path, watching: Any) -> None:
     cfg = make_cfg(tmp_path, databases=["data/app.db"])
@@ -236,19 +246,11 @@ def test_backup_reads_of_a_wal_database_count_nothing_but_app_writes_do(
     _, seen = watching(cfg)
     # what a snapshot does: an online backup from a separate connection, idle app
     for uri in (str(db_path), f"file:{db_path}?mode=ro"):
-        src = sqlite3.connect(uri, uri=uri.startswith("file:"))
-        dst = sqlite3.connect(tmp_path / "copy.db")
-        src.backup(dst)
-        dst.close()
-        src.close()
+        _online_backup(uri, tmp_path / "copy.db")
     # ... and while the app holds a connection open
     app = sqlite3.connect(db_path)
     app.execute("SELECT count(*) FROM t").fetchone()
-    src = sqlite3.connect(db_path)
-    dst = sqlite3.connect(tmp_path / "copy2.db")
-    src.backup(dst)
-    dst.close()
-    src.close()
+    _online_backup(str(db_path), tmp_path / "copy2.db")
     sentinel(root / "data", seen)
     assert seen.others("zz-sentinel.txt") == []
     # a commit by the app is a change
@@ -274,11 +276,7 @@ def test_backup_reads_of_a_found_database_count_nothing_but_app_writes_do(
     for db in (chat, queue, chat):   # the second copy finds the first one's -wal and -shm
         copy_database(db, tmp_path / "copy.db")
     # a read-write connection, as the copy falls back to, closes the database after a write
-    src = sqlite3.connect(chat)
-    dst = sqlite3.connect(tmp_path / "copy2.db")
-    src.backup(dst)
-    dst.close()
-    src.close()
+    _online_backup(str(chat), tmp_path / "copy2.db")
     sentinel(root / "data", seen)
     assert seen.others("zz-sentinel.txt") == []
     app.execute("INSERT INTO t VALUES (2)")
