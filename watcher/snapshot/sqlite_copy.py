@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -46,6 +47,10 @@ LOCK_RETRY_SECONDS = 0.25
 LOCK_LOG_SECONDS = 30.0
 #: sqlite3_backup_step's answers that mean "locked, try again"
 _BUSY_STATUS = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+#: free bytes under which a disk I/O error on the copy is taken for a full disk
+NEARLY_FULL_BYTES = 1 << 20
 
 
 class DatabaseCopyError(Exception):
@@ -123,7 +128,8 @@ def copy_database(source: Path, target: Path, *, lock_timeout: float = 300.0,
             raise CopyInterrupted(str(source)) from None
         if exc.sqlite_errorname in LOCKED_ERRORS:
             raise wait.failure(exc) from None
-        if exc.sqlite_errorname == "SQLITE_FULL":
+        if exc.sqlite_errorname == "SQLITE_FULL" or (
+                exc.sqlite_errorname.startswith("SQLITE_IOERR") and _nearly_full(target)):
             # the copy goes to the backup dir: that disk is full, the database is fine
             raise DatabaseCopyError(
                 f"the disk of the backup dir is full while copying {source} ({exc}); free "
@@ -138,6 +144,15 @@ def copy_database(source: Path, target: Path, *, lock_timeout: float = 300.0,
             f"database {source} could not be copied: {exc}; check that the service user can "
             f"read it and its folder"
         ) from None
+
+
+def _nearly_full(target: Path) -> bool:
+    """Whether the copy's disk is (all but) full: SQLite reports ENOSPC in the middle of a
+    write as a plain "disk I/O error" (SQLITE_IOERR_WRITE), not always as SQLITE_FULL."""
+    try:
+        return shutil.disk_usage(target.parent).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 class _LockWait:
