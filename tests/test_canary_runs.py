@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import write_config
 from watcher.backup.report import RunReport
 from watcher.backup.run import run_backup
-from watcher.config.settings import CanaryConfig, Config, RetentionConfig
+from watcher.config.settings import CanaryConfig, Config, FolderConfig, RetentionConfig
 from watcher.notify.message import build_report_message
 from watcher.service.status import collect_status, format_status
 from watcher.state.canary_file import HOLD_FILE
@@ -162,3 +162,17 @@ def test_the_alert_email_says_so_in_its_subject_and_first_lines(tight: Config,
         "Subject"]
     status = collect_status(tight)
     assert status["alert"] and "ALERT" in format_status(status)
+
+
+def test_nothing_is_pruned_at_a_destination_either_while_an_alert_holds(
+        tight: Config, siip: Path, tmp_path: Path) -> None:
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    with_nas = dataclasses.replace(tight, folder=FolderConfig(enabled=True, path=str(nas)))
+    first = run(with_nas)
+    empty_the_database(siip)
+    second = run(with_nas)
+    assert second.alert is not None
+    at_nas = sorted(p.name for p in nas.glob("*.tar.zst"))
+    assert at_nas == sorted([Path(first.snapshot.file).name, Path(second.snapshot.file).name])
+    assert second.pruned == []
