@@ -83,7 +83,7 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
             check: bool = False) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "watcher", *args], capture_output=True,
                               text=True, timeout=timeout, env=clean_env(**(env or {})),
-                              cwd=tmp_path)
+                              cwd=tmp_path, check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -103,7 +103,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         path = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
         path.mkdir()
         proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                               str(path)], capture_output=True, text=True)
+                               str(path)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
         mounted.append(path)

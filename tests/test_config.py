@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import REPO, write_config
+from watcher.cli import main
 from watcher.config.settings import (
     NUMBER_RANGES,
     SECTIONS,
@@ -83,7 +84,6 @@ BROKEN_NUMBERS = [
 def test_numbers_that_would_break_start_are_refused_by_config_check(
         tmp_path: Path, siip: Path, capsys: pytest.CaptureFixture[str], section: str, key: str,
         value: str) -> None:
-    from watcher.cli import main
 
     path = write_config(tmp_path / "c.toml", siip, tmp_path / "b",
                         f"[{section}]\n{key} = {value}\n")

@@ -7,6 +7,7 @@ The first part drives :func:`watcher.service.daemon.serve` in a thread with a re
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -16,7 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 import pytest
 
 from scripts.fakedrive import DriveServer
+from tests.fakes.drive import drive_config
 from tests.fakes.service import FakeRun
 from tests.helpers import (
     WAIT,
@@ -35,13 +39,16 @@ from tests.helpers import (
     write_config,
 )
 from watcher.backup.report import RunReport, SnapshotInfo
-from watcher.backup.run import RunBusy
+from watcher.backup.run import RunBusy, run_backup
 from watcher.config.settings import Config
+from watcher.service import daemon
 from watcher.service.daemon import ABORT_GRACE_SECONDS, serve
 from watcher.service.state_file import read_state
 from watcher.service.status import collect_status, format_status
+from watcher.snapshot import tarstream
+from watcher.snapshot.take import tree_fingerprint
 from watcher.state.catalog import Catalog, utcnow
-from watcher.state.lock import SERVICE_LOCK_FILE
+from watcher.state.lock import LOCK_FILE, SERVICE_LOCK_FILE, FileLock
 
 
 def svc_config(root: Path, local: Path, **schedule: Any) -> Config:
@@ -169,7 +176,6 @@ def test_own_writes_into_a_backup_dir_inside_the_tree_never_trigger(
 
 def test_change_made_while_stopped_is_backed_up_after_start(siip: Path, tmp_path: Path,
                                                             services: Any) -> None:
-    from watcher.snapshot.take import tree_fingerprint
 
     local = tmp_path / "backups"
     cfg = svc_config(siip, local, interval_hours=1 / 3600)
@@ -352,7 +358,8 @@ class Service:
 
 def _cli(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), *args],
-                          cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=120)
+                          cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def _schedule_toml(**values: Any) -> str:
@@ -496,10 +503,7 @@ def queued(siip: Path, tmp_path: Path,
            drive_server: DriveServer) -> tuple[Config, DriveServer, Catalog, str]:
     """A service configuration with Drive on (a local server), and one snapshot stored while
     uploads were off, so its Drive copy is queued: (config, server, catalog, snapshot id)."""
-    from dataclasses import asdict
 
-    from tests.fakes.drive import drive_config
-    from watcher.backup.run import run_backup
 
     drive = asdict(drive_config(drive_server, tmp_path))
     cfg = make_config(siip, tmp_path / "backups", drive=drive, schedule={"interval_hours": 1.0})
@@ -538,7 +542,6 @@ def test_the_upload_timer_is_the_queues_next_try(queued: tuple[Config, Any, Cata
 
 def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Path,
                                                        services: Any) -> None:
-    from watcher.state.lock import LOCK_FILE, FileLock
 
     cfg = svc_config(siip, tmp_path / "backups")
     cfg.local.dir.mkdir()
@@ -560,11 +563,7 @@ def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Pat
 
 
 def test_each_run_releases_its_compressor(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gc
-    import weakref
 
-    from watcher.backup.run import run_backup
-    from watcher.snapshot import tarstream
 
     sinks: list[weakref.ref[Any]] = []
     original = tarstream.CompressedSink.__init__
@@ -612,7 +611,6 @@ def test_a_run_that_cannot_start_is_logged_and_the_service_goes_on(
 def test_service_exits_1_when_the_watched_folder_disappears(
         tmp_path: Path, services: Any, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    from watcher.service import daemon
 
     monkeypatch.setattr(daemon, "HEALTH_SECONDS", 0.2)
     root = make_siip_tree(tmp_path / "siip")

@@ -34,6 +34,7 @@ from watcher.backup.report import (
     RunReport,
     SnapshotInfo,
 )
+from watcher.cli import main
 from watcher.config.settings import Config, ConfigError
 from watcher.notify import notify
 from watcher.notify.email import EmailError, explain, send_test
@@ -457,7 +458,6 @@ def write_email_config(tmp_path: Path, port: int, tls: TlsFiles) -> Path:
 def test_cli_email_test_exit_codes(tmp_path: Path, server: SmtpTestServer, tls: TlsFiles,
                                    monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from watcher.cli import main
 
     config = str(write_email_config(tmp_path, server.port, tls))
     assert main(["-c", config, "email", "test"]) == 0
@@ -511,7 +511,6 @@ def assert_no_piece_of(password: str, text: str) -> None:
 def test_cli_email_test_with_a_non_ascii_password_says_so_in_one_line(
         tmp_path: Path, server: SmtpTestServer, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
-    from watcher.cli import main
 
     monkeypatch.setenv(PASSWORD_ENV, NON_ASCII_PASSWORD)
     caplog.set_level(logging.DEBUG)

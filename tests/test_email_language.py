@@ -94,8 +94,8 @@ def words(line: str) -> Iterator[str]:
     """The words of ``line`` that are words of a language: commands and config values in
     backquotes, paths, ids, numbers, options and file names are left out."""
     line = re.sub(r"`[^`]*`", " ", line)
-    for token in line.split():
-        token = token.strip(".,;:()[]\"'→")
+    for raw in line.split():
+        token = raw.strip(".,;:()[]\"'→")
         if token and not re.search(r"[\d/\\._@=<>*+-]", token):
             yield token.lower()
 

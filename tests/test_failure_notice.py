@@ -23,8 +23,11 @@ from tests.fakes.smtp import (
     TlsFiles,
 )
 from tests.helpers import make_config, toml_table, wait_until, write_config
+from watcher.backup.run import RunBusy, run_backup, run_lock
 from watcher.config.settings import Config
+from watcher.service.daemon import serve
 from watcher.service.state_file import read_state
+from watcher.state.lock import SERVICE_LOCK_FILE, FileLock
 
 pytestmark = pytest.mark.filterwarnings(IGNORE_AUTH_WARNING)
 
@@ -123,7 +126,6 @@ def test_a_failing_notification_never_hides_the_original_error(
 def test_a_backup_dir_that_cannot_be_created_mails_and_pings_fail(
         tmp_path: Path, siip: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.backup.run import run_backup
 
     in_the_way = tmp_path / "a file, not a folder"
     in_the_way.write_text("x")
@@ -142,7 +144,6 @@ def test_a_backup_dir_that_cannot_be_created_mails_and_pings_fail(
 def test_a_run_kept_waiting_by_another_snapshot_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.backup.run import RunBusy, run_backup, run_lock
 
     cfg = make_config(siip, tmp_path / "backups", email=email_section(smtp, tls),
                       heartbeat={"url": hc.url})
@@ -171,8 +172,6 @@ def service_config(siip: Path, local: Path, smtp: SmtpTestServer, tls: TlsFiles,
 def test_service_start_on_an_unusable_catalog_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.service.daemon import serve
-    from watcher.state.lock import SERVICE_LOCK_FILE, FileLock
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     cfg.local.dir.mkdir()
@@ -194,7 +193,6 @@ def test_service_start_on_an_unusable_catalog_mails_and_pings_fail(
 def test_service_start_that_cannot_watch_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.service.daemon import serve
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     shutil.rmtree(siip)  # the project folder moved away while the service was down
@@ -211,7 +209,6 @@ def test_service_start_that_cannot_watch_mails_and_pings_fail(
 def test_service_started_with_its_schedule_off_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.service.daemon import serve
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc, enabled=False)
 
@@ -226,7 +223,6 @@ def test_service_started_with_its_schedule_off_mails_and_pings_fail(
 def test_a_scheduled_run_that_fails_before_its_report_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-    from watcher.service.daemon import serve
 
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     stop = threading.Event()

@@ -10,6 +10,7 @@ empty re-send that stalls an upload), no gap, no re-send with different bytes.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -411,8 +412,6 @@ def test_download_of_a_deleted_copy(env: Env) -> None:
 
 
 def test_stop_between_chunks_keeps_the_session_for_the_next_start(env: Env) -> None:
-    import threading
-
     stop = threading.Event()
     dest = make_drive(env.dest.cfg, stop=stop)
     saved: list[dict[str, Any]] = []

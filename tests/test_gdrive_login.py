@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable
@@ -166,8 +168,6 @@ def test_drive_login_explains_a_folder_made_by_hand(server: DriveServer,
 def test_cli_drive_login_in_a_real_process(server: DriveServer, tmp_path: Path) -> None:
     """`siip-watcher drive login` as the admin runs it on a headless server: the address on
     stdout, the browser's final address pasted on stdin, the folder line printed."""
-    import subprocess
-    import sys
 
     client = client_file(server, tmp_path / "client.json")
     config = tmp_path / "siip-watcher.toml"

@@ -3,6 +3,7 @@ destination against fakedrive (our Drive server)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from scripts.fakedrive import DriveServer
 from tests.fakes.drive import CHUNK, drive_config, drive_settings, make_archive, make_drive
 from tests.helpers import make_config
+from watcher.archive.files import snapshot_time
 from watcher.backup.report import SnapshotInfo
 from watcher.backup.uploads import (
     FAILED_RETRY,
@@ -39,7 +41,6 @@ class Queue:
 
     def snapshot(self, sid: str) -> Path:
         path, sha = make_archive(self.cfg.local.dir, sid, SIZE)
-        from watcher.archive.files import snapshot_time
 
         created = snapshot_time(sid)
         assert created is not None
@@ -181,7 +182,6 @@ def test_missing_local_archive_fails_clearly(queue: Queue) -> None:
 
 
 def test_stop_holds_everything_back(queue: Queue) -> None:
-    import threading
 
     queue.snapshot(IDS[0])
     stop = threading.Event()

@@ -29,7 +29,7 @@ def top_levels(folder: str) -> dict[str, set[str]]:
     # benchmark run from scripts/ imports it) are the same package
     def side(module: str) -> str:
         return "fakedrive" if module.split(".")[:2] == ["scripts", "fakedrive"] \
-            else module.split(".")[0]
+            else module.split(".", maxsplit=1)[0]
     return {str(p.relative_to(REPO)): {side(m) for m in imported_modules(p)}
             for p in sorted((REPO / folder).rglob("*.py"))}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from watcher.config.settings import from_mapping
+from watcher.logsetup import setup_logging
 
 SCRIPT = """
 import logging, sys
@@ -61,8 +62,6 @@ def test_plain_form_has_time_and_level(tmp_path: Path) -> None:
 
 def test_unwritable_log_file_warns_and_keeps_stderr(tmp_path: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
-    from watcher.logsetup import setup_logging
-
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     cfg = from_mapping({"log": {"file": str(blocker / "x.log")}}, environ={},

@@ -21,6 +21,7 @@ from tests.helpers import make_config, wait_until
 from watcher.backup.run import run_backup, run_lock
 from watcher.config.settings import Config
 from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
+from watcher.service import daemon
 from watcher.state.catalog import CATALOG_FILE, Catalog
 
 #: keep only the newest snapshot: anything older is pruned unless it is protected
@@ -52,7 +53,6 @@ def lose_catalog(cfg: Config) -> None:
 def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
         siip: Path, tmp_path: Path, drive_server: DriveServer, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture, services: Callable[[Config, Any], Running]) -> None:
-    from watcher.service import daemon
 
     cfg = drive_cfg(siip, tmp_path, drive_server, schedule={"interval_hours": 1.0})
     stored = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from watcher.backup.retention import select
 from watcher.config.settings import RetentionConfig
@@ -67,7 +67,6 @@ def test_newest_is_always_kept_and_random_sets_partition() -> None:
 
 
 def test_calendar_buckets_follow_the_given_timezone() -> None:
-    from datetime import timezone
 
     tz = timezone(timedelta(hours=-6))  # 03:00 UTC is still the previous day here
     snaps = [("a", datetime(2026, 3, 2, 3, 0, tzinfo=UTC)),

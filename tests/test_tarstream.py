@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from tests.helpers import make_config, make_siip_tree
+from watcher.backup.run import run_backup
 from watcher.snapshot.compressibility import (
     SNIFF_MIN_SIZE,
     incompressible_name,
@@ -28,6 +30,7 @@ from watcher.snapshot.take import _Later, _later_record, _read_later
 from watcher.snapshot.tarstream import (
     BLOCK,
     STORED_BLOCK,
+    WRITEBACK_EVERY,
     CompressedSink,
     StoredFrameWriter,
     TarProducer,
@@ -153,7 +156,7 @@ def test_gnu_tar_lists_and_extracts_long_and_utf8_names(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     run = subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], capture_output=True,
-                         text=True, env=env)
+                         text=True, env=env, check=False)
     assert run.returncode == 0, run.stderr
     for name, kind, data, target in members:
         path = out / name
@@ -223,11 +226,11 @@ def test_tar_and_zstd_read_the_concatenated_frames(tmp_path: Path) -> None:
     parts = frame_parts()
     archive = tmp_path / "a.tar.zst"
     write_with_switches(archive, parts)
-    assert subprocess.run(["zstd", "-q", "-t", str(archive)]).returncode == 0
+    assert subprocess.run(["zstd", "-q", "-t", str(archive)], check=False).returncode == 0
     out = tmp_path / "out"
     out.mkdir()
     run = subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(out)],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     for _, name, data in parts:
         assert hashlib.sha256((out / name).read_bytes()).digest() == \
@@ -283,7 +286,6 @@ def test_deferred_entries_round_trip_across_block_boundaries(tmp_path: Path) -> 
 
 
 def test_an_archive_past_several_writeback_hints_is_whole(tmp_path: Path) -> None:
-    from watcher.snapshot.tarstream import WRITEBACK_EVERY
 
     blob = random.Random(5).randbytes(WRITEBACK_EVERY + (3 << 20))
     archive = tmp_path / "big.tar.zst"
@@ -340,15 +342,13 @@ def test_stored_frames_decode_with_the_zstd_cli(tmp_path: Path, sizes: list[int]
     stream, expected = stored_frames(sizes)
     path = tmp_path / "s.zst"
     path.write_bytes(stream)
-    run = subprocess.run(["zstd", "-q", "-d", "-c", str(path)], capture_output=True)
+    run = subprocess.run(["zstd", "-q", "-d", "-c", str(path)], capture_output=True, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout == expected
 
 
 @needs_gnu_tar
 def test_snapshot_order_and_gnu_tar_restores_folder_times(tmp_path: Path) -> None:
-    from tests.helpers import make_config, make_siip_tree
-    from watcher.backup.run import run_backup
 
     root = make_siip_tree(tmp_path / "siip")
     (root / "static" / "uploads" / "notas.txt").write_text("texto\n" * 1000)
@@ -373,7 +373,7 @@ def test_snapshot_order_and_gnu_tar_restores_folder_times(tmp_path: Path) -> Non
     out = tmp_path / "untar"
     out.mkdir()
     run = subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(out)],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     for rel in ("SIIP CON FOTO", "static/uploads", "static"):
         assert (out / "files" / rel).stat().st_mtime == 1_600_000_000, rel

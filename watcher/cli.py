@@ -5,6 +5,10 @@ Exit codes (README.md, "Exit codes"): 0 all done; 1 the run failed; 2 usage or c
 3 a snapshot was stored locally but a destination failed (it stays queued).
 """
 
+# ruff: noqa: PLC0415 - each command imports what it runs, when it runs: importing every
+# command's modules up front more than doubles start-up (0.12 -> 0.30 s), paid by every
+# `status` and by each CLI subprocess of the test suite
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +32,9 @@ log = logging.getLogger("watcher")
 
 # --- helpers --------------------------------------------------------------------------------
 
+
+#: problems `verify` prints for one snapshot before it says how many more there are
+SHOWN_PROBLEMS = 20
 
 def _load(args: argparse.Namespace, *, check_paths: bool = True,
           check_reachable: bool = False) -> Config:
@@ -163,10 +170,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         else:
             failed += 1
             print(f"{one.snapshot_id}: FAILED")
-            for p in result.problems[:20]:
+            for p in result.problems[:SHOWN_PROBLEMS]:
                 print(f"  - {p}")
-            if len(result.problems) > 20:
-                print(f"  ... and {len(result.problems) - 20} more")
+            if len(result.problems) > SHOWN_PROBLEMS:
+                print(f"  ... and {len(result.problems) - SHOWN_PROBLEMS} more")
     return EXIT_RUN_FAILED if failed else EXIT_OK
 
 
@@ -319,7 +326,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 # --- parser ---------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+# one statement per option: it reads as the command reference
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     """The argument parser; subcommands register their handler as ``func``."""
     p = argparse.ArgumentParser(
         prog="siip-watcher",
@@ -407,7 +415,8 @@ def _add_setup_commands(sub: Any, kind: DestinationKind) -> None:
     s.set_defaults(func=cmd_setup, setup_kind=kind)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# one return per exit path, each with its own exit code
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911
     """Run the command line; returns the exit code."""
     parser = build_parser()
     try:
@@ -428,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("siip-watcher: interrupted", file=sys.stderr)
         return EXIT_RUN_FAILED
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         return _report_failure(exc)
 
 

@@ -8,12 +8,15 @@ where the archive is and how to verify and restore it.
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 import sys
 import threading
+import tomllib
 from pathlib import Path
 
 from watcher.backup.report import EXIT_OK, DatabaseResult
+from watcher.backup.run import run_backup
 from watcher.config.settings import from_mapping
 
 DEMO_CONFIG = """\
@@ -87,7 +90,6 @@ def _writer(db_path: Path, stop: threading.Event) -> None:
 
 def run_demo(base: Path) -> int:
     """Build the demo under ``base``, back it up once, and tell the user what to try next."""
-    from watcher.backup.run import run_backup
 
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,6 @@ def run_demo(base: Path) -> int:
     if not config_path.exists():
         config_path.write_text(DEMO_CONFIG, encoding="utf-8")
     make_demo_tree(base / "siip")
-    import tomllib
 
     cfg = from_mapping(tomllib.loads(config_path.read_text(encoding="utf-8")),
                        source=config_path)
@@ -135,7 +136,6 @@ def _check_line(databases: list[DatabaseResult]) -> str:
 def _command() -> str:
     """How to call siip-watcher from the user's shell: plain when it is on PATH, else the
     venv's script (scripts/demo does not activate the venv)."""
-    import shutil
 
     if shutil.which("siip-watcher"):
         return "siip-watcher"

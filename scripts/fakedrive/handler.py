@@ -21,6 +21,7 @@ import socket
 import struct
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -165,7 +166,8 @@ class DriveHandler(BaseHTTPRequestHandler):
                                              self.headers.get("Content-Range", ""),
                                              self._fault_name))
 
-    def _route(self, method: str, path: str) -> tuple[str, Any]:
+    # a routing table: one return per route Drive answers
+    def _route(self, method: str, path: str) -> tuple[str, Any]:  # noqa: PLR0911
         if path == "/token" and method == "POST":
             return "token", self._token
         if path == "/upload/drive/v3/files":
@@ -191,14 +193,15 @@ class DriveHandler(BaseHTTPRequestHandler):
             return "bench", self._bench_put
         return "unknown", None
 
-    def _apply_fault(self, op: str, fault: Fault) -> bool:
+    # one branch per kind of injected fault
+    def _apply_fault(self, op: str, fault: Fault) -> bool:  # noqa: PLR0911
         """Misbehave as ``fault`` says; True if the request is fully handled by it."""
         if fault.action == "delay":
             time.sleep(fault.delay)
             return False
         if fault.action == "error":
             self._read_body()
-            if fault.status == 401:
+            if fault.status == HTTPStatus.UNAUTHORIZED:
                 self.state.expire_tokens()
             body = (json.dumps({"error": fault.reason, "error_description": "injected"})
                     .encode() if op == "token" else
@@ -309,7 +312,8 @@ class DriveHandler(BaseHTTPRequestHandler):
         headers["X-GUploader-UploadID"] = s.id
         self._send(308, b"", headers)
 
-    def _chunk(self, short: bool = False) -> None:
+    # every case of the resumable protocol, in the order Google checks them
+    def _chunk(self, short: bool = False) -> None:  # noqa: PLR0912
         self._principal(optional=True)    # a stale token still gets a 401, as at Google
         s = self._session()
         header = self.headers.get("Content-Range", "")

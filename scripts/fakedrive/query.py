@@ -87,7 +87,8 @@ def parse_q(q: str) -> list[tuple[str, ...]]:
     return clauses
 
 
-def matches(f: StoredFile, clauses: list[tuple[str, ...]]) -> bool:
+# one case per clause of Drive's query language
+def matches(f: StoredFile, clauses: list[tuple[str, ...]]) -> bool:  # noqa: PLR0911
     """Whether ``f`` satisfies every clause of a parsed ``q``."""
     for c in clauses:
         if c[0] == "parent" and c[1] not in f.parents:

@@ -11,6 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from scripts.fakedrive import DriveServer
 from tests.helpers import toml_table
 from watcher.config.settings import DriveConfig
@@ -27,7 +30,6 @@ FAST_RETRY = RetryPolicy(attempts=5, base=0.01, cap=0.05)
 
 @functools.cache
 def _rsa_key() -> Any:
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -35,7 +37,6 @@ def _rsa_key() -> Any:
 def service_account_key(server: DriveServer, path: Path, *, email: str = SA_EMAIL,
                         delegation: bool = False) -> Path:
     """A real service-account key file whose token_uri is the local server's."""
-    from cryptography.hazmat.primitives import serialization
 
     key = _rsa_key()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

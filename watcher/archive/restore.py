@@ -190,7 +190,8 @@ class _Meta:
     mtime_ns: int | None = None
 
 
-def _extract_and_place(archive: Path, target: Path, root: _Dir, tree: _Dir, dbs: _Dir,
+# internal, called once with all it needs
+def _extract_and_place(archive: Path, target: Path, root: _Dir, tree: _Dir, dbs: _Dir,  # noqa: PLR0917
                        patterns: list[str], progress: ProgressFn | None) -> RestoreResult:
     as_root = hasattr(os, "geteuid") and os.geteuid() == 0
     files: list[_Meta] = []
@@ -267,7 +268,8 @@ def _mtime(manifest: Manifest, member: str) -> int | None:
     return int(entry["mtime_ns"]) if entry and "mtime_ns" in entry else None
 
 
-def _place_databases(manifest: Manifest, staged: dict[str, tuple[str, tuple[int, int] | None]],
+# internal, called once with all it needs
+def _place_databases(manifest: Manifest, staged: dict[str, tuple[str, tuple[int, int] | None]],  # noqa: PLR0917
                      dbs: _Dir, tree: _Dir, patterns: list[str], counters: dict[str, int],
                      files: list[_Meta]) -> dict[str, str]:
     """Move each staged database to its place in the tree; returns member -> relative path."""
@@ -364,10 +366,10 @@ def _lookup_id(kind: str, name: str, number: int) -> int:
     if name:
         try:
             if kind == "u":
-                import pwd
+                import pwd  # noqa: PLC0415 - POSIX only: Windows has no pwd
 
                 return pwd.getpwnam(name).pw_uid
-            import grp
+            import grp  # noqa: PLC0415 - POSIX only: Windows has no grp
 
             return grp.getgrnam(name).gr_gid
         except (ImportError, KeyError):

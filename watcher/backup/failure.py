@@ -19,6 +19,7 @@ from pathlib import Path
 
 from watcher.backup.report import Problem, RunReport
 from watcher.config.settings import Config
+from watcher.notify import notify
 from watcher.state.catalog import CATALOG_FILE, Catalog, utcnow
 
 log = logging.getLogger("watcher.backup.run")
@@ -94,10 +95,9 @@ def send_notice(cfg: Config, report: RunReport, catalog: Catalog | None = None,
     """Email and ping for ``report`` as :func:`watcher.notify.notify` does; never raises,
     so the failure being reported stays the one the caller returns or raises."""
     try:
-        from watcher.notify import notify
 
         notify(cfg, report, catalog, run_id, email=email, stop=stop)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - never replaces the failure being reported
         log.error("the admin could not be notified of this run (%s: %s); see the lines above",
                   type(exc).__name__, "" if isinstance(exc, UnicodeError) else _one_line(exc))
 

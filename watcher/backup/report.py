@@ -224,7 +224,7 @@ class RunReport:
         self.finished_at = now
         if self.snapshot is None or self.errors:
             self.status = "failed"
-        elif self.warnings or any(d.state != "uploaded" and d.state != "skipped"
+        elif self.warnings or any(d.state not in ("uploaded", "skipped")
                                   for d in self.destinations):
             self.status = "warning"
         else:
@@ -262,7 +262,7 @@ def human_size(n: int) -> str:
     """Bytes for a log line or `status`: 1000-based, one decimal ("48.2 MB")."""
     value = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
+        if value < 1000:  # noqa: PLR2004 - 1000-based units
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"

@@ -26,6 +26,7 @@ from watcher.backup.report import (
     destination_states,
     human_size,
 )
+from watcher.backup.uploads import queue_copies, send_copies
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
 from watcher.destinations.registry import enabled_destinations
@@ -55,7 +56,8 @@ def run_lock(cfg: Config) -> FileLock:
     return FileLock(cfg.local.dir / LOCK_FILE)
 
 
-def run_backup(
+# keyword-only options, each named at every call
+def run_backup(  # noqa: PLR0913
     cfg: Config,
     *,
     trigger: str,
@@ -118,7 +120,8 @@ def _failed_early(cfg: Config, report: RunReport, problem: Problem, *, email: bo
     return report
 
 
-def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bool,
+# run_backup's options, passed on by name
+def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bool,  # noqa: PLR0913
                 email: bool, progress: Callable[[int], None] | None,
                 on_total: Callable[[int], None] | None, stop: threading.Event | None,
                 next_run: Callable[[], datetime | None] | None) -> RunReport:
@@ -149,7 +152,7 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
             destinations = [opened.enter_context(d) for d in _destinations(cfg, report)]
             _after_snapshot(cfg, catalog, store, destinations, report, upload=upload,
                             stop=stop)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the run still ends with a report
         # the catalog, a bug, the disk: whatever it was, the run still ends with a report
         # that is recorded, logged and sent to the admin
         _crashed(report, exc, store)
@@ -164,7 +167,7 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
     if catalog is not None and run_id is not None:
         try:
             catalog.finish_run(run_id, report, summary)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recording is best effort: the run's result stands
             log.warning("run %d could not be recorded in the catalog (%s); `status` will not "
                         "show it", run_id, exc)
     (log.error if report.status == "failed" else log.info)("%s", summary)
@@ -280,7 +283,6 @@ def _destinations(cfg: Config, report: RunReport) -> list[Destination]:
 def _send(cfg: Config, catalog: Catalog, destinations: list[Destination], report: RunReport,
           *, upload: bool, stop: threading.Event | None) -> list[DestinationResult]:
     """Queue the new snapshot at each destination and, unless --no-upload, send the queue."""
-    from watcher.backup.uploads import queue_copies, send_copies
 
     new = [report.snapshot.id] if report.snapshot else []
     if not upload:
@@ -310,5 +312,6 @@ def summary_line(report: RunReport) -> str:
 
 def seconds(value: float) -> str:
     """A duration for a log line: small runs keep their hundredths, not "0.0s"."""
-    return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
+    # hundredths under ten seconds
+    return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"  # noqa: PLR2004
 

@@ -211,7 +211,8 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
                              snapshot_id=sid)
 
 
-def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str,
+# internal, called once with all it needs
+def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str,  # noqa: PLR0917
                     retryable: bool, attempts: int,
                     now: Callable[[], datetime]) -> DestinationResult:
     next_try = now() + retry_delay(attempts, retryable=retryable)

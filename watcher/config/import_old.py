@@ -50,7 +50,8 @@ class _Evaluator:
         self.names: dict[str, Any] = {"__file__": str(file)}
         self.env_notes: dict[str, str] = {}
 
-    def eval(self, node: ast.AST) -> Any:
+    # one branch per expression form the importer understands
+    def eval(self, node: ast.AST) -> Any:  # noqa: PLR0911,PLR0912
         if isinstance(node, ast.Constant):
             return node.value
         if isinstance(node, ast.List | ast.Tuple):
@@ -119,7 +120,8 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def import_old_config(path: Path) -> str:
+# one pass over the old settings, in the order they are reported
+def import_old_config(path: Path) -> str:  # noqa: PLR0912,PLR0915
     """TOML text equivalent to the ``BACKUP_*`` settings of the old ``config.py``."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -168,10 +170,11 @@ def import_old_config(path: Path) -> str:
             untranslated.append(f"{target}: no equivalent setting")
 
     sections: dict[str, dict[str, Any]] = {}
-    for old, value in found.items():
+    for old, found_value in found.items():
         if old in DATABASE_NAMES:
             continue
         section, key = MAPPING[old]
+        value = found_value
         if key == "to" and isinstance(value, str):
             value = [v.strip() for v in value.replace(";", ",").split(",") if v.strip()]
         if key == "interval_hours" and isinstance(value, int | float):

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import math
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Collection
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from pathspec import GitIgnoreSpec
 
 ENV_PREFIX = "SIIP_WATCHER_"
 CONFIG_ENV = "SIIP_WATCHER_CONFIG"
@@ -263,7 +266,8 @@ def load(path: Path, environ: dict[str, str] | None = None, *, check_paths: bool
                         check_reachable=check_reachable, setting_up=setting_up)
 
 
-def from_mapping(
+# one branch per kind of value TOML and the environment give
+def from_mapping(  # noqa: PLR0912
     raw: dict[str, Any],
     *,
     source: Path | None = None,
@@ -418,7 +422,6 @@ def _parse_env(var: str, text: str, type_name: Any, *, where: str, key: str) -> 
 
 def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Relative paths in the file are relative to the file's folder, not to the cwd."""
-    from dataclasses import replace
 
     def absolute(p: Path) -> Path:
         return p if p.is_absolute() else (base_dir / p)
@@ -442,7 +445,8 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     return built
 
 
-def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bool,
+# one check per key, in the order the file lists them
+def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bool,  # noqa: PLR0912,PLR0915
               setting_up: Collection[str]) -> None:
     def fail(key: str, expected: str, got: Any) -> None:
         raise ConfigError(f"{where}: {key}: expected {expected}, got {got!r}")
@@ -468,10 +472,9 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
         if not db.strip():
             fail("source.databases", "database file names", db)
     try:
-        from pathspec import GitIgnoreSpec
 
         GitIgnoreSpec.from_lines(cfg.source.exclude)
-    except Exception as exc:  # pathspec raises several types for bad patterns
+    except Exception as exc:  # noqa: BLE001 - pathspec raises several types for bad patterns
         fail("source.exclude", f"gitignore-style patterns ({exc})", cfg.source.exclude)
 
     d = cfg.drive
@@ -575,7 +578,6 @@ def read_secret(env_name: str, file_name: str, what: str) -> str:
             raise ConfigError(f"{what}: cannot read the secret file {path}: "
                               f"{exc.strerror or exc}") from None
         if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            import logging
 
             logging.getLogger(__name__).warning(
                 "%s: %s is readable by other users; run `chmod 600 %s`", what, path, path

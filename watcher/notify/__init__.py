@@ -59,7 +59,7 @@ def _guarded(channel: str, send: Callable[[], None], catalog: Catalog | None,
     # quotes the character it could not encode, which may be one of the password's.
     try:
         send()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a notification must never change the run's result
         detail = "" if isinstance(exc, UnicodeError) else f": {exc}"
         reason = f"{channel} notification crashed: {type(exc).__name__}{detail}"
         log.error("%s", reason)
@@ -103,5 +103,6 @@ def _record(catalog: Catalog | None, run_id: int | None, channel: str, state: st
         return
     try:
         catalog.record_notification(run_id, channel, state, error)
-    except Exception as exc:  # a busy or broken catalog must not turn into a failed run
+    # a busy or broken catalog must not turn into a failed run
+    except Exception as exc:  # noqa: BLE001
         log.warning("could not record the %s notification in the catalog: %s", channel, exc)

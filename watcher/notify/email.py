@@ -28,6 +28,15 @@ class EmailError(NotifyError):
     """An email that could not be sent; ``str()`` is one line with no secret in it."""
 
 
+#: the well-known ports: implicit TLS, and submission with STARTTLS
+IMPLICIT_TLS_PORT = 465
+SUBMISSION_PORT = 587
+
+
+def _transient(code: int) -> bool:
+    """An SMTP 4xx reply: the server asks to try again later (5xx means never)."""
+    return 400 <= code < 500  # noqa: PLR2004 - the reply classes of RFC 5321
+
 def load_password(cfg: Config) -> str | None:
     """The SMTP password when a user name is set (None for an unauthenticated relay).
 
@@ -105,7 +114,8 @@ def explain(exc: BaseException, cfg: Config, password: str | None = None) -> Ema
     return EmailError(scrub(reason, cfg.email.username, password), retryable=retryable)
 
 
-def _classify(exc: BaseException, cfg: Config) -> tuple[str, bool]:
+# one plain line per kind of SMTP failure
+def _classify(exc: BaseException, cfg: Config) -> tuple[str, bool]:  # noqa: PLR0911,PLR0912
     e = cfg.email
     server = f"{e.smtp_host}:{e.smtp_port}"
     mismatch = _security_hint(cfg)
@@ -121,16 +131,16 @@ def _classify(exc: BaseException, cfg: Config) -> tuple[str, bool]:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         refused = "; ".join(f"{addr} ({_answer(code, text)})"
                             for addr, (code, text) in exc.recipients.items())
-        temporary = all(400 <= code < 500 for code, _ in exc.recipients.values())
+        temporary = all(_transient(code) for code, _ in exc.recipients.values())
         return f"{server} refused the recipients {refused}; check email.to", temporary
     if isinstance(exc, smtplib.SMTPSenderRefused):
         answer = _answer(exc.smtp_code, exc.smtp_error)
         return (f"{server} refused the sender {exc.sender} ({answer}); "
                 f"set email.sender to an address this account may send from",
-                400 <= exc.smtp_code < 500)
+                _transient(exc.smtp_code))
     if isinstance(exc, smtplib.SMTPResponseException):
         return (f"{server} answered {_answer(exc.smtp_code, exc.smtp_error)}",
-                400 <= exc.smtp_code < 500)
+                _transient(exc.smtp_code))
     if _caused_by(exc, TimeoutError):
         return (f"timeout: no answer from {server} within {e.timeout_seconds:g} s; check "
                 f"email.smtp_host, email.smtp_port and the firewall; {mismatch}", True)
@@ -172,9 +182,9 @@ def _non_ascii(cfg: Config, password: str | None) -> str:
 
 def _security_hint(cfg: Config) -> str:
     e = cfg.email
-    if e.smtp_port == 465 and e.security != "ssl":
+    if e.smtp_port == IMPLICIT_TLS_PORT and e.security != "ssl":
         return 'port 465 needs email.security = "ssl"'
-    if e.smtp_port == 587 and e.security != "starttls":
+    if e.smtp_port == SUBMISSION_PORT and e.security != "starttls":
         return 'port 587 needs email.security = "starttls"'
     return 'check email.security: "starttls" for port 587, "ssl" for port 465'
 

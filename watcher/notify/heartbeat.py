@@ -11,6 +11,7 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+from http import HTTPStatus
 from urllib.parse import urlsplit, urlunsplit
 
 from watcher import __version__
@@ -43,9 +44,10 @@ def send_ping(url: str, ok: bool, timeout: float = 10) -> None:
             response.read(1024)  # Healthchecks answers "OK"; the body is not needed
     except urllib.error.HTTPError as exc:
         # 4xx means the URL is wrong (a deleted check, a typo): trying again will not help
+        retryable = exc.code >= HTTPStatus.INTERNAL_SERVER_ERROR or \
+            exc.code == HTTPStatus.TOO_MANY_REQUESTS
         raise HeartbeatError(f"the server answered HTTP {exc.code} {exc.reason}; check "
-                             f"heartbeat.url", retryable=exc.code >= 500 or exc.code == 429
-                             ) from None
+                             f"heartbeat.url", retryable=retryable) from None
     except urllib.error.URLError as exc:
         raise HeartbeatError(_reason(exc.reason, url), retryable=True) from None
     except (OSError, ValueError) as exc:

@@ -53,8 +53,10 @@ from watcher.retry import NO_JITTER, RetryPolicy
 from watcher.service.decide import ChangeTracker, Decision, Policy
 from watcher.service.state_file import write_state
 from watcher.service.watch import TreeWatcher, WatchError
+from watcher.snapshot.take import tree_fingerprint
 from watcher.state.catalog import Catalog, utcnow
 from watcher.state.lock import LOCK_FILE, SERVICE_LOCK_FILE, FileLock, LockBusy
+from watcher.state.store import LocalStore
 
 log = logging.getLogger("watcher.service.daemon")
 
@@ -177,7 +179,8 @@ class Service:
         try:
             try:
                 code = self._start()
-            except Exception as exc:
+            # a start that crashed must still reach the admin
+            except Exception as exc:  # noqa: BLE001
                 code = self._start_crashed(exc)
             if code is not None:
                 return code
@@ -190,7 +193,6 @@ class Service:
     def _remove_leftovers(self) -> None:
         """Clear what a crashed run left, unless a `once` is running right now (its own
         partial files are not leftovers; it clears the rest itself)."""
-        from watcher.state.store import LocalStore
 
         run_lock = FileLock(self.local_dir / LOCK_FILE)
         try:
@@ -406,11 +408,11 @@ class Service:
 
     def _start_check(self, fingerprint: str | None) -> None:
         """Compare the tree with the newest snapshot: changes made while stopped count."""
-        from watcher.snapshot.take import tree_fingerprint
 
         try:
             current = tree_fingerprint(self.cfg)
-        except Exception as exc:  # unreadable tree: assume the worst, the run will say more
+        # unreadable tree: assume the worst, the run will say more
+        except Exception as exc:  # noqa: BLE001
             log.warning("could not compare the tree with the last snapshot (%s); assuming it "
                         "changed", exc)
             current = None
@@ -511,7 +513,8 @@ class Service:
                                             f"({exc.strerror or exc})")
         try:
             due = send_queued_uploads(self.cfg, self._abort, now=self.clock)
-        except Exception as exc:  # a scheduler job: whatever escapes would end the retries
+        # a scheduler job: whatever escapes would end the retries
+        except Exception as exc:  # noqa: BLE001
             return self._upload_pass_failed(_one_line(exc))
         finally:
             run_lock.release()

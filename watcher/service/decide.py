@@ -254,7 +254,8 @@ class ChangeTracker:
 
     # --- deciding -----------------------------------------------------------------------
 
-    def decide(self, now: datetime) -> Decision:
+    # the scheduling rules in priority order, as the module docstring lists them
+    def decide(self, now: datetime) -> Decision:  # noqa: PLR0912
         """Is a run due at ``now``, with which trigger, and when to look again.
 
         Calling it marks an interval with no change as reported (``skipped_since`` is set only
@@ -332,7 +333,7 @@ def _fmt(dt: datetime | None) -> str:
 
 def _hours(delta: timedelta) -> str:
     seconds = delta.total_seconds()
-    if seconds < 120:
+    if seconds < 120:  # noqa: PLR2004 - seconds up to two minutes
         return f"{seconds:g} s"
     if seconds < 2 * 3600:
         return f"{seconds / 60:g} min"

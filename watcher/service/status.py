@@ -138,7 +138,8 @@ def _read_catalog(local: Path) -> dict[str, Any]:
 # --- text -----------------------------------------------------------------------------------
 
 
-def format_status(data: dict[str, Any], *, now: datetime | None = None) -> str:
+# one line per field of `status`, in display order
+def format_status(data: dict[str, Any], *, now: datetime | None = None) -> str:  # noqa: PLR0912,PLR0915
     """The human form of :func:`collect_status`'s result, a few aligned lines."""
     now = now or utcnow()
     lines: list[tuple[str, str]] = []
@@ -238,7 +239,7 @@ def _when(iso: str, now: datetime) -> str:
 
 
 def _span(seconds: float) -> str:
-    if seconds < 90:
+    if seconds < 90:  # noqa: PLR2004 - seconds up to a minute and a half
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"

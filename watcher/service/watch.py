@@ -111,7 +111,8 @@ class ChangeFilter:
         return any(self.path_counts(_decode(p), kind=kind, is_directory=event.is_directory)
                    for p in paths)
 
-    def path_counts(self, path: str, *, kind: str, is_directory: bool = False) -> bool:
+    # one return per kind of path the service ignores
+    def path_counts(self, path: str, *, kind: str, is_directory: bool = False) -> bool:  # noqa: PLR0911
         """True if a ``kind`` event ("created", "modified", "closed", ...) on ``path`` counts."""
         p = _key(path)
         if _inside(p, self.backup_dir):
@@ -200,7 +201,7 @@ def network_fs_type(path: Path) -> str | None:
     best, best_type = "", ""
     for line in mounts.splitlines():
         parts = line.split()
-        if len(parts) < 3:
+        if len(parts) < 3:  # noqa: PLR2004 - the fields of the event
             continue
         mount_point = parts[1].replace("\\040", " ")
         if _inside(target, mount_point) and len(mount_point) >= len(best):

@@ -215,7 +215,8 @@ def lock_holder(database: Path) -> str:
         fields = line.split()
         # "1: POSIX  ADVISORY  WRITE 367 fe:00:2166526 1073741824 1073742335"; a blocked
         # waiter's line has "->" and describes a lock not yet held
-        if len(fields) < 6 or "->" in fields or fields[3] != "WRITE":
+        # the fields of a /proc/locks line
+        if len(fields) < 6 or "->" in fields or fields[3] != "WRITE":  # noqa: PLR2004
             continue
         try:
             major, minor, ino = fields[5].split(":")

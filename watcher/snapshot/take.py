@@ -105,7 +105,8 @@ class SnapshotResult:
     manifest_file: Path | None = None
 
 
-def take_snapshot(
+# the snapshot's steps in order, each already a call
+def take_snapshot(  # noqa: PLR0915
     cfg: Config,
     store: LocalStore,
     *,
@@ -410,7 +411,8 @@ class _Databases:
         producer.set_incompressible(was)
 
 
-def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool: ManifestSpool,
+# internal, called once with all it needs
+def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool: ManifestSpool,  # noqa: PLR0917
               warnings: list[Problem], later_path: Path, between: Callable[[], None],
               on_database: Callable[[Entry], None]) -> tuple[int, int]:
     """Stream every kept entry of the tree; returns (members, bytes of file content).
@@ -500,7 +502,8 @@ def _read_later(fh: Any) -> Iterator[_Later]:
             yield _Later(kind, rel, path, mode, mtime_ns, uid, gid, dev, ino)
 
 
-def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer,
+# internal, called once with all it needs
+def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer,  # noqa: PLR0917
                     spool: ManifestSpool, warnings: list[Problem], later: Any,
                     between: Callable[[], None],
                     on_database: Callable[[Entry], None]) -> tuple[int, int]:

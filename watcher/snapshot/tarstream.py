@@ -41,6 +41,13 @@ _FADV_DONTNEED: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)
 _names: dict[tuple[str, int], str] = {}
 
 
+#: the ustar header's name and link fields, and its owner-name fields (bytes)
+USTAR_NAME = 100
+USTAR_OWNER = 32
+#: buffers handed to one writev: well under any system's limit (IOV_MAX)
+WRITEV_PARTS = 512
+
+
 def _owner_name(kind: str, ident: int) -> str:
     """User or group name for a numeric id, cached (lookups are slow on big trees)."""
     key = (kind, ident)
@@ -48,11 +55,11 @@ def _owner_name(kind: str, ident: int) -> str:
         name = ""
         try:
             if kind == "u":
-                import pwd
+                import pwd  # noqa: PLC0415 - POSIX only: Windows has no pwd
 
                 name = pwd.getpwuid(ident).pw_name
             else:
-                import grp
+                import grp  # noqa: PLC0415 - POSIX only: Windows has no grp
 
                 name = grp.getgrgid(ident).gr_name
         except (ImportError, KeyError):
@@ -84,16 +91,16 @@ def tar_header(name: str, kind: str, *, size: int = 0, mode: int = 0o644, mtime:
     mtime_s = int(mtime)  # whole seconds (no per-member record); the manifest keeps nanoseconds
     uname, gname = _owner_name("u", uid), _owner_name("g", gid)
     if not (0 <= uid < _MAX_ID and 0 <= gid < _MAX_ID and 0 <= size < _MAX_NUM
-            and 0 <= mtime_s < _MAX_NUM and len(uname) <= 32 and len(gname) <= 32
+            and 0 <= mtime_s < _MAX_NUM and len(uname) <= USTAR_OWNER and len(gname) <= USTAR_OWNER
             and uname.isascii() and gname.isascii()):
         return _tarfile_header(name, kind, size, mode, mtime_s, uid, gid, linkname)
     records = b""
-    if len(name) > 100 or not name.isascii():
+    if len(name) > USTAR_NAME or not name.isascii():
         try:
             records += _pax_record("path", name)
         except UnicodeEncodeError:  # not valid UTF-8 on disk (surrogate escapes)
             return _tarfile_header(name, kind, size, mode, mtime_s, uid, gid, linkname)
-    if linkname and (len(linkname) > 100 or not linkname.isascii()):
+    if linkname and (len(linkname) > USTAR_NAME or not linkname.isascii()):
         try:
             records += _pax_record("linkpath", linkname)
         except UnicodeEncodeError:
@@ -106,7 +113,8 @@ def tar_header(name: str, kind: str, *, size: int = 0, mode: int = 0o644, mtime:
             + records + padding(len(records)) + block)
 
 
-def _ustar(name: str, typeflag: bytes, size: int, mode: int, mtime: int, uid: int, gid: int,
+# the ustar header's fields, in the header's order
+def _ustar(name: str, typeflag: bytes, size: int, mode: int, mtime: int, uid: int, gid: int,  # noqa: PLR0913,PLR0917
            linkname: str, uname: str, gname: str) -> bytes:
     """One ustar header block; text fields as ASCII ("?" for the rest, as tarfile does)."""
     block = _HEADER.pack(
@@ -128,7 +136,8 @@ def _pax_record(keyword: str, value: str) -> bytes:
     return b"%d%s" % (length, payload)
 
 
-def _tarfile_header(name: str, kind: str, size: int, mode: int, mtime: int, uid: int,
+# the tar header's fields, in the header's order
+def _tarfile_header(name: str, kind: str, size: int, mode: int, mtime: int, uid: int,  # noqa: PLR0917
                     gid: int, linkname: str) -> bytes:
     """The general (slow) path: tarfile's own pax header."""
     info = tarfile.TarInfo(name)
@@ -181,7 +190,7 @@ class StoredFrameWriter:
             # Block_Header, 3 bytes little-endian: size << 3 | Block_Type (0: Raw) << 1 | Last
             parts.append((len(block) << 3).to_bytes(3, "little"))
             parts.append(block)
-            if len(parts) >= 512:  # well under any system's writev limit (IOV_MAX)
+            if len(parts) >= WRITEV_PARTS:
                 self._out(parts)
                 parts = []
         if parts:
@@ -318,7 +327,8 @@ class CompressedSink:
             self._cancelled = True
             while not ended and self._queue.get() is not None:
                 pass
-        except BaseException as exc:  # reported to the producer on its next put or at close
+        # reported to the producer on its next put or at close
+        except BaseException as exc:  # noqa: BLE001
             self._error = exc
             # keep draining so the producer never blocks on a full queue
             while not ended and self._queue.get() is not None:
@@ -467,7 +477,8 @@ class TarProducer:
         if self.progress:
             self.progress(len(data))
 
-    def add_stream(self, name: str, fh: object, size: int, mode: int, mtime: float, uid: int,
+    # the tar header's fields, in the header's order
+    def add_stream(self, name: str, fh: object, size: int, mode: int, mtime: float, uid: int,  # noqa: PLR0917
                    gid: int, chunk: int = BATCH) -> tuple[str, int]:
         """A member read from the open raw file ``fh`` for exactly ``size`` bytes.
 

@@ -334,7 +334,8 @@ class Catalog:
 
     # --- copies at destinations -------------------------------------------------------------
 
-    def set_copy(
+    # keyword-only columns of the copies table
+    def set_copy(  # noqa: PLR0913
         self,
         snapshot_id: str,
         destination: str,

@@ -32,11 +32,13 @@ from urllib.parse import parse_qs, urlsplit
 from google.auth.credentials import Credentials as BaseCredentials
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
+from google_auth_oauthlib.flow import Flow
 
 from watcher.archive.files import write_private_atomic
 from watcher.config.settings import DriveConfig
 from watcher.destinations.base import DestinationError, SetupError
 from watcher.destinations.gdrive.errors import one_line
+from watcher.destinations.gdrive.transport import is_loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +203,6 @@ class _RedirectHandler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def _insecure_transport_for_loopback(*urls: str) -> Iterator[None]:
     """oauthlib refuses plain-http OAuth endpoints; allow them only on loopback (tests)."""
-    from watcher.destinations.gdrive.transport import is_loopback_url
 
     if not all(is_loopback_url(u) for u in urls):
         yield
@@ -217,7 +218,8 @@ def _insecure_transport_for_loopback(*urls: str) -> Iterator[None]:
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = old
 
 
-def login(
+# the sign-in steps in the order the admin sees them
+def login(  # noqa: PLR0915
     drive: DriveConfig,
     *,
     ask: Callable[[str], str] = input,
@@ -231,7 +233,6 @@ def login(
     Prints the address to open; then takes whichever comes first: the browser's redirect to
     the loopback port (same machine, or an SSH tunnel) or the address pasted back (headless).
     """
-    from google_auth_oauthlib.flow import Flow
 
     if drive.auth != "oauth":
         raise LoginError("drive.auth is \"service_account\": the key file is the sign-in; "
@@ -289,7 +290,8 @@ def login(
     try:
         with _insecure_transport_for_loopback(*endpoints):
             flow.fetch_token(code=code)
-    except Exception as exc:  # oauthlib and requests raise many types; all mean the same here
+    # oauthlib and requests raise many types; all mean the same here
+    except Exception as exc:  # noqa: BLE001
         desc = getattr(exc, "description", "") or (exc.args[0] if exc.args else "")
         raise LoginError(f"Google did not accept the sign-in ({type(exc).__name__}: "
                          f"{one_line(str(desc), 120)}); run `siip-watcher drive login` "

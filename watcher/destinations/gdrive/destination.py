@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,6 +43,7 @@ from watcher.archive.files import (
 )
 from watcher.config.settings import DriveConfig
 from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
+from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.errors import (
     Action,
     Context,
@@ -49,6 +51,7 @@ from watcher.destinations.gdrive.errors import (
     exception_verdict,
     parse_error,
 )
+from watcher.destinations.gdrive.transport import authorized_http, build_service
 from watcher.destinations.gdrive.upload import ResumableUploader, round_chunk
 from watcher.retry import EQUAL_JITTER, RetryPolicy, Stopped, wait
 
@@ -108,8 +111,6 @@ class GoogleDriveDestination(Destination):
     def _connect(self) -> tuple[Any, Any]:
         """The signed transport and the API client, built on first use."""
         if self._service is None:
-            from watcher.destinations.gdrive.auth import load_credentials
-            from watcher.destinations.gdrive.transport import authorized_http, build_service
 
             if self._credentials is None:
                 self._credentials = load_credentials(self.cfg)
@@ -376,14 +377,14 @@ class GoogleDriveDestination(Destination):
                 raise DestinationError(verdict.message, retryable=False) from None
             log.info("%s; retrying", verdict.message)
             return None
-        if resp.status == 206:
+        if resp.status == HTTPStatus.PARTIAL_CONTENT:
             got = resp.get("content-range", "")
             if not got.startswith(f"bytes {start}-") or len(content) != end - start + 1:
                 log.info("Drive answered a ranged download with %r (%d bytes); retrying", got,
                          len(content))
                 return None
             return content
-        if resp.status == 200 and start == 0:
+        if resp.status == HTTPStatus.OK and start == 0:
             # the whole file (a server that ignores Range): keep only what was asked for
             return content[: end + 1] if len(content) > end else None
         verdict = classify(parse_error(resp.status, content), "media", self.ctx)

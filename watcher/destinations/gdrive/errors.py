@@ -6,10 +6,15 @@ advice never quotes a URL (a resumable-session URI is a credential) and never a 
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from dataclasses import dataclass
 from enum import Enum
+from http import HTTPStatus
+
+import httplib2
+from google.auth import exceptions as auth_exceptions
 
 #: answers that mean "slow down and try again"
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
@@ -98,7 +103,8 @@ def one_line(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def classify(err: ApiError, op: str, ctx: Context) -> Verdict:
+# one verdict per kind of Google answer
+def classify(err: ApiError, op: str, ctx: Context) -> Verdict:  # noqa: PLR0911
     """Decide what an error answer to operation ``op`` means (see :data:`OPS`)."""
     doing = OPS.get(op, op)
     detail = f"{err.status} {err.reason}".strip() + (f": {err.message}" if err.message else "")
@@ -106,13 +112,13 @@ def classify(err: ApiError, op: str, ctx: Context) -> Verdict:
 
     if s in (404, 410) and op in ("chunk", "status"):
         return Verdict(Action.NEW_SESSION, "the upload session expired; starting a new one")
-    if s >= 500 or s in (408, 429):
+    if s >= HTTPStatus.INTERNAL_SERVER_ERROR or s in (408, 429):
         return Verdict(Action.RETRY, f"Google Drive failed while {doing} ({detail})",
-                       rate_limited=s == 429)
-    if s == 403 and reason in RATE_REASONS:
+                       rate_limited=s == HTTPStatus.TOO_MANY_REQUESTS)
+    if s == HTTPStatus.FORBIDDEN and reason in RATE_REASONS:
         return Verdict(Action.RETRY, f"Google Drive asked to slow down while {doing} "
                        f"({detail})", rate_limited=True)
-    if s == 403 and reason in QUOTA_REASONS:
+    if s == HTTPStatus.FORBIDDEN and reason in QUOTA_REASONS:
         if ctx.auth == "service_account" and not ctx.impersonate:
             return Verdict(Action.FATAL, "Google Drive refused the upload: a service account has "
                            "no storage quota of its own; set drive.shared_drive_id to a shared "
@@ -120,18 +126,18 @@ def classify(err: ApiError, op: str, ctx: Context) -> Verdict:
         return Verdict(Action.FATAL, "Google Drive refused the upload: the account's Drive "
                        "storage is full; free space in Drive (or add storage), the copy stays "
                        "queued")
-    if s == 403 and reason in DAILY_LIMIT_REASONS:
+    if s == HTTPStatus.FORBIDDEN and reason in DAILY_LIMIT_REASONS:
         return Verdict(Action.FATAL, daily_limit_message(detail))
-    if s == 401:
+    if s == HTTPStatus.UNAUTHORIZED:
         return Verdict(Action.FATAL, unauthorized_message(ctx))
-    if s == 404:
+    if s == HTTPStatus.NOT_FOUND:
         if op in ("initiate", "list", "find", "create_folder"):
             return Verdict(Action.FATAL, f"Google Drive folder '{ctx.folder}' was not found or "
                            f"this account cannot see it; check drive.folder_id (or "
                            f"drive.shared_drive_id) and that the folder is shared with the "
                            f"account")
         return Verdict(Action.GONE, f"the file is no longer on Google Drive ({detail})")
-    if s == 403:
+    if s == HTTPStatus.FORBIDDEN:
         return Verdict(Action.FATAL, f"Google Drive denied access while {doing} ({detail}); "
                        f"check that the account may write to folder '{ctx.folder}'")
     return Verdict(Action.FATAL, f"Google Drive rejected the request while {doing} ({detail})")
@@ -176,10 +182,7 @@ def exception_verdict(exc: BaseException, op: str, ctx: Context) -> Verdict | No
     Connection resets, refusals, timeouts and half-read answers are retried; a token
     endpoint that refuses for good is fatal with a hint on how to sign in again.
     """
-    import http.client
 
-    import httplib2
-    from google.auth import exceptions as auth_exceptions
 
     doing = OPS.get(op, op)
     if isinstance(exc, auth_exceptions.RefreshError):

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -188,7 +189,7 @@ class HashAhead:
         try:
             lower_thread_priority(HASH_NICENESS)
             self.hasher.catch_up(self.size, self._cancel)
-        except BaseException as exc:    # handed to the uploader's thread by result()
+        except BaseException as exc:  # noqa: BLE001 - handed to the uploader's thread by result()
             self._error = exc
 
     def result(self) -> str:
@@ -266,7 +267,8 @@ class ResumableUploader:
         self.params = params
         self.stop = stop
 
-    def upload(
+    # the resumable protocol's states share one loop's state
+    def upload(  # noqa: PLR0912,PLR0915
         self,
         path: Path,
         metadata: dict[str, Any],
@@ -382,9 +384,9 @@ class ResumableUploader:
         }
         resp, content = self._request(f"{self.upload_url}?{query}", "POST",
                                       json.dumps(metadata).encode(), headers, "initiate")
-        if resp.status == 200 and resp.get("location"):
+        if resp.status == HTTPStatus.OK and resp.get("location"):
             return str(resp["location"])
-        if resp.status == 200:
+        if resp.status == HTTPStatus.OK:
             raise _Retry(Verdict(Action.RETRY, "Google Drive opened an upload session without "
                                  "an address"))
         raise self._failure(resp.status, content, "initiate")
@@ -415,7 +417,7 @@ class ResumableUploader:
                 raise _Retry(Verdict(Action.RETRY, "Google Drive finished the upload without "
                                      "the file's id"))
             return body
-        if resp.status == 308:
+        if resp.status == HTTPStatus.PERMANENT_REDIRECT:
             try:
                 return parse_range(resp.get("range"))
             except ValueError:
