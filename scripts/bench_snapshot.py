@@ -78,6 +78,10 @@ DB_BYTES = 300 * MB
 WAL_BYTES = 8 * MB                 # recent commits still in the -wal when the backup starts
 DB_NAME = "siip_database.db"
 OLD_BACKUP_DIR = "app/chat/temp_backups"   # where the old routine kept its zips, in the tree
+# odds that shape the generated tree and database (changing one changes every dataset)
+PHOTOS_OF_PERSONS = 0.93           # the share of photos filed by person, not by case
+TEXT_NAMED_AFTER_PERSONS = 0.15    # json and txt files named like "<person> oficio 12"
+MESSAGE_PER_PERSON = 0.5           # the chance that a person has a chat message
 
 #: gitignore-syntax excludes written to the config; tar and the old way get the same list
 EXCLUDES = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/", OLD_BACKUP_DIR + "/"]
@@ -234,7 +238,8 @@ def plan_tree(seed: int, scale: int) -> list[Entry]:
     while photo_budget > 0:
         size = min(photo_budget, _lognormal_size(rng, 350_000, 0.8, 20_000, 2_000_000))
         # the dataset mix
-        folder = rng.choice(persona_dirs) if rng.random() < 0.93 else rng.choice(case_dirs)  # noqa: PLR2004
+        by_person = rng.random() < PHOTOS_OF_PERSONS
+        folder = rng.choice(persona_dirs if by_person else case_dirs)
         n = counts[folder] = counts.get(folder, 0) + 1
         add(f"{folder}/{rng.choice(FOTO_NOMBRES)} {n:03d}.jpg", "photo", size)
         photo_budget -= size
@@ -257,7 +262,7 @@ def plan_tree(seed: int, scale: int) -> list[Entry]:
             kind, ext, median, sigma = rng.choice(kinds)
             folder = rng.choice(folders)
             stem = f"{rng.choice(PALABRAS)}_{rng.choice(PALABRAS)}_{i:05d}"
-            if kind in ("json", "txt") and rng.random() < 0.15:  # noqa: PLR2004 - the dataset mix
+            if kind in ("json", "txt") and rng.random() < TEXT_NAMED_AFTER_PERSONS:
                 stem = f"{_persona(rng)} {rng.choice(['oficio', 'solicitud', 'acuse'])} {i}"
             size = _lognormal_size(rng, median, sigma, 200, 8_000_000)
             text.append((f"{folder}/{stem}{ext}", kind, size))
@@ -516,7 +521,7 @@ def _db_batch(rng: random.Random, first_id: int, n: int) -> dict[str, list[tuple
             bitacora.append((i * 8 + k, _ascii(rng.choice(NOMBRES)).lower(),
                              rng.choice(["alta", "edición", "consulta", "baja"]),
                              rng.choice(["personas", "expedientes"]), i, detalle, _stamp(rng)))
-        if rng.random() < 0.5:  # noqa: PLR2004 - the dataset mix
+        if rng.random() < MESSAGE_PER_PERSON:
             mensajes.append((i, rng.choice(NOMBRES), rng.choice(NOMBRES),
                              " ".join(rng.choices(PALABRAS, k=rng.randint(3, 40))), _stamp(rng)))
     return {"personas": personas, "expedientes": expedientes, "bitacora": bitacora,

@@ -258,13 +258,16 @@ def destination_states(destinations: list[DestinationResult]) -> list[str]:
     return out
 
 
+_THOUSAND = 1000  # decimal units: each is a thousand of the one below
+
+
 def human_size(n: int) -> str:
     """Bytes for a log line or `status`: 1000-based, one decimal ("48.2 MB")."""
     value = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:  # noqa: PLR2004 - 1000-based units
+        if value < _THOUSAND:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
+        value /= _THOUSAND
     return f"{value:.1f} TB"
 
 

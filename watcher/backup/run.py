@@ -310,8 +310,10 @@ def summary_line(report: RunReport) -> str:
     return ", ".join(parts)
 
 
+_HUNDREDTHS_BELOW = 10.0  # seconds
+
+
 def seconds(value: float) -> str:
     """A duration for a log line: small runs keep their hundredths, not "0.0s"."""
-    # hundredths under ten seconds
-    return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"  # noqa: PLR2004
+    return f"{value:.2f}s" if value < _HUNDREDTHS_BELOW else f"{value:.1f}s"
 

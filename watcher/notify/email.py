@@ -31,11 +31,14 @@ class EmailError(NotifyError):
 #: the well-known ports: implicit TLS, and submission with STARTTLS
 IMPLICIT_TLS_PORT = 465
 SUBMISSION_PORT = 587
+#: RFC 5321's transient negative replies (4yz); a 5yz reply is permanent
+TRANSIENT_REPLIES = range(400, 500)
 
 
 def _transient(code: int) -> bool:
     """An SMTP 4xx reply: the server asks to try again later (5xx means never)."""
-    return 400 <= code < 500  # noqa: PLR2004 - the reply classes of RFC 5321
+    return code in TRANSIENT_REPLIES
+
 
 def load_password(cfg: Config) -> str | None:
     """The SMTP password when a user name is set (None for an unauthenticated relay).

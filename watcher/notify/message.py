@@ -82,14 +82,19 @@ def fmt_number(value: float, lang: str, decimals: int = 0) -> str:
     return s
 
 
+_THOUSAND = 1000  # decimal units: each is a thousand of the one below
+_MINUTE = 60
+_HOUR = 3600
+
+
 def fmt_bytes(n: int, lang: str) -> str:
     """Decimal units (1 MB = 1,000,000 bytes), one decimal above bytes."""
-    if n < 1000:  # noqa: PLR2004 - 1000-based units
+    if n < _THOUSAND:
         return f"{n} B"
     value = float(n)
     for unit in ("KB", "MB", "GB", "TB", "PB"):
-        value /= 1000
-        if value < 1000 or unit == "PB":  # noqa: PLR2004 - 1000-based units
+        value /= _THOUSAND
+        if value < _THOUSAND or unit == "PB":
             return f"{fmt_number(value, lang, 1)} {unit}"
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -97,11 +102,11 @@ def fmt_bytes(n: int, lang: str) -> str:
 def fmt_duration(seconds: float, lang: str) -> str:
     """A short human duration: 42 s, 3 min 5 s, 2 h 10 min."""
     total = max(0, round(seconds))
-    if total < 60:  # noqa: PLR2004 - seconds per minute
+    if total < _MINUTE:
         return text(lang, "seconds", n=fmt_number(max(seconds, 0), lang, 1))
-    if total < 3600:  # noqa: PLR2004 - seconds per hour
-        return text(lang, "minutes", m=total // 60, s=total % 60)
-    return text(lang, "hours", h=total // 3600, m=(total % 3600) // 60)
+    if total < _HOUR:
+        return text(lang, "minutes", m=total // _MINUTE, s=total % _MINUTE)
+    return text(lang, "hours", h=total // _HOUR, m=(total % _HOUR) // _MINUTE)
 
 
 def _safe_link(link: str | None) -> str | None:

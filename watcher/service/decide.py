@@ -331,10 +331,14 @@ def _fmt(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if dt else "-"
 
 
+_MINUTE = 60
+_HOUR = 3600
+
+
 def _hours(delta: timedelta) -> str:
     seconds = delta.total_seconds()
-    if seconds < 120:  # noqa: PLR2004 - seconds up to two minutes
+    if seconds < 2 * _MINUTE:
         return f"{seconds:g} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:g} min"
-    return f"{seconds / 3600:g} h"
+    if seconds < 2 * _HOUR:
+        return f"{seconds / _MINUTE:g} min"
+    return f"{seconds / _HOUR:g} h"

@@ -238,12 +238,17 @@ def _when(iso: str, now: datetime) -> str:
     return f"{dt.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')} ({hint})"
 
 
+_MINUTE = 60
+_HOUR = 3600
+_DAY = 86400
+
+
 def _span(seconds: float) -> str:
-    if seconds < 90:  # noqa: PLR2004 - seconds up to a minute and a half
+    if seconds < 1.5 * _MINUTE:
         return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    if seconds < 1.5 * _HOUR:
+        return f"{seconds / _MINUTE:.0f} min"
+    if seconds < 2 * _DAY:
+        return f"{seconds / _HOUR:.1f} h"
+    return f"{seconds / _DAY:.1f} days"
 

@@ -62,6 +62,8 @@ NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "9p", "afs",
               "glusterfs", "fuse.glusterfs", "davfs", "fuse.rclone"}
 
 WATCH_MODES = ("auto", "native", "polling")
+#: a mounts line starts "device mount-point type"; only those are read
+_MOUNT_FIELDS = 3
 
 
 class WatchError(Exception):
@@ -201,7 +203,7 @@ def network_fs_type(path: Path) -> str | None:
     best, best_type = "", ""
     for line in mounts.splitlines():
         parts = line.split()
-        if len(parts) < 3:  # noqa: PLR2004 - the fields of the event
+        if len(parts) < _MOUNT_FIELDS:
             continue
         mount_point = parts[1].replace("\\040", " ")
         if _inside(target, mount_point) and len(mount_point) >= len(best):

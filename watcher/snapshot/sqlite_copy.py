@@ -51,6 +51,8 @@ _BUSY_STATUS = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 
 #: free bytes under which a disk I/O error on the copy is taken for a full disk
 NEARLY_FULL_BYTES = 1 << 20
+#: a /proc/locks line up to the lock's device:inode, the last field read (see lock_holder)
+_LOCK_FIELDS = 6
 
 
 class DatabaseCopyError(Exception):
@@ -215,8 +217,7 @@ def lock_holder(database: Path) -> str:
         fields = line.split()
         # "1: POSIX  ADVISORY  WRITE 367 fe:00:2166526 1073741824 1073742335"; a blocked
         # waiter's line has "->" and describes a lock not yet held
-        # the fields of a /proc/locks line
-        if len(fields) < 6 or "->" in fields or fields[3] != "WRITE":  # noqa: PLR2004
+        if len(fields) < _LOCK_FIELDS or "->" in fields or fields[3] != "WRITE":
             continue
         try:
             major, minor, ino = fields[5].split(":")

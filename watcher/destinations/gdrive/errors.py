@@ -110,9 +110,10 @@ def classify(err: ApiError, op: str, ctx: Context) -> Verdict:  # noqa: PLR0911
     detail = f"{err.status} {err.reason}".strip() + (f": {err.message}" if err.message else "")
     s, reason = err.status, err.reason
 
-    if s in (404, 410) and op in ("chunk", "status"):
+    if s in (HTTPStatus.NOT_FOUND, HTTPStatus.GONE) and op in ("chunk", "status"):
         return Verdict(Action.NEW_SESSION, "the upload session expired; starting a new one")
-    if s >= HTTPStatus.INTERNAL_SERVER_ERROR or s in (408, 429):
+    if s >= HTTPStatus.INTERNAL_SERVER_ERROR or s in (HTTPStatus.REQUEST_TIMEOUT,
+                                                      HTTPStatus.TOO_MANY_REQUESTS):
         return Verdict(Action.RETRY, f"Google Drive failed while {doing} ({detail})",
                        rate_limited=s == HTTPStatus.TOO_MANY_REQUESTS)
     if s == HTTPStatus.FORBIDDEN and reason in RATE_REASONS:

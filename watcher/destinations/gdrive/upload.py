@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 QUANTUM = 256 * 1024
 """Drive accepts resumable chunks in multiples of 256 KiB (except the last)."""
+RESUME_INCOMPLETE = 308
+"""Google's resumable upload protocol answers 308 ("Resume Incomplete", not a redirect) while
+the upload is not whole; its Range header says what is stored."""
 
 
 def round_chunk(size: int) -> int:
@@ -407,7 +410,7 @@ class ResumableUploader:
 
     def _answer(self, resp: Any, content: bytes, op: str) -> int | dict[str, Any]:
         """A chunk's or status query's answer: the next offset, or the finished file."""
-        if resp.status in (200, 201):
+        if resp.status in (HTTPStatus.OK, HTTPStatus.CREATED):
             try:
                 body = json.loads(content)
             except ValueError:
@@ -417,7 +420,7 @@ class ResumableUploader:
                 raise _Retry(Verdict(Action.RETRY, "Google Drive finished the upload without "
                                      "the file's id"))
             return body
-        if resp.status == HTTPStatus.PERMANENT_REDIRECT:
+        if resp.status == RESUME_INCOMPLETE:
             try:
                 return parse_range(resp.get("range"))
             except ValueError:
