@@ -84,7 +84,6 @@ BROKEN_NUMBERS = [
 def test_numbers_that_would_break_start_are_refused_by_config_check(
         tmp_path: Path, siip: Path, capsys: pytest.CaptureFixture[str], section: str, key: str,
         value: str) -> None:
-
     path = write_config(tmp_path / "c.toml", siip, tmp_path / "b",
                         f"[{section}]\n{key} = {value}\n")
     assert main(["-c", str(path), "config", "check"]) == 2

@@ -176,7 +176,6 @@ def test_own_writes_into_a_backup_dir_inside_the_tree_never_trigger(
 
 def test_change_made_while_stopped_is_backed_up_after_start(siip: Path, tmp_path: Path,
                                                             services: Any) -> None:
-
     local = tmp_path / "backups"
     cfg = svc_config(siip, local, interval_hours=1 / 3600)
     local.mkdir()
@@ -503,8 +502,6 @@ def queued(siip: Path, tmp_path: Path,
            drive_server: DriveServer) -> tuple[Config, DriveServer, Catalog, str]:
     """A service configuration with Drive on (a local server), and one snapshot stored while
     uploads were off, so its Drive copy is queued: (config, server, catalog, snapshot id)."""
-
-
     drive = asdict(drive_config(drive_server, tmp_path))
     cfg = make_config(siip, tmp_path / "backups", drive=drive, schedule={"interval_hours": 1.0})
     report = run_backup(cfg, trigger="manual", upload=False, email=False)
@@ -542,7 +539,6 @@ def test_the_upload_timer_is_the_queues_next_try(queued: tuple[Config, Any, Cata
 
 def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Path,
                                                        services: Any) -> None:
-
     cfg = svc_config(siip, tmp_path / "backups")
     cfg.local.dir.mkdir()
     once_lock = FileLock(cfg.local.dir / LOCK_FILE)  # what `siip-watcher once` holds
@@ -563,8 +559,6 @@ def test_waits_while_once_runs_and_counts_its_snapshot(siip: Path, tmp_path: Pat
 
 
 def test_each_run_releases_its_compressor(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-
-
     sinks: list[weakref.ref[Any]] = []
     original = tarstream.CompressedSink.__init__
 
@@ -611,7 +605,6 @@ def test_a_run_that_cannot_start_is_logged_and_the_service_goes_on(
 def test_service_exits_1_when_the_watched_folder_disappears(
         tmp_path: Path, services: Any, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-
     monkeypatch.setattr(daemon, "HEALTH_SECONDS", 0.2)
     root = make_siip_tree(tmp_path / "siip")
     cfg = svc_config(root, tmp_path / "backups")

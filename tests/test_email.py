@@ -458,7 +458,6 @@ def write_email_config(tmp_path: Path, port: int, tls: TlsFiles) -> Path:
 def test_cli_email_test_exit_codes(tmp_path: Path, server: SmtpTestServer, tls: TlsFiles,
                                    monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-
     config = str(write_email_config(tmp_path, server.port, tls))
     assert main(["-c", config, "email", "test"]) == 0
     assert len(server.received) == 1
@@ -511,7 +510,6 @@ def assert_no_piece_of(password: str, text: str) -> None:
 def test_cli_email_test_with_a_non_ascii_password_says_so_in_one_line(
         tmp_path: Path, server: SmtpTestServer, tls: TlsFiles, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
-
     monkeypatch.setenv(PASSWORD_ENV, NON_ASCII_PASSWORD)
     caplog.set_level(logging.DEBUG)
     assert main(["-c", str(write_email_config(tmp_path, server.port, tls)), "email", "test"]) == 1

@@ -126,7 +126,6 @@ def test_a_failing_notification_never_hides_the_original_error(
 def test_a_backup_dir_that_cannot_be_created_mails_and_pings_fail(
         tmp_path: Path, siip: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-
     in_the_way = tmp_path / "a file, not a folder"
     in_the_way.write_text("x")
     cfg = make_config(siip, in_the_way / "backups", email=email_section(smtp, tls),
@@ -144,7 +143,6 @@ def test_a_backup_dir_that_cannot_be_created_mails_and_pings_fail(
 def test_a_run_kept_waiting_by_another_snapshot_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-
     cfg = make_config(siip, tmp_path / "backups", email=email_section(smtp, tls),
                       heartbeat={"url": hc.url})
     cfg.local.dir.mkdir()
@@ -172,7 +170,6 @@ def service_config(siip: Path, local: Path, smtp: SmtpTestServer, tls: TlsFiles,
 def test_service_start_on_an_unusable_catalog_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     cfg.local.dir.mkdir()
     block_catalog(cfg.local.dir)
@@ -193,7 +190,6 @@ def test_service_start_on_an_unusable_catalog_mails_and_pings_fail(
 def test_service_start_that_cannot_watch_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     shutil.rmtree(siip)  # the project folder moved away while the service was down
 
@@ -209,7 +205,6 @@ def test_service_start_that_cannot_watch_mails_and_pings_fail(
 def test_service_started_with_its_schedule_off_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc, enabled=False)
 
     assert serve(cfg, stop_event=threading.Event()) == 2
@@ -223,7 +218,6 @@ def test_service_started_with_its_schedule_off_mails_and_pings_fail(
 def test_a_scheduled_run_that_fails_before_its_report_mails_and_pings_fail(
         siip: Path, tmp_path: Path, smtp: SmtpTestServer, tls: TlsFiles,
         hc: Recorder) -> None:
-
     cfg = service_config(siip, tmp_path / "backups", smtp, tls, hc)
     stop = threading.Event()
     codes: list[int] = []

@@ -168,7 +168,6 @@ def test_drive_login_explains_a_folder_made_by_hand(server: DriveServer,
 def test_cli_drive_login_in_a_real_process(server: DriveServer, tmp_path: Path) -> None:
     """`siip-watcher drive login` as the admin runs it on a headless server: the address on
     stdout, the browser's final address pasted on stdin, the folder line printed."""
-
     client = client_file(server, tmp_path / "client.json")
     config = tmp_path / "siip-watcher.toml"
     config.write_text(f"""

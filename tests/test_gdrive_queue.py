@@ -41,7 +41,6 @@ class Queue:
 
     def snapshot(self, sid: str) -> Path:
         path, sha = make_archive(self.cfg.local.dir, sid, SIZE)
-
         created = snapshot_time(sid)
         assert created is not None
         self.catalog.add_snapshot(SnapshotInfo(id=sid, file=str(path), created_at=created,
@@ -182,7 +181,6 @@ def test_missing_local_archive_fails_clearly(queue: Queue) -> None:
 
 
 def test_stop_holds_everything_back(queue: Queue) -> None:
-
     queue.snapshot(IDS[0])
     stop = threading.Event()
     stop.set()

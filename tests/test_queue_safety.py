@@ -53,7 +53,6 @@ def lose_catalog(cfg: Config) -> None:
 def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
         siip: Path, tmp_path: Path, drive_server: DriveServer, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture, services: Callable[[Config, Any], Running]) -> None:
-
     cfg = drive_cfg(siip, tmp_path, drive_server, schedule={"interval_hours": 1.0})
     stored = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot
     assert stored is not None and copies(cfg) == {stored.id: "pending"}

@@ -67,7 +67,6 @@ def test_newest_is_always_kept_and_random_sets_partition() -> None:
 
 
 def test_calendar_buckets_follow_the_given_timezone() -> None:
-
     tz = timezone(timedelta(hours=-6))  # 03:00 UTC is still the previous day here
     snaps = [("a", datetime(2026, 3, 2, 3, 0, tzinfo=UTC)),
              ("b", datetime(2026, 3, 2, 7, 0, tzinfo=UTC))]

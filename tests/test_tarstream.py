@@ -286,7 +286,6 @@ def test_deferred_entries_round_trip_across_block_boundaries(tmp_path: Path) -> 
 
 
 def test_an_archive_past_several_writeback_hints_is_whole(tmp_path: Path) -> None:
-
     blob = random.Random(5).randbytes(WRITEBACK_EVERY + (3 << 20))
     archive = tmp_path / "big.tar.zst"
     sink = CompressedSink(archive, level=3, threads=1)
@@ -349,7 +348,6 @@ def test_stored_frames_decode_with_the_zstd_cli(tmp_path: Path, sizes: list[int]
 
 @needs_gnu_tar
 def test_snapshot_order_and_gnu_tar_restores_folder_times(tmp_path: Path) -> None:
-
     root = make_siip_tree(tmp_path / "siip")
     (root / "static" / "uploads" / "notas.txt").write_text("texto\n" * 1000)
     for folder in (root / "SIIP CON FOTO", root / "static" / "uploads", root / "static"):

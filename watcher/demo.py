@@ -90,7 +90,6 @@ def _writer(db_path: Path, stop: threading.Event) -> None:
 
 def run_demo(base: Path) -> int:
     """Build the demo under ``base``, back it up once, and tell the user what to try next."""
-
     base = base.resolve()
     base.mkdir(parents=True, exist_ok=True)
     config_path = base / "siip-watcher.toml"
@@ -136,7 +135,6 @@ def _check_line(databases: list[DatabaseResult]) -> str:
 def _command() -> str:
     """How to call siip-watcher from the user's shell: plain when it is on PATH, else the
     venv's script (scripts/demo does not activate the venv)."""
-
     if shutil.which("siip-watcher"):
         return "siip-watcher"
     script = Path(sys.executable).parent / "siip-watcher"

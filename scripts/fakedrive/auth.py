@@ -16,10 +16,6 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-
 from .state import DriveState, Principal
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -105,6 +101,9 @@ def verify_jwt(state: DriveState, assertion: str) -> Principal | None:
     """The principal a service account's signed JWT stands for; None if it is not valid."""
     # cryptography is a test extra: imported here so that `python -m fakedrive` (the upload
     # benchmark, user sign-ins only) starts without it
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
 
     try:
         head, body, sig = assertion.split(".")

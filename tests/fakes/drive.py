@@ -30,14 +30,12 @@ FAST_RETRY = RetryPolicy(attempts=5, base=0.01, cap=0.05)
 
 @functools.cache
 def _rsa_key() -> Any:
-
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def service_account_key(server: DriveServer, path: Path, *, email: str = SA_EMAIL,
                         delegation: bool = False) -> Path:
     """A real service-account key file whose token_uri is the local server's."""
-
     key = _rsa_key()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption()).decode()

@@ -95,7 +95,6 @@ def send_notice(cfg: Config, report: RunReport, catalog: Catalog | None = None,
     """Email and ping for ``report`` as :func:`watcher.notify.notify` does; never raises,
     so the failure being reported stays the one the caller returns or raises."""
     try:
-
         notify(cfg, report, catalog, run_id, email=email, stop=stop)
     except Exception as exc:  # noqa: BLE001 - never replaces the failure being reported
         log.error("the admin could not be notified of this run (%s: %s); see the lines above",

@@ -283,7 +283,6 @@ def _destinations(cfg: Config, report: RunReport) -> list[Destination]:
 def _send(cfg: Config, catalog: Catalog, destinations: list[Destination], report: RunReport,
           *, upload: bool, stop: threading.Event | None) -> list[DestinationResult]:
     """Queue the new snapshot at each destination and, unless --no-upload, send the queue."""
-
     new = [report.snapshot.id] if report.snapshot else []
     if not upload:
         queue_copies(catalog, destinations, new)

@@ -472,7 +472,6 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
         if not db.strip():
             fail("source.databases", "database file names", db)
     try:
-
         GitIgnoreSpec.from_lines(cfg.source.exclude)
     except Exception as exc:  # noqa: BLE001 - pathspec raises several types for bad patterns
         fail("source.exclude", f"gitignore-style patterns ({exc})", cfg.source.exclude)
@@ -578,7 +577,6 @@ def read_secret(env_name: str, file_name: str, what: str) -> str:
             raise ConfigError(f"{what}: cannot read the secret file {path}: "
                               f"{exc.strerror or exc}") from None
         if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-
             logging.getLogger(__name__).warning(
                 "%s: %s is readable by other users; run `chmod 600 %s`", what, path, path
             )

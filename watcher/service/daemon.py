@@ -193,7 +193,6 @@ class Service:
     def _remove_leftovers(self) -> None:
         """Clear what a crashed run left, unless a `once` is running right now (its own
         partial files are not leftovers; it clears the rest itself)."""
-
         run_lock = FileLock(self.local_dir / LOCK_FILE)
         try:
             run_lock.acquire(timeout=0)
@@ -408,7 +407,6 @@ class Service:
 
     def _start_check(self, fingerprint: str | None) -> None:
         """Compare the tree with the newest snapshot: changes made while stopped count."""
-
         try:
             current = tree_fingerprint(self.cfg)
         # unreadable tree: assume the worst, the run will say more

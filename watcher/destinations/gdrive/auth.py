@@ -203,7 +203,6 @@ class _RedirectHandler(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def _insecure_transport_for_loopback(*urls: str) -> Iterator[None]:
     """oauthlib refuses plain-http OAuth endpoints; allow them only on loopback (tests)."""
-
     if not all(is_loopback_url(u) for u in urls):
         yield
         return
@@ -233,7 +232,6 @@ def login(  # noqa: PLR0915
     Prints the address to open; then takes whichever comes first: the browser's redirect to
     the loopback port (same machine, or an SSH tunnel) or the address pasted back (headless).
     """
-
     if drive.auth != "oauth":
         raise LoginError("drive.auth is \"service_account\": the key file is the sign-in; "
                          "`drive login` is only for drive.auth = \"oauth\"")

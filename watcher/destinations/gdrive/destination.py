@@ -111,7 +111,6 @@ class GoogleDriveDestination(Destination):
     def _connect(self) -> tuple[Any, Any]:
         """The signed transport and the API client, built on first use."""
         if self._service is None:
-
             if self._credentials is None:
                 self._credentials = load_credentials(self.cfg)
             self._http = authorized_http(self._credentials, self.cfg.api_root, self.timeout)

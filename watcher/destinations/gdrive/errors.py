@@ -183,8 +183,6 @@ def exception_verdict(exc: BaseException, op: str, ctx: Context) -> Verdict | No
     Connection resets, refusals, timeouts and half-read answers are retried; a token
     endpoint that refuses for good is fatal with a hint on how to sign in again.
     """
-
-
     doing = OPS.get(op, op)
     if isinstance(exc, auth_exceptions.RefreshError):
         text = str(exc.args[0]) if exc.args else type(exc).__name__
