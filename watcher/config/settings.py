@@ -473,7 +473,9 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
             fail("source.databases", "database file names", db)
     try:
         GitIgnoreSpec.from_lines(cfg.source.exclude)
-    except Exception as exc:  # noqa: BLE001 - pathspec raises several types for bad patterns
+    # a pattern git would not read raises GitIgnorePatternError (a ValueError); a bad
+    # character range inside brackets, the regular expression's re.error
+    except (ValueError, re.error) as exc:
         fail("source.exclude", f"gitignore-style patterns ({exc})", cfg.source.exclude)
 
     d = cfg.drive

@@ -9,6 +9,7 @@ recorded in the catalog (channel "email" or "heartbeat") for `siip-watcher statu
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 
@@ -103,6 +104,5 @@ def _record(catalog: Catalog | None, run_id: int | None, channel: str, state: st
         return
     try:
         catalog.record_notification(run_id, channel, state, error)
-    # a busy or broken catalog must not turn into a failed run
-    except Exception as exc:  # noqa: BLE001
+    except sqlite3.Error as exc:  # a busy or broken catalog must not turn into a failed run
         log.warning("could not record the %s notification in the catalog: %s", channel, exc)

@@ -409,7 +409,8 @@ class Service:
         """Compare the tree with the newest snapshot: changes made while stopped count."""
         try:
             current = tree_fingerprint(self.cfg)
-        # unreadable tree: assume the worst, the run will say more
+        # a scheduler job: an escaping error would skip the catch-up decision below; assuming
+        # a change costs one run at most, and that run says what is wrong with the tree
         except Exception as exc:  # noqa: BLE001
             log.warning("could not compare the tree with the last snapshot (%s); assuming it "
                         "changed", exc)
