@@ -18,8 +18,7 @@ DATABASES_PREFIX = "databases/"
 FORMAT_VERSION = 1
 
 
-# a manifest record's fields, in the manifest's order
-def member_entry(path: str, kind: str, size: int, mode: int, mtime_ns: int,  # noqa: PLR0917
+def member_entry(path: str, kind: str, size: int, mode: int, mtime_ns: int, *,
                  sha256: str | None = None, target: str | None = None,
                  warning: str | None = None) -> dict[str, Any]:
     """One member's record: path, type, size, mode, mtime and sha256 (or link target)."""

@@ -199,11 +199,12 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
                           save_state=save_state,
                           progress=progress(dest.name, sid, snap.size) if progress else None)
     except DestinationError as exc:
-        return _record_failure(catalog, dest, sid, str(exc), exc.retryable, attempts, now)
+        return _record_failure(catalog, dest, sid, str(exc), retryable=exc.retryable,
+                               attempts=attempts, now=now)
     except Exception as exc:  # a bug, not an answer from the service: keep the copy queued
         log.exception("unexpected error while sending %s to %s", sid, dest.name)
         return _record_failure(catalog, dest, sid, f"unexpected {type(exc).__name__} (see the "
-                               f"log)", True, attempts, now)
+                               f"log)", retryable=True, attempts=attempts, now=now)
     catalog.set_copy(sid, dest.name, "uploaded", remote_id=remote.remote_id, link=remote.link,
                      count_attempt=True, clear_resume=True)
     log.info("%s is on %s (%s)", sid, dest.name, remote.link or remote.remote_id)
@@ -211,8 +212,7 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
                              snapshot_id=sid)
 
 
-# internal, called once with all it needs
-def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str,  # noqa: PLR0917
+def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str, *,
                     retryable: bool, attempts: int,
                     now: Callable[[], datetime]) -> DestinationResult:
     next_try = now() + retry_delay(attempts, retryable=retryable)

@@ -374,7 +374,7 @@ class _Databases:
             sha, _ = producer.add_stream(job.member, fh, size, src_st.st_mode, src_st.st_mtime,
                                          src_st.st_uid, src_st.st_gid)
         spool.add(member_entry(job.member, "file", size, src_st.st_mode, src_st.st_mtime_ns,
-                               sha))
+                               sha256=sha))
         self.results.append(DatabaseResult(
             path=job.path, member=job.member, pages=copy.pages, page_size=copy.page_size,
             size=size, check=copy.check, check_pragma=copy.check_pragma,
@@ -602,8 +602,8 @@ def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProduce
                            f"member are zeros")
             elif _changed(before, after):
                 warning = "changed while being read"
-        entry = member_entry(name, "file", size, before.st_mode, before.st_mtime_ns, sha,
-                             warning=warning)
+        entry = member_entry(name, "file", size, before.st_mode, before.st_mtime_ns,
+                             sha256=sha, warning=warning)
         spool.add(entry)
         if warning:
             warnings.append(Problem(f"{path} {warning}; this snapshot may hold a mix of old "
