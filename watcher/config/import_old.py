@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,7 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-# one pass over the old settings, in the order they are reported
-def import_old_config(path: Path) -> str:  # noqa: PLR0912,PLR0915
+def import_old_config(path: Path) -> str:
     """TOML text equivalent to the ``BACKUP_*`` settings of the old ``config.py``."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -131,55 +131,71 @@ def import_old_config(path: Path) -> str:  # noqa: PLR0912,PLR0915
         raise ConfigError(f"{path}: not valid Python (line {exc.lineno}); fix it or copy the "
                           f"values by hand into `siip-watcher config init` output") from None
     ev = _Evaluator(path.resolve())
-    found: dict[str, Any] = {}
-    notes: list[str] = []
-    untranslated: list[str] = []
-    secrets: list[str] = []
+    found = _Found()
+    _read_settings(tree, ev, found)
+    sections, notes = _sections(found.values, ev, path)
+    return _render(path, sections, notes, found, ev.env_notes)
 
+
+@dataclass
+class _Found:
+    """What the old file's assignments gave, in file order."""
+
+    #: MAPPING and DATABASE_NAMES settings -> their values
+    values: dict[str, Any] = field(default_factory=dict)
+    #: one line per setting left out, saying why
+    untranslated: list[str] = field(default_factory=list)
+    #: the names of secret settings (never their values)
+    secrets: list[str] = field(default_factory=list)
+
+
+def _read_settings(tree: ast.Module, ev: _Evaluator, found: _Found) -> None:
+    """Evaluate each assignment the importer may read, into ``found`` and ``ev.names``."""
     for target, value in _assignments(tree):
         if looks_secret(target):
             # never evaluated: a failure would describe the expression, and a success would
             # keep the value where a later expression could print it; only the name is shown
             if (target in SECRET_NAMES or target.startswith("BACKUP_")) and \
-                    target not in secrets:
-                secrets.append(target)
+                    target not in found.secrets:
+                found.secrets.append(target)
             continue
         try:
             result = ev.eval(value)
         except _Unknown as exc:
             if target.startswith("BACKUP_") or target in DATABASE_NAMES:
-                untranslated.append(f"{target}: could not work out its value ({exc})")
+                found.untranslated.append(f"{target}: could not work out its value ({exc})")
             continue
         except (TypeError, ValueError, IndexError) as exc:
             # the exception's text may quote the value (int('...')), so only its kind is shown
             if target.startswith("BACKUP_") or target in DATABASE_NAMES:
-                untranslated.append(f"{target}: could not work out its value "
-                                    f"({describe(value)} failed with {type(exc).__name__})")
+                found.untranslated.append(f"{target}: could not work out its value "
+                                          f"({describe(value)} failed with "
+                                          f"{type(exc).__name__})")
             continue
         ev.names[target] = result
         if target in MAPPING or target in DATABASE_NAMES:
-            found[target] = result
+            found.values[target] = result
         elif target in SERVICE_ACCOUNT_NAMES:
-            untranslated.append(
+            found.untranslated.append(
                 f"{target}: left out on purpose: a service account has no storage quota "
                 f"outside a shared drive, so uploads to a normal Drive fail; this file uses "
                 f"`siip-watcher drive login` (OAuth) instead. To keep the service account (a "
                 f"shared drive only), set [drive] auth = \"service_account\" and "
                 f"credentials_file = {toml_value(str(result))}")
         elif target.startswith("BACKUP_"):
-            untranslated.append(f"{target}: no equivalent setting")
+            found.untranslated.append(f"{target}: no equivalent setting")
 
+
+def _sections(found: dict[str, Any], ev: _Evaluator,
+              path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The new file's sections from the settings found, and a note on where each came from."""
+    notes: list[str] = []
     sections: dict[str, dict[str, Any]] = {}
-    for old, found_value in found.items():
+    for old, value in found.items():
         if old in DATABASE_NAMES:
             continue
         section, key = MAPPING[old]
-        value = found_value
-        if key == "to" and isinstance(value, str):
-            value = [v.strip() for v in value.replace(";", ",").split(",") if v.strip()]
-        if key == "interval_hours" and isinstance(value, int | float):
-            value = float(value)
-        sections.setdefault(section, {})[key] = value
+        sections.setdefault(section, {})[key] = _as_new_value(key, value)
         notes.append(f"{section}.{key} <- {old}")
 
     root = Path(ev.names.get("BASE_DIR", path.resolve().parent))
@@ -203,18 +219,33 @@ def import_old_config(path: Path) -> str:  # noqa: PLR0912,PLR0915
         sections["email"] = {"enabled": True, **sections["email"]}
         if "username" in sections["email"] and "sender" not in sections["email"]:
             sections["email"]["sender"] = sections["email"]["username"]
+    return sections, notes
 
+
+def _as_new_value(key: str, value: Any) -> Any:
+    """An old setting's value in the type its new key takes: the recipients as a list (the
+    old routine took them comma- or semicolon-separated), the interval as a float."""
+    if key == "to" and isinstance(value, str):
+        return [v.strip() for v in value.replace(";", ",").split(",") if v.strip()]
+    if key == "interval_hours" and isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+def _render(path: Path, sections: dict[str, dict[str, Any]], notes: list[str], found: _Found,
+            env_notes: dict[str, str]) -> str:
+    """The TOML text: what was translated and what was not, as comments, then the sections."""
     out = [f"# Translated from {path} by `siip-watcher config import`.",
            "# Review it, then check it with `siip-watcher -c FILE config check`."]
     out += [f"#   {n}" for n in notes]
-    for name in secrets:
+    for name in found.secrets:
         out.append(f"# {name} was NOT copied: secrets never sit in this file. An SMTP password "
                    f"goes in the environment variable SIIP_WATCHER_SMTP_PASSWORD (systemd: "
                    f"EnvironmentFile= or LoadCredential=) or in a 0600 file named by "
                    f"email.password_file.")
-    for var, _func in ev.env_notes.items():
+    for var in env_notes:
         out.append(f"# the old file read the environment variable {var}; its default was used")
-    for line in untranslated:
+    for line in found.untranslated:
         out.append(f"# not translated: {line}")
     out.append('\nname = "siip"')
     for section, values in sections.items():
