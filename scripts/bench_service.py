@@ -127,7 +127,8 @@ def settled(local: Path) -> bool:
         and s.get("dirty_since") is None and s.get("next_check_at") == s.get("next_interval_at")
 
 
-def bench(files: int, args: argparse.Namespace) -> dict[str, Any]:
+# one measurement's steps in order: first snapshot, idle CPU, bursts of changes, stop
+def bench(files: int, args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915
     root = args.data / f"tree-{files}"
     print(f"[{files} files] generating {root} (cached) ...", file=sys.stderr)
     generate(root, files, args.seed)

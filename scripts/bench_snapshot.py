@@ -58,7 +58,7 @@ import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -203,7 +203,8 @@ def _persona(rng: random.Random) -> str:
     return f"{rng.choice(APELLIDOS)} {rng.choice(APELLIDOS)} {rng.choice(NOMBRES)}"
 
 
-def plan_tree(seed: int, scale: int) -> list[Entry]:
+# the dataset's recipe, one kind of entry after the other, as the module docstring lists them
+def plan_tree(seed: int, scale: int) -> list[Entry]:  # noqa: PLR0912
     """Every file, link and junk entry of the dataset; the same (seed, scale), the same plan."""
     rng = random.Random(f"tree/{seed}/{scale}")
     entries: list[Entry] = []
@@ -640,7 +641,8 @@ enabled = false
 """
 
 
-def ensure_dataset(data: Path, seed: int, scale: int) -> Dataset:
+# generation's steps in order, each logged as it goes
+def ensure_dataset(data: Path, seed: int, scale: int) -> Dataset:  # noqa: PLR0915
     """Generate the dataset for this scale unless an identical one is already there."""
     ds = Dataset(scale, data / f"scale-{scale}")
     want = {"generator": GENERATOR_VERSION, "seed": seed, "scale": scale}
@@ -765,8 +767,10 @@ def helper_command(name: str) -> list[str]:
 
 def once_full(argv: list[str]) -> int:
     """The ``full`` contender: the real CLI, with only the database check swapped."""
-    from watcher import cli
-    from watcher.snapshot import sqlite_copy
+    # a contender imports the product itself: the import is part of what it times, and
+    # PYTHONPATH may name another checkout to measure
+    from watcher import cli  # noqa: PLC0415
+    from watcher.snapshot import sqlite_copy  # noqa: PLC0415
 
     sqlite_copy.CHECK_PRAGMA = "integrity_check"
     return cli.main(argv)
@@ -775,8 +779,8 @@ def once_full(argv: list[str]) -> int:
 def once_sniff_all(argv: list[str]) -> int:
     """The ``sniffall`` contender: the real CLI, with every regular file of the tree opened
     to look for the SQLite header instead of only the candidates (watcher/snapshot/tree.py)."""
-    from watcher import cli
-    from watcher.snapshot import tree
+    from watcher import cli  # noqa: PLC0415 - as in once_full
+    from watcher.snapshot import tree  # noqa: PLC0415 - as in once_full
 
     tree.sqlite_candidate = lambda name, beside: True
     return cli.main(argv)
@@ -789,10 +793,9 @@ STAT_PASS_RULES = ("off", "candidates", "every file")
 def stat_pass(config: Path, repeat: int) -> int:
     """The ``--stat-pass`` helper: time ``summarize`` per rule, warm and cold, interleaved;
     prints {rule: {"warm": [[wall, cpu], ...], "cold": [...]}} as JSON."""
-    from dataclasses import replace
-
-    from watcher.config.settings import load
-    from watcher.snapshot import tree
+    # the checkout PYTHONPATH names, as for a contender (see once_full)
+    from watcher.config.settings import load  # noqa: PLC0415
+    from watcher.snapshot import tree  # noqa: PLC0415
 
     cfg = load(config)
     candidate = tree.sqlite_candidate
@@ -1253,7 +1256,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# the helper processes' entry points first, then the procedure docs/benchmarks.md describes
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911,PLR0912
     """Generate, warm, time, report."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # helper processes the benchmark starts itself
