@@ -29,12 +29,12 @@ from watcher.destinations.registry import KINDS, NAMES, DestinationKind
 
 log = logging.getLogger("watcher")
 
+#: problems `verify` prints for one snapshot before it says how many more there are
+SHOWN_PROBLEMS = 20
+
 
 # --- helpers --------------------------------------------------------------------------------
 
-
-#: problems `verify` prints for one snapshot before it says how many more there are
-SHOWN_PROBLEMS = 20
 
 def _load(args: argparse.Namespace, *, check_paths: bool = True,
           check_reachable: bool = False) -> Config:
