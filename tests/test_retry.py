@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from watcher.backup.uploads import FAILED_RETRY, RETRY, retry_delay
 from watcher.destinations.gdrive.destination import DEFAULT_RETRY
 from watcher.notify.retry import NOTIFY_RETRY
-from watcher.retry import EQUAL_JITTER, NO_JITTER, RetryPolicy, Stopped, wait
+from watcher.retry import (
+    EQUAL_JITTER,
+    NO_JITTER,
+    RetryPolicy,
+    Stopped,
+    retry_after_seconds,
+    wait,
+)
 from watcher.service.daemon import PASS_FAILED_RETRY
 from watcher.service.decide import Policy
 
@@ -54,6 +61,23 @@ def test_without_jitter_the_random_source_is_never_asked() -> None:
         raise AssertionError("a policy without jitter asked for a random number")
 
     assert RetryPolicy(base=1.0, cap=8.0, jitter=NO_JITTER).delay(2, no_rand) == 2.0
+
+
+def test_a_wait_the_service_asks_for_is_never_cut_short() -> None:
+    p = RetryPolicy(attempts=None, base=1.0, cap=8.0, jitter=NO_JITTER)
+    assert p.delay(1, at_least=30.0) == 30.0          # beyond the cap: the service knows
+    assert p.delay(4, at_least=2.0) == 8.0            # shorter than the backoff: backoff
+    assert p.delay(2, at_least=None) == 2.0
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    now = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds(" 7 ") == 7.0
+    assert retry_after_seconds("Fri, 27 Nov 2026 18:01:30 GMT", now) == 90.0
+    assert retry_after_seconds("Fri, 27 Nov 2026 17:00:00 GMT", now) == 0.0
+    for unreadable in (None, "", "soon", "-5", "1.5e9"):
+        assert retry_after_seconds(unreadable, now) is None
 
 
 def test_attempts_count_consecutive_failures() -> None:

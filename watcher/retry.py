@@ -8,7 +8,9 @@ random source, so tests check a schedule without sleeping; :func:`wait` is the o
 that sleeps for a retry.
 
 Remote services ask clients to back off exponentially and add randomness, so that many
-clients failing together do not retry together.
+clients failing together do not retry together. A service that says how long to wait
+(``Retry-After``, read by :func:`retry_after_seconds`) is waited for at least that long:
+``at_least`` in :meth:`RetryPolicy.delay`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 #: a jitter range that leaves the delay as computed
 NO_JITTER: tuple[float, float] = (1.0, 1.0)
@@ -57,21 +61,44 @@ class RetryPolicy:
         if self.attempts is not None and self.attempts < 1:
             raise ValueError(f"a retry policy needs at least one attempt, not {self.attempts}")
 
-    def delay(self, failure: int, rand: Callable[[], float] = random.random) -> float:
+    def delay(self, failure: int, rand: Callable[[], float] = random.random, *,
+              at_least: float | None = None) -> float:
         """Seconds to wait after the ``failure``-th consecutive failure (1-based).
 
         ``rand`` returns a float in [0, 1); it is not called when the jitter range is a
-        single point, so such a policy is deterministic.
+        single point, so such a policy is deterministic. ``at_least`` is the wait the
+        service asked for (``Retry-After``): the delay is never shorter, whatever the cap.
         """
         exponent = min(max(0, failure - 1), _MAX_EXPONENT)
         ceiling = min(self.cap, self.base * 2.0 ** exponent)
         low, high = self.jitter
         factor = low if low == high else low + (high - low) * rand()
-        return ceiling * factor
+        return max(ceiling * factor, at_least or 0.0)
 
     def gives_up(self, failure: int) -> bool:
         """True once ``failure`` consecutive failures have used up the attempts."""
         return self.attempts is not None and failure >= self.attempts
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds, or None if there is none.
+
+    The header holds either a number of seconds or an HTTP date (RFC 9110, section 10.2.3);
+    a date in the past means "now" (0), and anything unreadable is ignored (None) rather
+    than trusted.
+    """
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def wait(seconds: float, stop: threading.Event | None) -> None:
