@@ -288,14 +288,72 @@ def test_401_after_a_refresh_says_to_log_in_again(env: Env) -> None:
     assert not err.value.retryable
 
 
-def test_daily_upload_limit_stops(env: Env) -> None:
+def test_a_rate_limit_that_does_not_lift_leaves_the_copy_queued(env: Env) -> None:
+    """userRateLimitExceeded also answers a burst of requests: it is never taken for the daily
+    limit (which would stop the copy for hours) unless Google says so."""
     env.state.inject("chunk", "error", status=403, reason="userRateLimitExceeded", skip=1,
                      times=None)
-    with pytest.raises(DestinationError, match="750 GB") as err:
+    with pytest.raises(DestinationError, match="asked to slow down") as err:
+        env.put()
+    assert err.value.retryable
+    assert "daily" not in str(err.value) and "750" not in str(err.value)
+    assert len(env.state.ops("chunk")) == 1 + env.dest.backoff.rate_limits.attempts
+    assert env.state.violations == []
+
+
+@pytest.mark.parametrize("reason,message", [
+    ("dailyLimitExceeded", None),
+    ("rateLimitExceeded", "Daily Limit Exceeded. The quota will be reset at midnight."),
+])
+def test_a_daily_limit_google_names_stops_at_once(env: Env, reason: str,
+                                                  message: str | None) -> None:
+    env.state.inject("chunk", "error", status=403, reason=reason, message=message, skip=1)
+    with pytest.raises(DestinationError, match="daily limit") as err:
         env.put()
     assert not err.value.retryable
-    assert len(env.state.ops("chunk")) <= 1 + env.dest.retry.attempts
-    assert env.state.violations == []
+    assert len(env.state.ops("chunk")) == 2          # no retry spent on it
+
+
+def test_retry_after_is_waited_for(env: Env) -> None:
+    env.state.inject("chunk", "error", status=429, reason="rateLimitExceeded", skip=1,
+                     retry_after=1)
+    env.put()
+    env.assert_one_verified_copy()
+    records = env.state.records
+    [limited] = [i for i, r in enumerate(records) if r.status == 429]
+    # FAST_RETRY alone would wait at most 0.05 s
+    assert records[limited + 1].at - records[limited].at >= 1.0
+
+
+def test_a_longer_retry_after_goes_back_to_the_queue_with_it(env: Env) -> None:
+    env.state.inject("initiate", "error", status=429, reason="rateLimitExceeded",
+                     retry_after=3600)
+    with pytest.raises(DestinationError, match="asked to wait 3600 s") as err:
+        env.put()
+    assert err.value.retryable and err.value.retry_after == 3600
+    assert len(env.state.ops("initiate")) == 1       # not hammered meanwhile
+    env.assert_nothing_stored()
+
+
+def test_a_full_shared_drive_is_not_blamed_on_a_missing_shared_drive_id(tmp_path: Path) -> None:
+    """The advice matches the configuration: shared_drive_id is already set."""
+    with DriveServer() as server:
+        dest = make_drive(shared_drive_config(server, tmp_path))
+        path, sha = make_archive(tmp_path, SID, SIZE)
+        server.state.inject("initiate", "error", status=403, reason="storageQuotaExceeded")
+        with pytest.raises(DestinationError, match="shared drive 0AshareD is out of storage"):
+            dest.put(path, snapshot_id=SID, sha256=sha)
+
+
+def test_a_full_shared_drive_says_so(tmp_path: Path) -> None:
+    with DriveServer() as server:
+        dest = make_drive(shared_drive_config(server, tmp_path))
+        path, sha = make_archive(tmp_path, SID, SIZE)
+        server.state.inject("initiate", "error", status=403, reason="teamDriveFileLimitExceeded")
+        with pytest.raises(DestinationError, match="400,000") as err:
+            dest.put(path, snapshot_id=SID, sha256=sha)
+        assert not err.value.retryable and "0AshareD" in str(err.value)
+        assert "750" not in str(err.value)
 
 
 def test_server_down_is_retryable(env: Env) -> None:

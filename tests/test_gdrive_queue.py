@@ -126,6 +126,18 @@ def test_non_retryable_failure_is_failed_with_reason_and_kept(queue: Queue) -> N
     assert result.state == "uploaded"
 
 
+def test_a_rate_limit_is_pending_and_waits_as_long_as_google_asked(queue: Queue) -> None:
+    queue.snapshot(IDS[0])
+    queue.server.state.inject("initiate", "error", status=429, reason="rateLimitExceeded",
+                              retry_after=2 * 3600)
+    [result] = queue.send([IDS[0]])
+    assert result.state == "pending" and "750" not in (result.error or "")
+    [copy] = queue.catalog.copies(IDS[0])
+    assert copy.next_try_at is not None
+    # beyond the queue's own 5 minutes: the two hours Google asked for
+    assert copy.next_try_at - utcnow() > timedelta(hours=2) - timedelta(minutes=1)
+
+
 def test_resume_state_survives_a_restart(queue: Queue) -> None:
     queue.snapshot(IDS[0])
     # every chunk after the first two is dropped: the attempt gives up, the session is saved

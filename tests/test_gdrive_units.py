@@ -12,10 +12,13 @@ import pytest
 from google.auth.exceptions import RefreshError, TransportError
 
 from watcher.config.settings import ConfigError, from_mapping
+from watcher.destinations.base import DestinationError
 from watcher.destinations.gdrive.destination import GoogleDriveDestination
 from watcher.destinations.gdrive.errors import (
     Action,
+    Backoff,
     Context,
+    Verdict,
     classify,
     exception_verdict,
     one_line,
@@ -46,6 +49,11 @@ def envelope(status: int, reason: str, message: str = "m") -> bytes:
     (404, "notFound", "delete", Action.GONE),
     (403, "storageQuotaExceeded", "initiate", Action.FATAL),
     (403, "insufficientFilePermissions", "initiate", Action.FATAL),
+    (403, "insufficientFilePermissions", "delete", Action.TRASH),
+    (403, "insufficientFilePermissions", "trash", Action.FATAL),
+    (403, "rateLimitExceeded", "list", Action.RETRY),
+    (403, "dailyLimitExceeded", "chunk", Action.FATAL),
+    (403, "teamDriveFileLimitExceeded", "initiate", Action.FATAL),
     (401, "authError", "list", Action.FATAL),
     (400, "invalid", "list", Action.FATAL),
 ])
@@ -59,6 +67,54 @@ def test_quota_advice_depends_on_the_account() -> None:
     assert "storage is full" in classify(err, "initiate", USER).message
     delegated = Context(auth="service_account", folder="F1", impersonate="a@b.c")
     assert "storage is full" in classify(err, "initiate", delegated).message
+
+
+def test_quota_advice_matches_the_configuration() -> None:
+    err = parse_error(403, envelope(403, "storageQuotaExceeded"))
+    for ctx in (Context(auth="service_account", folder="F1", shared_drive="0AsD"),
+                Context(auth="oauth", folder="F1", shared_drive="0AsD")):
+        message = classify(err, "initiate", ctx).message
+        assert "shared drive 0AsD is out of storage" in message
+        assert "set drive.shared_drive_id" not in message
+    delegated = Context(auth="service_account", folder="F1", impersonate="a@b.c")
+    assert "a@b.c" in classify(err, "initiate", delegated).message
+
+
+def test_only_google_s_own_words_make_a_daily_limit() -> None:
+    def verdict(reason: str, message: str) -> Verdict:
+        return classify(parse_error(403, envelope(403, reason, message)), "chunk", USER)
+
+    assert verdict("userRateLimitExceeded", "User rate limit exceeded.").action is Action.RETRY
+    assert verdict("rateLimitExceeded", "Rate Limit Exceeded").rate_limited
+    for reason, message in [("dailyLimitExceeded", "Daily Limit Exceeded"),
+                            ("userRateLimitExceeded", "Daily limit for uploads exceeded"),
+                            ("uploadLimitExceeded", "m")]:
+        daily = verdict(reason, message)
+        assert daily.action is Action.FATAL and "daily limit" in daily.message
+    shared = verdict("teamDriveFileLimitExceeded", "The file limit ... has been exceeded.")
+    assert "400,000" in shared.message and "daily" not in shared.message
+
+
+def test_retry_after_reaches_the_verdict_and_the_wait() -> None:
+    err = parse_error(429, envelope(429, "rateLimitExceeded"), {"retry-after": "30"})
+    verdict = classify(err, "list", USER)
+    assert verdict.retry_after == 30.0 and verdict.rate_limited
+    fast = RetryPolicy(attempts=5, base=0.01, cap=60.0)
+    assert Backoff(fast, fast).wait(verdict, 1) >= 30.0
+    with pytest.raises(DestinationError, match="asked to wait 30 s") as err_info:
+        Backoff(fast, fast, longest_wait=10.0).wait(verdict, 1)
+    assert err_info.value.retryable and err_info.value.retry_after == 30.0
+
+
+def test_rate_limits_have_their_own_longer_schedule() -> None:
+    errors = RetryPolicy(attempts=2, base=0.01, cap=0.02)
+    limits = RetryPolicy(attempts=4, base=0.01, cap=0.02)
+    slow_down = Verdict(Action.RETRY, "slow down", rate_limited=True)
+    failed = Verdict(Action.RETRY, "503")
+    backoff = Backoff(errors, limits)
+    assert backoff.wait(slow_down, 3) <= 0.02
+    with pytest.raises(DestinationError, match="gave up after 2 tries"):
+        backoff.wait(failed, 2)
 
 
 def test_unauthorized_advice() -> None:

@@ -9,6 +9,10 @@ MESSAGES = {
     "rateLimitExceeded": "Rate Limit Exceeded",
     "userRateLimitExceeded": "User rate limit exceeded.",
     "storageQuotaExceeded": "The user's Drive storage quota has been exceeded.",
+    "teamDriveFileLimitExceeded": "The file limit for this shared drive has been exceeded.",
+    "insufficientFilePermissions": "The user does not have sufficient permissions for this "
+                                   "file.",
+    "dailyLimitExceeded": "Daily Limit Exceeded",
     "notFound": "File not found.",
     "authError": "Request had invalid authentication credentials.",
     "badRequest": "Bad Request",

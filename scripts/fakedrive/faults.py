@@ -25,7 +25,9 @@ class Fault:
     short (chunks only), corrupt, expire_session, expire_token, delay. ``skip`` lets that many
     matching requests pass first; ``times`` is how many it hits, None for every matching
     request from then on (until :meth:`Faults.stop`). ``optional``: the test accepts that it
-    may not fire (it must say why); otherwise an unfired fault fails the test.
+    may not fire (it must say why); otherwise an unfired fault fails the test. An error may
+    carry its own ``message`` (Google's words, which sometimes say more than the reason) and
+    a ``retry_after`` header (seconds).
     """
 
     op: str
@@ -36,6 +38,8 @@ class Fault:
     skip: int = 0
     keep: int | None = None
     delay: float = 0.0
+    message: str | None = None
+    retry_after: int | None = None
     optional: bool = False
     used: int = 0
     passed: int = 0            # matching requests let through because of ``skip``

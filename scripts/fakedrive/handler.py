@@ -128,6 +128,7 @@ class DriveHandler(BaseHTTPRequestHandler):
         self._body_read = False
         self._corrupt = False
         self._recorded = False
+        self._started = time.monotonic()
         op, handler = self._route(self.command, url.path)
         self._op = op
         if handler is None:
@@ -164,7 +165,7 @@ class DriveHandler(BaseHTTPRequestHandler):
             self.state.records.append(Record(self._op, self.command, self._status,
                                              self._body_len,
                                              self.headers.get("Content-Range", ""),
-                                             self._fault_name))
+                                             self._fault_name, self._started))
 
     # a routing table: one return per route Drive answers
     def _route(self, method: str, path: str) -> tuple[str, Any]:  # noqa: PLR0911
@@ -205,8 +206,9 @@ class DriveHandler(BaseHTTPRequestHandler):
                 self.state.expire_tokens()
             body = (json.dumps({"error": fault.reason, "error_description": "injected"})
                     .encode() if op == "token" else
-                    json.dumps(error_body(fault.status, fault.reason)).encode())
-            self._send(fault.status, body)
+                    json.dumps(error_body(fault.status, fault.reason, fault.message)).encode())
+            wait = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            self._send(fault.status, body, wait)
             return True
         if fault.action == "expire_token":
             self.state.expire_tokens()

@@ -77,6 +77,8 @@ class Record:
     body_bytes: int
     content_range: str = ""
     fault: str = ""
+    #: when the request arrived (time.monotonic), for tests of how long a client waited
+    at: float = 0.0
 
 
 def now() -> datetime:

@@ -108,8 +108,10 @@ def shared_drive_config(server: DriveServer, tmp: Path) -> DriveConfig:
 
 
 def make_drive(cfg: DriveConfig, *, chunk: int = CHUNK, timeout: float = 5.0,
-               retry: RetryPolicy = FAST_RETRY, **kw: Any) -> GoogleDriveDestination:
-    return GoogleDriveDestination(cfg, chunk_size=chunk, timeout=timeout, retry=retry, **kw)
+               retry: RetryPolicy = FAST_RETRY, rate_retry: RetryPolicy = FAST_RETRY,
+               **kw: Any) -> GoogleDriveDestination:
+    return GoogleDriveDestination(cfg, chunk_size=chunk, timeout=timeout, retry=retry,
+                                  rate_retry=rate_retry, **kw)
 
 
 def make_archive(folder: Path, snapshot_id: str, size: int, seed: int = 0) -> tuple[Path, str]:

@@ -43,12 +43,14 @@ ProgressFactory = Callable[[str, str, int], ProgressFn | None]
 
 
 def retry_delay(attempts: int, *, retryable: bool,
-                rand: Callable[[], float] = random.random) -> timedelta:
+                rand: Callable[[], float] = random.random,
+                at_least: float | None = None) -> timedelta:
     """How long a copy waits after its ``attempts``-th failed attempt: :data:`RETRY` when
-    trying again may help, else :data:`FAILED_RETRY`."""
+    trying again may help, else :data:`FAILED_RETRY`; never less than ``at_least`` seconds,
+    the wait the destination's service asked for."""
     if not retryable:
-        return FAILED_RETRY
-    return timedelta(seconds=RETRY.delay(attempts, rand))
+        return max(FAILED_RETRY, timedelta(seconds=at_least or 0.0))
+    return timedelta(seconds=RETRY.delay(attempts, rand, at_least=at_least))
 
 
 def due(copy: CopyRow, now: datetime) -> bool:
@@ -200,7 +202,7 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
                           progress=progress(dest.name, sid, snap.size) if progress else None)
     except DestinationError as exc:
         return _record_failure(catalog, dest, sid, str(exc), retryable=exc.retryable,
-                               attempts=attempts, now=now)
+                               attempts=attempts, now=now, at_least=exc.retry_after)
     except Exception as exc:  # a bug, not an answer from the service: keep the copy queued
         log.exception("unexpected error while sending %s to %s", sid, dest.name)
         return _record_failure(catalog, dest, sid, f"unexpected {type(exc).__name__} (see the "
@@ -213,9 +215,9 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
 
 
 def _record_failure(catalog: Catalog, dest: Destination, sid: str, message: str, *,
-                    retryable: bool, attempts: int,
-                    now: Callable[[], datetime]) -> DestinationResult:
-    next_try = now() + retry_delay(attempts, retryable=retryable)
+                    retryable: bool, attempts: int, now: Callable[[], datetime],
+                    at_least: float | None = None) -> DestinationResult:
+    next_try = now() + retry_delay(attempts, retryable=retryable, at_least=at_least)
     state = "pending" if retryable else "failed"
     catalog.set_copy(sid, dest.name, state, error=message, count_attempt=True,
                      next_try_at=next_try)

@@ -25,12 +25,16 @@ class DestinationError(Exception):
 
     ``retryable`` says whether trying again later may succeed (network down, 5xx) or not
     (no quota, a folder that does not exist): the queue stops retrying the latter.
-    The message is one line an admin can act on and never holds a secret.
+    ``retry_after`` is how many seconds the service asked to wait before the next try, if it
+    said; the queue waits at least that long. The message is one line an admin can act on
+    and never holds a secret.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class SetupError(Exception):

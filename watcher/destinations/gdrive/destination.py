@@ -46,7 +46,9 @@ from watcher.destinations.base import Destination, DestinationError, ProgressFn,
 from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.errors import (
     Action,
+    Backoff,
     Context,
+    Verdict,
     classify,
     exception_verdict,
     parse_error,
@@ -69,6 +71,10 @@ DEFAULT_TIMEOUT = 60.0
 #: about half a minute of retries (1 + 2 + 4 + 8 + 16 s, jittered) before an attempt gives
 #: up; the queue tries again later, and progress restarts the count on a long upload
 DEFAULT_RETRY = RetryPolicy(attempts=6, base=1.0, cap=32.0, jitter=EQUAL_JITTER)
+#: Google asking to slow down: its quotas count requests per minute (or per 100 s), so the
+#: waits grow to a minute and the attempt lasts about three (2 + 4 + ... + 64 + 64 s,
+#: jittered) before the copy goes back to the queue, which tries again minutes later
+RATE_LIMIT_RETRY = RetryPolicy(attempts=8, base=2.0, cap=64.0, jitter=EQUAL_JITTER)
 
 
 class _Gone(Exception):
@@ -92,6 +98,7 @@ class GoogleDriveDestination(Destination):
         chunk_size: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
+        rate_retry: RetryPolicy | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.cfg = drive
@@ -99,9 +106,11 @@ class GoogleDriveDestination(Destination):
         self.chunk_size = round_chunk(chunk_size or drive.chunk_mib * MIB)
         self.timeout = timeout
         self.retry = retry or DEFAULT_RETRY
+        self.backoff = Backoff(self.retry, rate_retry or RATE_LIMIT_RETRY)
         self.stop = stop
         self.parent = drive.folder_id or drive.shared_drive_id
-        self.ctx = Context(auth=drive.auth, folder=self.parent, impersonate=drive.impersonate)
+        self.ctx = Context(auth=drive.auth, folder=self.parent, impersonate=drive.impersonate,
+                           shared_drive=drive.shared_drive_id)
         self._credentials = credentials
         self._http: Any = None
         self._service: Any = None
@@ -135,7 +144,8 @@ class GoogleDriveDestination(Destination):
             try:
                 return make(service.files()).execute(num_retries=0)
             except HttpError as exc:
-                verdict = classify(parse_error(exc.resp.status, exc.content), op, self.ctx)
+                verdict = classify(parse_error(exc.resp.status, exc.content, exc.resp), op,
+                                   self.ctx)
                 if verdict.action is Action.GONE:
                     raise _Gone() from None
                 if verdict.action is not Action.RETRY:
@@ -150,9 +160,7 @@ class GoogleDriveDestination(Destination):
                     raise DestinationError(found.message, retryable=False) from None
                 verdict = found
             failures += 1
-            if self.retry.gives_up(failures):
-                raise DestinationError(f"{verdict.message}; gave up after {failures} tries")
-            wait(self.retry.delay(failures), self.stop)
+            wait(self.backoff.wait(verdict, failures), self.stop)
 
     @contextmanager
     def _stoppable(self) -> Iterator[None]:
@@ -263,7 +271,7 @@ class GoogleDriveDestination(Destination):
             http, _ = self._connect()
             for _attempt in range(MAX_MISMATCHES):
                 uploader = ResumableUploader(
-                    http, self.cfg.api_root, chunk_size=self.chunk_size, policy=self.retry,
+                    http, self.cfg.api_root, chunk_size=self.chunk_size, backoff=self.backoff,
                     context=self.ctx, stop=self.stop,
                     params={"supportsAllDrives": "true", "fields": FILE_FIELDS})
                 out = uploader.upload(archive, metadata, sha256=sha256, state=state,
@@ -342,13 +350,11 @@ class GoogleDriveDestination(Destination):
                 if self.stop is not None and self.stop.is_set():
                     raise Stopped()          # the .partial is kept: the next get resumes
                 end = min(offset + self.chunk_size, remote.size) - 1
-                data = self._fetch_range(http, url, offset, end, failures)
-                if data is None:
+                data = self._fetch_range(http, url, offset, end)
+                if isinstance(data, Verdict):
                     failures += 1
-                    if self.retry.gives_up(failures):
-                        raise DestinationError(f"the download of {remote.snapshot_id} from "
-                                               f"Google Drive kept failing; try again later")
-                    wait(self.retry.delay(failures), self.stop)
+                    wait(self.backoff.wait(data, failures, then="try the download again later"),
+                         self.stop)
                     continue
                 failures = 0
                 view = memoryview(data)
@@ -363,9 +369,8 @@ class GoogleDriveDestination(Destination):
             os.close(fd)
         return hasher.hexdigest()
 
-    def _fetch_range(self, http: Any, url: str, start: int, end: int,
-                     failures: int) -> bytes | None:
-        """Bytes ``start..end`` of the file, or None for a failure worth retrying."""
+    def _fetch_range(self, http: Any, url: str, start: int, end: int) -> bytes | Verdict:
+        """Bytes ``start..end`` of the file, or what went wrong when trying again may help."""
         try:
             resp, content = http.request(url, "GET", headers={"Range": f"bytes={start}-{end}"})
         except Exception as exc:
@@ -375,25 +380,31 @@ class GoogleDriveDestination(Destination):
             if verdict.action is not Action.RETRY:
                 raise DestinationError(verdict.message, retryable=False) from None
             log.info("%s; retrying", verdict.message)
-            return None
+            return verdict
         if resp.status == HTTPStatus.PARTIAL_CONTENT:
             got = resp.get("content-range", "")
             if not got.startswith(f"bytes {start}-") or len(content) != end - start + 1:
-                log.info("Drive answered a ranged download with %r (%d bytes); retrying", got,
-                         len(content))
-                return None
+                return self._odd_answer(f"Drive answered a ranged download with {got!r} "
+                                        f"({len(content)} bytes)")
             return content
         if resp.status == HTTPStatus.OK and start == 0:
             # the whole file (a server that ignores Range): keep only what was asked for
-            return content[: end + 1] if len(content) > end else None
-        verdict = classify(parse_error(resp.status, content), "media", self.ctx)
+            if len(content) > end:
+                return content[: end + 1]
+            return self._odd_answer(f"Drive answered a download with {len(content)} bytes")
+        verdict = classify(parse_error(resp.status, content, resp), "media", self.ctx)
         if verdict.action is Action.RETRY:
             log.info("%s; retrying", verdict.message)
-            return None
+            return verdict
         if verdict.action is Action.GONE:
             raise DestinationError("the copy is no longer on Google Drive; run `siip-watcher "
                                    "list --from drive` and pick another", retryable=False)
         raise DestinationError(verdict.message, retryable=False)
+
+    @staticmethod
+    def _odd_answer(what: str) -> Verdict:
+        log.info("%s; retrying", what)
+        return Verdict(Action.RETRY, what)
 
     # --- delete -----------------------------------------------------------------------------
 

@@ -8,11 +8,13 @@ carries the same bytes, and after every interruption we ask the server where it 
 (``Content-Range: bytes */N``) instead of assuming.
 
 The loop: [find an existing copy, else open a session] -> send a chunk -> 308 tells the new
-offset (possibly less than we sent) -> ... -> 200/201 with the file's metadata. 5xx, 429,
-403 rate limits, resets and timeouts back off (truncated exponential, with jitter) and then
-ask for the offset; 404/410 on the session means it expired: look again for an existing copy,
-then open a new session. The session address and offset are handed to ``save_state`` after
-every step so a restarted service resumes where it stopped.
+offset (possibly less than we sent) -> ... -> 200/201 with the file's metadata. 5xx, resets
+and timeouts back off (truncated exponential, with jitter), 429 and 403 rate limits on a
+longer schedule and never for less than a ``Retry-After`` asks (see
+:class:`~watcher.destinations.gdrive.errors.Backoff`), and then ask for the offset; 404/410
+on the session means it expired: look again for an existing copy, then open a new session.
+The session address and offset are handed to ``save_state`` after every step so a restarted
+service resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ from urllib.parse import urlencode, urlsplit
 from watcher.destinations.base import DestinationError, ProgressFn
 from watcher.destinations.gdrive.errors import (
     Action,
+    Backoff,
     Context,
     Verdict,
     classify,
-    daily_limit_message,
     exception_verdict,
     parse_error,
 )
-from watcher.retry import RetryPolicy, Stopped, wait
+from watcher.retry import Stopped, wait
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +258,7 @@ class ResumableUploader:
         api_root: str,
         *,
         chunk_size: int,
-        policy: RetryPolicy,
+        backoff: Backoff,
         context: Context,
         params: dict[str, str],
         stop: threading.Event | None = None,
@@ -265,7 +267,7 @@ class ResumableUploader:
         self.api_root = api_root.rstrip("/") + "/"
         self.upload_url = self.api_root + "upload/drive/v3/files"
         self.chunk_size = round_chunk(chunk_size)
-        self.policy = policy
+        self.backoff = backoff
         self.ctx = context
         self.params = params
         self.stop = stop
@@ -290,7 +292,6 @@ class ResumableUploader:
         confirmed = 0                                  # high-water mark, for progress
         resuming = session is not None                 # bytes already there are not progress
         failures = 0
-        only_rate_limits = True
 
         def save(uri: str | None, at: int) -> None:
             if save_state:
@@ -319,22 +320,17 @@ class ResumableUploader:
                     session, offset = None, 0
                     save(None, 0)
                     failures += 1
-                    only_rate_limits = False
-                    if self.policy.gives_up(failures):
+                    if self.backoff.errors.gives_up(failures):
                         raise DestinationError("Google Drive kept expiring the upload session; "
                                                "the copy stays queued") from None
                     continue
                 except _Retry as exc:
                     failures += 1
-                    only_rate_limits = only_rate_limits and exc.verdict.rate_limited
-                    if self.policy.gives_up(failures):
-                        if only_rate_limits:
-                            raise DestinationError(daily_limit_message(),
-                                                   retryable=False) from None
-                        raise DestinationError(f"{exc.verdict.message}; gave up after "
-                                               f"{failures} tries, the copy stays queued"
-                                               ) from None
-                    delay = self.policy.delay(failures)
+                    try:
+                        delay = self.backoff.wait(exc.verdict, failures,
+                                                  then="the copy stays queued")
+                    except DestinationError as gave_up:
+                        raise gave_up from None
                     log.info("%s; retrying in %.1f s", exc.verdict.message, delay)
                     wait(delay, self.stop)
                     offset = None            # never assume a chunk arrived: ask
@@ -353,7 +349,7 @@ class ResumableUploader:
                     log.info("resuming the Drive upload at byte %d of %d", offset, size)
                     continue
                 if offset > confirmed:
-                    failures, only_rate_limits = 0, True
+                    failures = 0
                     save(session, offset)
                     if progress:
                         progress(offset - confirmed)
@@ -361,10 +357,10 @@ class ResumableUploader:
                 elif before is not None:
                     # a chunk went out and the server kept nothing of it: back off
                     failures += 1
-                    if self.policy.gives_up(failures):
+                    if self.backoff.errors.gives_up(failures):
                         raise DestinationError("Google Drive keeps refusing the upload's data "
                                                "without an error; the copy stays queued")
-                    wait(self.policy.delay(failures), self.stop)
+                    wait(self.backoff.errors.delay(failures), self.stop)
 
     # --- one request each ---------------------------------------------------------------
 
@@ -392,7 +388,7 @@ class ResumableUploader:
         if resp.status == HTTPStatus.OK:
             raise _Retry(Verdict(Action.RETRY, "Google Drive opened an upload session without "
                                  "an address"))
-        raise self._failure(resp.status, content, "initiate")
+        raise self._failure(resp, content, "initiate")
 
     def _status(self, session: str, size: int) -> int | dict[str, Any]:
         headers = {"Content-Range": f"bytes */{size}", "Content-Length": "0"}
@@ -426,10 +422,10 @@ class ResumableUploader:
             except ValueError:
                 raise _Retry(Verdict(Action.RETRY, "Google Drive answered with an unreadable "
                                      "Range header")) from None
-        raise self._failure(resp.status, content, op)
+        raise self._failure(resp, content, op)
 
-    def _failure(self, status: int, content: bytes, op: str) -> Exception:
-        verdict = classify(parse_error(status, content), op, self.ctx)
+    def _failure(self, resp: Any, content: bytes, op: str) -> Exception:
+        verdict = classify(parse_error(resp.status, content, resp), op, self.ctx)
         if verdict.action is Action.NEW_SESSION:
             return _Expired()
         if verdict.action is Action.RETRY:
