@@ -138,6 +138,44 @@ def test_last_answer_lost_and_session_expired_finds_the_copy(env: Env) -> None:
     assert remote.remote_id == env.state.live_files()[0].id
 
 
+@pytest.mark.parametrize("op", ["chunk", "status"])
+def test_a_308_with_a_location_moves_the_session(env: Env, op: str) -> None:
+    """Google's own client takes a 308's Location as the session's address; the old address
+    may stop working, and starting over would send everything again."""
+    if op == "status":
+        env.state.inject("chunk", "lost", skip=1)           # so that the client asks
+    env.state.inject(op, "relocate", skip=0 if op == "status" else 2)
+    saved: dict[str, Any] = {}
+    env.put(save_state=saved.update)
+    env.assert_one_verified_copy()
+    assert chunk_ops(env.state).count("initiate") == 1
+    assert env.state.chunk_bytes_sent() - SIZE <= (CHUNK if op == "status" else 0)
+    assert [r for r in env.state.records if r.status == 404] == []
+
+
+def test_a_moved_session_is_saved_at_its_new_address(env: Env) -> None:
+    """A restart after the move resumes at the new address, not from zero."""
+    env.state.inject("chunk", "relocate", skip=1)
+    saved: dict[str, Any] = {}
+    accepted: list[int] = []
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_three(n: int) -> None:
+        accepted.append(n)
+        if len(accepted) == 3:
+            raise Crash()
+
+    with pytest.raises(Crash):
+        env.put(save_state=saved.update, progress=crash_after_three)
+    env.put(state=dict(saved))
+    env.assert_one_verified_copy()
+    assert chunk_ops(env.state).count("initiate") == 1
+    assert env.state.chunk_bytes_sent() == SIZE
+    assert [r for r in env.state.records if r.status == 404] == []
+
+
 def test_expired_session_starts_a_new_one(env: Env) -> None:
     env.state.inject("chunk", "expire_session", skip=3)
     env.put()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 OPS = frozenset({"token", "initiate", "chunk", "status", "list", "get", "media", "create",
                  "delete", "bench", "any"})
 ACTIONS = frozenset({"error", "drop", "lost", "short", "corrupt", "expire_session",
-                     "expire_token", "delay"})
+                     "expire_token", "delay", "relocate"})
 
 
 @dataclass
@@ -22,7 +22,9 @@ class Fault:
     """One injected misbehaviour, consumed by the next matching requests.
 
     ``op``: one of :data:`OPS` (``any`` matches every request). ``action``: error, drop, lost,
-    short (chunks only), corrupt, expire_session, expire_token, delay. ``skip`` lets that many
+    short (chunks only), corrupt, expire_session, expire_token, delay, relocate (a chunk's or
+    status query's 308 gives the session a new address in ``Location``; the old one then
+    answers 404). ``skip`` lets that many
     matching requests pass first; ``times`` is how many it hits, None for every matching
     request from then on (until :meth:`Faults.stop`). ``optional``: the test accepts that it
     may not fire (it must say why); otherwise an unfired fault fails the test. An error may
@@ -53,6 +55,8 @@ class Fault:
             raise ValueError(f"unknown action {self.action!r}; one of {sorted(ACTIONS)}")
         if self.action == "short" and self.op != "chunk":
             raise ValueError("a short answer exists only for chunks")
+        if self.action == "relocate" and self.op not in ("chunk", "status"):
+            raise ValueError("only a resumable session's 308 moves it")
 
     @property
     def spent(self) -> bool:

@@ -127,6 +127,7 @@ class DriveHandler(BaseHTTPRequestHandler):
         self._body_len = 0
         self._body_read = False
         self._corrupt = False
+        self._relocate = False
         self._recorded = False
         self._started = time.monotonic()
         op, handler = self._route(self.command, url.path)
@@ -238,6 +239,9 @@ class DriveHandler(BaseHTTPRequestHandler):
         if fault.action == "corrupt":
             self._corrupt = True          # store this chunk with one byte flipped
             return False
+        if fault.action == "relocate":
+            self._relocate = True         # the 308 moves the session (see _range_answer)
+            return False
         if fault.action == "short" and op == "chunk":
             self._chunk(short=True)
             return True
@@ -302,7 +306,8 @@ class DriveHandler(BaseHTTPRequestHandler):
         sid = self.query.get("upload_id", "")
         with self.state.lock:
             s = self.state.sessions.get(sid)
-        if s is None or s.expired:
+            moved = sid in self.state.moved_sessions
+        if s is None or s.expired or moved:
             raise ApiFailure(404, "notFound", "Not Found")
         return s
 
@@ -312,7 +317,19 @@ class DriveHandler(BaseHTTPRequestHandler):
             return self._file_answer(f, s.fields)
         headers = {"Range": f"bytes=0-{s.received - 1}"} if s.received else {}
         headers["X-GUploader-UploadID"] = s.id
+        if self._relocate:
+            headers["Location"] = self._move_session(s)
         self._send(308, b"", headers)
+
+    def _move_session(self, s: Session) -> str:
+        """Give the session a new address; the one this request used stops working."""
+        new = secrets.token_urlsafe(24)
+        with self.state.lock:
+            self.state.moved_sessions.add(self.query.get("upload_id", ""))
+            self.state.sessions[new] = s
+        keep = {k: v for k, v in self.query.items() if k != "upload_id"}
+        return (self.state.base_url + "upload/drive/v3/files?" +
+                urlencode({**keep, "upload_id": new}))
 
     # every case of the resumable protocol, in the order Google checks them
     def _chunk(self, short: bool = False) -> None:  # noqa: PLR0912

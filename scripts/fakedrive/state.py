@@ -100,6 +100,7 @@ class DriveState:
         self.files: dict[str, StoredFile] = {}
         self.shared_drives: dict[str, set[str]] = {}       # id -> member emails
         self.sessions: dict[str, Session] = {}
+        self.moved_sessions: set[str] = set()            # addresses a 308 replaced
         self.tokens: dict[str, tuple[Principal, float]] = {}
         self.service_accounts: dict[str, Any] = {}         # email -> public key
         self.delegation: set[str] = set()                  # SA emails allowed to impersonate

@@ -8,7 +8,8 @@ carries the same bytes, and after every interruption we ask the server where it 
 (``Content-Range: bytes */N``) instead of assuming.
 
 The loop: [find an existing copy, else open a session] -> send a chunk -> 308 tells the new
-offset (possibly less than we sent) -> ... -> 200/201 with the file's metadata. 5xx, resets
+offset (possibly less than we sent), and with a ``Location`` header the session's new
+address -> ... -> 200/201 with the file's metadata. 5xx, resets
 and timeouts back off (truncated exponential, with jitter), 429 and 403 rate limits on a
 longer schedule and never for less than a ``Retry-After`` asks (see
 :class:`~watcher.destinations.gdrive.errors.Backoff`), and then ask for the offset; 404/410
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from watcher.destinations.base import DestinationError, ProgressFn
 from watcher.destinations.gdrive.errors import (
@@ -311,9 +312,9 @@ class ResumableUploader:
                         offset = 0
                         save(session, 0)
                     if offset is None:
-                        answer = self._status(session, size)
+                        answer, moved = self._status(session, size)
                     else:
-                        answer = self._send(session, src, offset, size)
+                        answer, moved = self._send(session, src, offset, size)
                 except _Expired:
                     log.info("Drive upload session expired; looking for a copy, then "
                              "starting a new session")
@@ -343,6 +344,11 @@ class ResumableUploader:
                         progress(size - confirmed)
                     return Outcome(answer, digest, existing=False)
                 before, offset = offset, answer
+                if moved is not None:
+                    # the session lives at a new address from now on, as Google's own client
+                    # takes it (googleapiclient.http.HttpRequest._process_response)
+                    session = moved
+                    save(session, offset)
                 if resuming:
                     resuming = False
                     confirmed = offset
@@ -390,22 +396,25 @@ class ResumableUploader:
                                  "an address"))
         raise self._failure(resp, content, "initiate")
 
-    def _status(self, session: str, size: int) -> int | dict[str, Any]:
+    def _status(self, session: str, size: int) -> tuple[int | dict[str, Any], str | None]:
         headers = {"Content-Range": f"bytes */{size}", "Content-Length": "0"}
         resp, content = self._request(session, "PUT", b"", headers, "status")
-        return self._answer(resp, content, "status")
+        return self._answer(session, resp, content, "status")
 
-    def _send(self, session: str, src: Any, offset: int, size: int) -> int | dict[str, Any]:
+    def _send(self, session: str, src: Any, offset: int,
+              size: int) -> tuple[int | dict[str, Any], str | None]:
         length = min(self.chunk_size, size - offset)
         with mapped_chunk(src, offset, length, size) as data:
             # an empty file has no byte range: "bytes */0" finishes its session
             rng = f"bytes {offset}-{offset + length - 1}/{size}" if length else f"bytes */{size}"
             headers = {"Content-Range": rng, "Content-Length": str(length)}
             resp, content = self._request(session, "PUT", data, headers, "chunk")
-        return self._answer(resp, content, "chunk")
+        return self._answer(session, resp, content, "chunk")
 
-    def _answer(self, resp: Any, content: bytes, op: str) -> int | dict[str, Any]:
-        """A chunk's or status query's answer: the next offset, or the finished file."""
+    def _answer(self, session: str, resp: Any, content: bytes,
+                op: str) -> tuple[int | dict[str, Any], str | None]:
+        """A chunk's or status query's answer: the next offset or the finished file, and the
+        session's new address if a 308 gave one (``Location``, relative to the old one)."""
         if resp.status in (HTTPStatus.OK, HTTPStatus.CREATED):
             try:
                 body = json.loads(content)
@@ -415,13 +424,15 @@ class ResumableUploader:
             if not isinstance(body, dict) or "id" not in body:
                 raise _Retry(Verdict(Action.RETRY, "Google Drive finished the upload without "
                                      "the file's id"))
-            return body
+            return body, None
         if resp.status == RESUME_INCOMPLETE:
             try:
-                return parse_range(resp.get("range"))
+                offset = parse_range(resp.get("range"))
             except ValueError:
                 raise _Retry(Verdict(Action.RETRY, "Google Drive answered with an unreadable "
                                      "Range header")) from None
+            location = resp.get("location")
+            return offset, urljoin(session, location) if location else None
         raise self._failure(resp, content, op)
 
     def _failure(self, resp: Any, content: bytes, op: str) -> Exception:
