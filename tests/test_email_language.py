@@ -419,6 +419,12 @@ def test_every_problem_in_the_code_can_be_told_in_both_languages() -> None:
         for key in _constants(kw.get("key")) or []:
             assert key in DESTINATION_KEYS, f"{where}: unknown key {key}"
             _check_params(where, call, [f"dest_hint_{key}"])
+    for where, call in _calls("Notice"):          # a destination's notice becomes a Problem
+        keys = _constants({k.arg: k.value for k in call.keywords}.get("key"))
+        assert keys, f"{where}: a notice without a key"
+        for key in keys:
+            assert key in PROBLEM_KEYS, f"{where}: unknown key {key}"
+            _check_params(where, call, [f"problem_{key}", f"problem_{key}_hint"])
     for where, call in _calls("Canary"):
         kw = {k.arg: k.value for k in call.keywords}
         keys = _constants(kw.get("key"))

@@ -440,7 +440,7 @@ def test_shared_drive_needs_and_gets_all_drives_parameters(tmp_path: Path) -> No
 def test_service_account_not_in_the_shared_drive(tmp_path: Path) -> None:
     with DriveServer() as server:
         cfg = shared_drive_config(server, tmp_path)
-        server.state.shared_drives["0AshareD"].discard(SA_EMAIL)
+        server.state.shared_drives["0AshareD"].pop(SA_EMAIL)
         with pytest.raises(DestinationError, match="not found"):
             make_drive(cfg).list()
 

@@ -6,7 +6,9 @@ OAuth token endpoint, resumable uploads, files.list with ``q``, downloads with `
 folders, deletes (see :mod:`fakedrive.handler` for the routes).
 
 Behaviour worth testing against is modelled: service accounts have no storage quota outside
-shared drives (403 storageQuotaExceeded), shared-drive items need ``supportsAllDrives``,
+shared drives (403 storageQuotaExceeded), shared-drive items need ``supportsAllDrives``, a
+shared drive's roles decide who may add, trash (Content manager and up) and delete for good
+(Manager only; 403 insufficientFilePermissions otherwise),
 a ``drive.file`` token only sees files its app created or was given, chunks must be
 multiples of 256 KiB, a resumable session accepts overlapping re-sends.
 
@@ -33,6 +35,7 @@ from .server import DriveServer, sign_in
 from .state import (
     FOLDER_MIME,
     QUANTUM,
+    ROLES,
     SCOPE_FILE,
     SCOPE_FULL,
     DriveState,
@@ -41,5 +44,5 @@ from .state import (
     StoredFile,
 )
 
-__all__ = ["FOLDER_MIME", "QUANTUM", "SCOPE_FILE", "SCOPE_FULL", "DriveServer", "DriveState",
-           "Fault", "Principal", "Record", "StoredFile", "sign_in"]
+__all__ = ["FOLDER_MIME", "QUANTUM", "ROLES", "SCOPE_FILE", "SCOPE_FULL", "DriveServer",
+           "DriveState", "Fault", "Principal", "Record", "StoredFile", "sign_in"]

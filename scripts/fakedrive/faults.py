@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 #: the operations the handler names its requests by (see ``DriveHandler._route``)
 OPS = frozenset({"token", "initiate", "chunk", "status", "list", "get", "media", "create",
-                 "delete", "bench", "any"})
+                 "update", "delete", "bench", "any"})
 ACTIONS = frozenset({"error", "drop", "lost", "short", "corrupt", "expire_session",
                      "expire_token", "delay", "relocate"})
 

@@ -5,8 +5,9 @@ Routes: ``POST /token``; ``POST /upload/drive/v3/files?uploadType=resumable`` th
 chunks (308 + ``Range``; status query ``Content-Range: bytes */N``); ``GET /drive/v3/files``
 (files.list with ``q``, ``orderBy``, paging, ``fields``, the corpora/driveId rules of shared
 drives); ``GET /drive/v3/files/ID`` (metadata, or ``alt=media`` with ``Range``); ``POST
-/drive/v3/files`` (metadata only, e.g. folders); ``DELETE /drive/v3/files/ID``; and ``PUT
-/bench/put``, a plain upload that is the benchmark's baseline. Multipart uploads are not
+/drive/v3/files`` (metadata only, e.g. folders); ``PATCH /drive/v3/files/ID`` (files.update:
+``trashed`` and ``name``); ``DELETE /drive/v3/files/ID``; and ``PUT /bench/put``, a plain
+upload that is the benchmark's baseline. Multipart uploads are not
 served: the product uploads through resumable sessions only.
 """
 
@@ -30,7 +31,16 @@ from . import auth
 from .errors import ApiFailure, error_body
 from .faults import Fault
 from .query import apply_fields, matches, order, parse_fields, parse_q
-from .state import QUANTUM, DriveState, Principal, Record, Session, StoredFile
+from .state import (
+    MAY_DELETE,
+    MAY_TRASH,
+    QUANTUM,
+    DriveState,
+    Principal,
+    Record,
+    Session,
+    StoredFile,
+)
 
 
 class DriveHTTPServer(ThreadingHTTPServer):
@@ -76,7 +86,7 @@ class DriveHandler(BaseHTTPRequestHandler):
     def state(self) -> DriveState:
         return self.server.state
 
-    do_GET = do_POST = do_PUT = do_DELETE = lambda self: self._dispatch()  # noqa: E731
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = lambda self: self._dispatch()  # noqa: E731
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -191,6 +201,8 @@ class DriveHandler(BaseHTTPRequestHandler):
                     ("get", self._get)
             if method == "DELETE":
                 return "delete", self._delete
+            if method == "PATCH":
+                return "update", self._update
         if path == "/bench/put" and method == "PUT":
             return "bench", self._bench_put
         return "unknown", None
@@ -547,9 +559,29 @@ class DriveHandler(BaseHTTPRequestHandler):
         who = self._principal()
         assert who is not None
         f = self._visible_file(who)
+        if f.drive_id is not None and self.state.role(f, who) not in MAY_DELETE:
+            raise ApiFailure(403, "insufficientFilePermissions")
         with self.state.lock:
             self.state.files.pop(f.id, None)
         self._send(204)
+
+    def _update(self) -> None:
+        """files.update of the metadata the product changes: the trash flag (and a name)."""
+        who = self._principal()
+        assert who is not None
+        body = json.loads(self._read_body() or b"{}")
+        f = self._visible_file(who)
+        unknown = set(body) - {"trashed", "name"}
+        if unknown:
+            raise ApiFailure(400, "badRequest", f"this server updates only trashed and name, "
+                             f"not {sorted(unknown)}")
+        if "trashed" in body and f.drive_id is not None and \
+                self.state.role(f, who) not in MAY_TRASH:
+            raise ApiFailure(403, "insufficientFilePermissions")
+        with self.state.lock:
+            f.trashed = bool(body.get("trashed", f.trashed))
+            f.name = str(body.get("name", f.name))
+        self._file_answer(f, self.query.get("fields"))
 
     def _bench_put(self) -> None:
         """A plain HTTP PUT that hashes what it receives: the benchmark's baseline."""

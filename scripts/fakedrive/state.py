@@ -15,6 +15,15 @@ from .errors import SA_QUOTA_MESSAGE, ApiFailure
 from .faults import Fault, Faults
 
 QUANTUM = 256 * 1024
+#: a shared drive's member roles as the API names them (the web page's words in brackets):
+#: organizer (Manager), fileOrganizer (Content manager), writer (Contributor), commenter,
+#: reader (Viewer)
+ROLES = ("organizer", "fileOrganizer", "writer", "commenter", "reader")
+#: who may delete an item of a shared drive for good (files.delete: "the user must be an
+#: organizer on the parent folder"), move it to the trash, and add files
+MAY_DELETE = frozenset({"organizer"})
+MAY_TRASH = frozenset({"organizer", "fileOrganizer"})
+MAY_ADD = frozenset({"organizer", "fileOrganizer", "writer"})
 FOLDER_MIME = "application/vnd.google-apps.folder"
 SCOPE_FILE = "https://www.googleapis.com/auth/drive.file"
 SCOPE_FULL = "https://www.googleapis.com/auth/drive"
@@ -98,7 +107,7 @@ class DriveState:
         self.keep_content = keep_content
         self.base_url = ""
         self.files: dict[str, StoredFile] = {}
-        self.shared_drives: dict[str, set[str]] = {}       # id -> member emails
+        self.shared_drives: dict[str, dict[str, str]] = {}  # id -> member email -> role
         self.sessions: dict[str, Session] = {}
         self.moved_sessions: set[str] = set()            # addresses a 308 replaced
         self.tokens: dict[str, tuple[Principal, float]] = {}
@@ -133,10 +142,22 @@ class DriveState:
                                          drive_id=drive_id, opened_by=set(visible_to or ()))
             return fid
 
-    def add_shared_drive(self, drive_id: str, members: set[str]) -> None:
-        """A shared drive whose members (emails) may see and fill it."""
+    def add_shared_drive(self, drive_id: str, members: set[str] | dict[str, str]) -> None:
+        """A shared drive and its members: emails with their roles (:data:`ROLES`), or a set
+        of emails who are all managers ("organizer")."""
+        roles = members if isinstance(members, dict) else dict.fromkeys(members, "organizer")
+        unknown = set(roles.values()) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown shared-drive roles {sorted(unknown)}; one of {ROLES}")
         with self.lock:
-            self.shared_drives[drive_id] = set(members)
+            self.shared_drives[drive_id] = dict(roles)
+
+    def role(self, f: StoredFile, who: Principal) -> str | None:
+        """``who``'s role in the shared drive ``f`` is in; None for a My Drive file."""
+        if f.drive_id is None:
+            return None
+        with self.lock:
+            return self.shared_drives.get(f.drive_id, {}).get(who.email, "")
 
     def add_service_account(self, email: str, public_key: Any, *,
                             delegation: bool = False) -> None:
@@ -237,7 +258,7 @@ class DriveState:
 
     def visible(self, f: StoredFile, who: Principal, all_drives: bool) -> bool:
         """Whether ``who`` may see ``f`` (shared-drive membership, ``drive.file`` scope)."""
-        members = self.shared_drives.get(f.drive_id or "", set())
+        members = self.shared_drives.get(f.drive_id or "", {})
         if f.drive_id is not None and (not all_drives or who.email not in members):
             return False
         if who.scope == SCOPE_FILE:
@@ -274,6 +295,7 @@ class DriveState:
             if parent in self.shared_drives:
                 if not all_drives or who.email not in self.shared_drives[parent]:
                     raise ApiFailure(404, "notFound", f"File not found: {parent}.")
+                self._may_add(parent, who)
                 return parent
             if parent != "root":
                 folder = self.files.get(parent)
@@ -281,11 +303,16 @@ class DriveState:
                                                                         all_drives):
                     raise ApiFailure(404, "notFound", f"File not found: {parent}.")
                 if folder.drive_id:
+                    self._may_add(folder.drive_id, who)
                     return folder.drive_id
         if who.kind == "service_account" and self.sa_without_quota and \
                 metadata.get("mimeType") != FOLDER_MIME:
             raise ApiFailure(403, "storageQuotaExceeded", SA_QUOTA_MESSAGE)
         return None
+
+    def _may_add(self, drive_id: str, who: Principal) -> None:
+        if self.shared_drives.get(drive_id, {}).get(who.email) not in MAY_ADD:
+            raise ApiFailure(403, "insufficientFilePermissions")
 
     def store_file(self, who: Principal, metadata: dict[str, Any], content: bytes | None,
                    size: int, md5: str, drive_id: str | None) -> StoredFile:

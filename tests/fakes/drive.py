@@ -101,9 +101,11 @@ def drive_section(server: DriveServer, tmp: Path) -> str:
     return toml_table("drive", {**drive_settings(drive_config(server, creds)), "chunk_mib": 1})
 
 
-def shared_drive_config(server: DriveServer, tmp: Path) -> DriveConfig:
-    """A service account that is a member of a shared drive, uploading to its top level."""
-    server.state.add_shared_drive("0AshareD", {SA_EMAIL})
+def shared_drive_config(server: DriveServer, tmp: Path, *,
+                        role: str = "organizer") -> DriveConfig:
+    """A service account that is a member of a shared drive with ``role`` ("organizer" is
+    Manager, "fileOrganizer" Content manager), uploading to its top level."""
+    server.state.add_shared_drive("0AshareD", {SA_EMAIL: role})
     return drive_config(server, tmp, auth="service_account", shared_drive_id="0AshareD")
 
 

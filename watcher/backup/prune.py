@@ -8,6 +8,7 @@ locally: it may be the only copy there is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -56,8 +57,11 @@ def apply_retention(cfg: Config, catalog: Catalog, store: LocalStore,
     the local dir.
     """
     protected = protected_snapshot_ids(catalog, enabled_names(cfg))
-    return prune(cfg, catalog, store, destinations if prune_destinations else [],
-                 protected=protected, just_taken=just_taken, dry_run=dry_run)
+    result = prune(cfg, catalog, store, destinations if prune_destinations else [],
+                   protected=protected, just_taken=just_taken, dry_run=dry_run)
+    # what a destination did otherwise than asked (old copies trashed, not deleted): once
+    result.problems.extend(notice_problems(destinations))
+    return result
 
 
 def prune(cfg: Config, catalog: Catalog, store: LocalStore,
@@ -143,3 +147,10 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
                 log.info("pruned %s from %s", sid, dest.name)
             result.deleted[dest.name].append(sid)
     return result
+
+
+def notice_problems(destinations: Iterable[Destination]) -> list[Problem]:
+    """What the destinations have to tell the admin (each notice once), as report problems:
+    old copies moved to a trash instead of deleted, say."""
+    return [Problem(n.message, n.hint, key=n.key, params=n.params, detail=n.detail)
+            for dest in destinations for n in dest.take_notices()]

@@ -58,6 +58,7 @@ PROBLEM_KEYS: dict[str, str] = {
     "future_snapshot": "upkeep",
     "prune_list_failed": "upkeep",
     "prune_delete_failed": "upkeep",
+    "trashed_instead": "upkeep",
 }
 
 #: every :attr:`DestinationResult.key`: what to do about a copy, ``dest_hint_<key>`` in

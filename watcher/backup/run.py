@@ -18,7 +18,7 @@ from pathlib import Path
 
 from watcher.backup.canary import Canary, Sample, compare, detect, next_hold
 from watcher.backup.failure import problem_for, send_notice, unexpected_problem
-from watcher.backup.prune import apply_retention
+from watcher.backup.prune import apply_retention, notice_problems
 from watcher.backup.report import (
     DestinationResult,
     Problem,
@@ -249,6 +249,8 @@ def _after_snapshot(cfg: Config, catalog: Catalog, store: LocalStore,
                                      prune_destinations=upload, just_taken=report.snapshot.id)
             report.pruned = [sid for ids in pruned.deleted.values() for sid in ids]
             report.warnings.extend(pruned.problems)
+        # what the uploads had to do otherwise (a bad copy trashed rather than deleted)
+        report.warnings.extend(notice_problems(destinations))
         report.kept = [a.id for a in store.archives()]
     except Exception as exc:
         log.exception("a step after the snapshot failed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +57,25 @@ class RemoteFile:
     link: str | None = None
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something a destination did otherwise than it was asked, which the admin should hear
+    of once per run however often it happened (say, old copies moved to a trash because the
+    account may not delete them for good).
+
+    ``key`` is a problem key of watcher/backup/report.py (``PROBLEM_KEYS``), whose words the
+    email says in the admin's language with ``params``; ``message`` and ``hint`` are English,
+    for the log and the CLI; ``detail`` is the destination's own exact advice, which the
+    email shows as the technical detail.
+    """
+
+    key: str
+    message: str
+    hint: str
+    params: dict[str, str | int] = field(default_factory=dict)
+    detail: str = ""
+
+
 class Destination(ABC):
     """Stores, lists, fetches and deletes archives somewhere other than the local dir.
 
@@ -101,6 +120,11 @@ class Destination(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default has nothing to release."""
+
+    def take_notices(self) -> list[Notice]:
+        """The notices gathered since the last call, which the caller now owns (each is
+        reported once); the default destination never has any."""
+        return []
 
     def __enter__(self) -> Self:
         return self

@@ -243,6 +243,11 @@ TEXTS: dict[str, dict[str, str]] = {
                                           "{dest}.",
         "problem_prune_delete_failed": "no se pudo borrar {sid} de {dest}.",
         "problem_prune_delete_failed_hint": "se borrará en la próxima ejecución.",
+        "problem_trashed_instead": "{dest} no deja a esta cuenta borrar copias definitivamente: "
+                                   "las copias antiguas se movieron a su papelera.",
+        "problem_trashed_instead_hint": "dé a la cuenta el permiso de borrar en {dest} (el "
+                                        "detalle técnico indica cuál) para que no ocupen "
+                                        "espacio mientras esperan en la papelera.",
         "problem_untranslated": "otro problema; el detalle técnico lo describe.",
         "detail": "Detalle técnico (en inglés): {detail}",
         # what to do about a copy (watcher.backup.report.DESTINATION_KEYS)
@@ -465,6 +470,11 @@ TEXTS: dict[str, dict[str, str]] = {
                                           "{dest}.",
         "problem_prune_delete_failed": "could not delete {sid} from {dest}.",
         "problem_prune_delete_failed_hint": "it is deleted on the next run.",
+        "problem_trashed_instead": "{dest} does not let this account delete backups for good: "
+                                   "the old ones were moved to its trash instead.",
+        "problem_trashed_instead_hint": "give the account the right to delete at {dest} (the "
+                                        "technical detail says which) so they do not take up "
+                                        "space while they wait in the trash.",
         "problem_untranslated": "another problem; the technical detail describes it.",
         "detail": "Technical detail: {detail}",
         "dest_hint_unavailable": "{dest} could not be prepared; it is tried again on the next "

@@ -42,7 +42,13 @@ from watcher.archive.files import (
     snapshot_time,
 )
 from watcher.config.settings import DriveConfig
-from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
+from watcher.destinations.base import (
+    Destination,
+    DestinationError,
+    Notice,
+    ProgressFn,
+    RemoteFile,
+)
 from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.errors import (
     Action,
@@ -81,6 +87,10 @@ class _Gone(Exception):
     """The Drive file does not exist (404)."""
 
 
+class _TrashInstead(Exception):
+    """The account may not delete the file for good (a shared drive's Content manager)."""
+
+
 def quote_q(value: str) -> str:
     """A string literal for a Drive ``q`` query."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -114,6 +124,9 @@ class GoogleDriveDestination(Destination):
         self._credentials = credentials
         self._http: Any = None
         self._service: Any = None
+        #: deleting was refused once: every later deletion goes to the trash at once
+        self._trash_only = False
+        self._notices: list[Notice] = []
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -148,6 +161,8 @@ class GoogleDriveDestination(Destination):
                                    self.ctx)
                 if verdict.action is Action.GONE:
                     raise _Gone() from None
+                if verdict.action is Action.TRASH:
+                    raise _TrashInstead(verdict.message) from None
                 if verdict.action is not Action.RETRY:
                     raise DestinationError(verdict.message, retryable=False) from None
             except DestinationError:
@@ -409,13 +424,51 @@ class GoogleDriveDestination(Destination):
     # --- delete -----------------------------------------------------------------------------
 
     def delete(self, remote: RemoteFile) -> None:
-        """Delete the file for good (trash would still count against the quota)."""
+        """Delete the file for good (trash would still count against the quota), or move it
+        to the trash when the account may not delete (see :meth:`_delete_id`)."""
         with self._stoppable():
             self._delete_id(remote.remote_id)
 
     def _delete_id(self, file_id: str) -> None:
-        with suppress(_Gone):   # already gone is what we wanted
-            self._execute("delete", lambda f: f.delete(fileId=file_id, **self._common()))
+        """Delete ``file_id``; already gone is what we wanted.
+
+        In a shared drive only a Manager may delete for good (files.delete in the Drive v3
+        reference); a Content manager gets 403 insufficientFilePermissions but may move the
+        file to the trash (``files.update`` with ``trashed=true``), which Google empties
+        after 30 days. That is done instead, and said once per run in the log and the
+        report (:meth:`take_notices`).
+        """
+        if not self._trash_only:
+            try:
+                with suppress(_Gone):
+                    self._execute("delete", lambda f: f.delete(fileId=file_id,
+                                                               **self._common()))
+                return
+            except _TrashInstead as refused:
+                self._trash_only = True
+                self._notices.append(self._trash_notice(str(refused)))
+                log.warning("%s: %s; %s", self.name, self._notices[-1].message,
+                            self._notices[-1].hint)
+        with suppress(_Gone):
+            self._execute("trash", lambda f: f.update(fileId=file_id, body={"trashed": True},
+                                                      fields="id", **self._common()))
+
+    def _trash_notice(self, refused: str) -> Notice:
+        where = (f"the shared drive {self.ctx.shared_drive}" if self.ctx.shared_drive
+                 else "the shared drive")
+        fix = (f"make the account a Manager of {where} (Content manager may only move files "
+               f"to the trash), see docs/drive.md")
+        return Notice(
+            key="trashed_instead",
+            message=f"old copies on {self.name} were moved to the trash instead of deleted "
+                    f"for good: {refused}; Google empties the trash after 30 days",
+            hint=f"{fix}, so old copies are deleted for good", params={"dest": self.name},
+            detail=f"{refused}; {fix}")
+
+    def take_notices(self) -> list[Notice]:
+        """What to tell the admin about this run's deletions (once, however many)."""
+        taken, self._notices = self._notices, []
+        return taken
 
     # --- folders (for `drive login`) ----------------------------------------------------------
 

@@ -1,0 +1,127 @@
+"""Shared drives as Google runs them (issue 10): the member's role decides what it may do, and
+a folder inside a shared drive is found to be one.
+
+fakedrive enforces the roles of the Drive v3 reference: only a Manager ("organizer") may
+delete for good; a Content manager ("fileOrganizer") may only move files to the trash; a
+Contributor ("writer") may add files but neither. Everything goes through the real
+google-api-python-client.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scripts.fakedrive import DriveServer
+from tests.fakes.drive import SA_EMAIL, make_archive, make_drive, shared_drive_config
+from watcher.backup.run import run_backup
+from watcher.config.settings import Config, RetentionConfig
+from watcher.destinations.base import DestinationError
+from watcher.notify.message import build_report_message
+from watcher.retry import RetryPolicy
+
+SID = "siip-20261127T181500Z"
+KEEP_ONE = RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+#: the Spanish email's words for the notice (watcher/notify/texts.py)
+TRASHED_ES = "no deja a esta cuenta borrar copias definitivamente"
+
+
+def stored(server: DriveServer, n: int, tmp_path: Path, role: str) -> tuple:
+    """A destination for a shared drive whose member has ``role``, holding ``n`` copies."""
+    dest = make_drive(shared_drive_config(server, tmp_path, role=role))
+    remotes = []
+    for i in range(n):
+        sid = f"siip-2026112{i}T181500Z"
+        path, sha = make_archive(tmp_path, sid, 1000 + i)
+        remotes.append(dest.put(path, snapshot_id=sid, sha256=sha))
+    return dest, remotes
+
+
+def test_a_content_manager_moves_old_copies_to_the_trash_and_says_so_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with DriveServer() as server:
+        dest, remotes = stored(server, 3, tmp_path, "fileOrganizer")
+        with caplog.at_level(logging.WARNING):
+            for remote in remotes:
+                dest.delete(remote)
+        assert all(server.state.files[r.remote_id].trashed for r in remotes)
+        assert dest.list() == []
+        # refused once, then straight to the trash
+        assert [r.status for r in server.state.ops("delete")] == [403]
+        assert [r.status for r in server.state.ops("update")] == [200, 200, 200]
+        [notice] = dest.take_notices()
+        assert notice.key == "trashed_instead" and "Manager" in notice.detail
+        assert dest.take_notices() == []
+        said = [r for r in caplog.records if "moved to the trash" in r.getMessage()]
+        assert len(said) == 1 and "Manager" in said[0].getMessage()
+
+
+def test_a_manager_still_deletes_for_good(tmp_path: Path) -> None:
+    with DriveServer() as server:
+        dest, remotes = stored(server, 2, tmp_path, "organizer")
+        for remote in remotes:
+            dest.delete(remote)
+        assert server.state.files.keys().isdisjoint(r.remote_id for r in remotes)
+        assert [r.status for r in server.state.ops("delete")] == [204, 204]
+        assert server.state.ops("update") == [] and dest.take_notices() == []
+
+
+def test_a_contributor_may_neither_delete_nor_trash(tmp_path: Path) -> None:
+    with DriveServer() as server:
+        dest, [remote] = stored(server, 1, tmp_path, "writer")
+        with pytest.raises(DestinationError, match="neither delete nor trash.*Manager") as err:
+            dest.delete(remote)
+        assert not err.value.retryable
+        assert not server.state.files[remote.remote_id].trashed
+
+
+def test_a_viewer_may_not_add_files(tmp_path: Path) -> None:
+    with DriveServer() as server:
+        dest = make_drive(shared_drive_config(server, tmp_path, role="reader"))
+        path, sha = make_archive(tmp_path, SID, 1000)
+        with pytest.raises(DestinationError, match="insufficientFilePermissions"):
+            dest.put(path, snapshot_id=SID, sha256=sha)
+        assert server.state.live_files() == []
+
+
+def test_a_content_manager_trashes_a_bad_copy_and_uploads_again(tmp_path: Path) -> None:
+    """The md5-mismatch clean-up deletes too: the same 403, the same way out."""
+    with DriveServer() as server:
+        dest = make_drive(shared_drive_config(server, tmp_path, role="fileOrganizer"))
+        path, sha = make_archive(tmp_path, SID, 3 * 256 * 1024)
+        server.state.inject("chunk", "corrupt", skip=1)
+        remote = dest.put(path, snapshot_id=SID, sha256=sha)
+        [good] = server.state.live_files()
+        assert good.id == remote.remote_id and good.content == path.read_bytes()
+        assert sum(f.trashed for f in server.state.files.values()) == 1
+        assert [n.key for n in dest.take_notices()] == ["trashed_instead"]
+
+
+def test_a_run_pruning_as_content_manager_warns_once_in_the_report_and_the_email(
+        cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quick = RetryPolicy(attempts=3, base=0.01, cap=0.05)
+    monkeypatch.setattr("watcher.destinations.gdrive.destination.DEFAULT_RETRY", quick)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    with DriveServer() as server:
+        drive = shared_drive_config(server, creds, role="fileOrganizer")
+        keep_all = replace(cfg, drive=drive)
+        for _ in range(2):
+            assert run_backup(keep_all, trigger="manual", email=False).status == "ok"
+        report = run_backup(replace(keep_all, retention=KEEP_ONE), trigger="manual",
+                            email=False)
+        assert len(report.pruned) == 4              # two old ones, locally and on Drive
+        [warning] = report.warnings
+        assert warning.key == "trashed_instead" and warning.params == {"dest": "drive"}
+        trashed = [f for f in server.state.files.values() if f.trashed]
+        assert len(trashed) == 2 and len(server.state.live_files()) == 1
+        body = build_report_message(cfg, report, "warning").get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        # one warning among the warnings (the email also opens with it, as its only concern)
+        assert text.count(f"  - drive {TRASHED_ES}") == 1
+        assert text.count("make the account a Manager") == 1
+        assert SA_EMAIL in server.state.shared_drives["0AshareD"]
