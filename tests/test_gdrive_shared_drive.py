@@ -10,16 +10,31 @@ google-api-python-client.
 from __future__ import annotations
 
 import logging
+import tomllib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scripts.fakedrive import DriveServer
-from tests.fakes.drive import SA_EMAIL, make_archive, make_drive, shared_drive_config
+from tests.fakes.drive import (
+    CLIENT_ID,
+    SA_EMAIL,
+    drive_config,
+    drive_settings,
+    make_archive,
+    make_drive,
+    shared_drive_config,
+)
+from tests.helpers import make_config, toml_table, write_config
 from watcher.backup.run import run_backup
 from watcher.config.settings import Config, RetentionConfig
 from watcher.destinations.base import DestinationError
+from watcher.destinations.gdrive.auth import load_user_token
+from watcher.destinations.gdrive.destination import KEY_SNAPSHOT
+from watcher.destinations.gdrive.setup import drive_login
 from watcher.notify.message import build_report_message
 from watcher.retry import RetryPolicy
 
@@ -125,3 +140,83 @@ def test_a_run_pruning_as_content_manager_warns_once_in_the_report_and_the_email
         assert text.count(f"  - drive {TRASHED_ES}") == 1
         assert text.count("make the account a Manager") == 1
         assert SA_EMAIL in server.state.shared_drives["0AshareD"]
+
+
+# --- a folder inside a shared drive, with drive.shared_drive_id unset ------------------------
+
+
+def folder_in_a_shared_drive(server: DriveServer) -> str:
+    """A folder in the shared drive 0AshareD that the signed-in user (admin@example.com,
+    a Manager there) may fill with the drive.file scope."""
+    server.state.add_shared_drive("0AshareD", {"admin@example.com": "organizer"})
+    return server.state.add_folder("backups", drive_id="0AshareD", visible_to={CLIENT_ID})
+
+
+def test_a_shared_drive_folder_without_shared_drive_id_is_listed_and_pruned(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with DriveServer() as server:
+        dest = make_drive(drive_config(server, tmp_path,
+                                       folder_id=folder_in_a_shared_drive(server)))
+        old, sha = make_archive(tmp_path, "siip-20261126T181500Z", 1000)
+        new, sha_new = make_archive(tmp_path, SID, 2000)
+        with caplog.at_level(logging.WARNING):
+            dest.put(old, snapshot_id="siip-20261126T181500Z", sha256=sha)
+            dest.put(new, snapshot_id=SID, sha256=sha_new)
+            dest.put(new, snapshot_id=SID, sha256=sha_new)        # a retry: no second copy
+        assert [r.snapshot_id for r in dest.list()] == [SID, "siip-20261126T181500Z"]
+        assert len(server.state.live_files()) == 2
+        dest.delete(dest.list()[1])
+        assert [f.app_properties[KEY_SNAPSHOT] for f in server.state.live_files()] == [SID]
+        said = [r.getMessage() for r in caplog.records if "shared_drive_id" in r.getMessage()]
+        assert len(said) == 1 and 'set shared_drive_id = "0AshareD"' in said[0]
+
+
+def test_config_check_says_exactly_what_to_set(tmp_path: Path, siip: Path,
+                                               cli: Callable[..., Any]) -> None:
+    with DriveServer() as server:
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        drive = drive_config(server, creds, folder_id=folder_in_a_shared_drive(server))
+        config = write_config(tmp_path / "c.toml", siip, tmp_path / "b",
+                              toml_table("drive", drive_settings(drive)))
+        check = cli("-c", str(config), "config", "check")
+        assert check.returncode == 0, check.stderr
+        assert 'set shared_drive_id = "0AshareD" under [drive]' in check.stderr
+        tomllib.loads(check.stdout)                     # stdout is still the TOML alone
+
+        # once it is set, nothing more to say
+        config.write_text(config.read_text() + 'shared_drive_id = "0AshareD"\n')
+        check = cli("-c", str(config), "config", "check")
+        assert check.returncode == 0 and "shared_drive_id" not in check.stderr, check.stderr
+
+
+def test_config_check_says_when_drive_cannot_be_asked(tmp_path: Path, siip: Path,
+                                                      cli: Callable[..., Any]) -> None:
+    with DriveServer() as server:
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        drive = drive_config(server, creds, folder_id="1NoSuchFolder")
+        config = write_config(tmp_path / "c.toml", siip, tmp_path / "b",
+                              toml_table("drive", drive_settings(drive)))
+        check = cli("-c", str(config), "config", "check")
+        assert check.returncode == 0
+        assert "drive: could not check drive.folder_id" in check.stderr
+        assert "'1NoSuchFolder' was not found" in check.stderr
+
+
+def test_drive_login_says_exactly_what_to_set(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    with DriveServer() as server:
+        folder = folder_in_a_shared_drive(server)
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        drive = drive_config(server, creds, folder_id=folder)
+        cfg = make_config(tmp_path, tmp_path / "b", check_paths=False,
+                          drive=drive_settings(drive))
+        said: list[str] = []
+        # the stored sign-in stands in for the browser (tests/test_gdrive_login.py has it):
+        # what is under test is the folder check after it
+        monkeypatch.setattr("watcher.destinations.gdrive.setup.login",
+                            lambda *a, **kw: load_user_token(Path(drive.token_file)))
+        assert drive_login(cfg, say=said.append) == folder
+        assert any('set shared_drive_id = "0AshareD" under [drive]' in line for line in said)

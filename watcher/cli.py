@@ -25,7 +25,7 @@ from watcher.actions import Tick, UsageError
 from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, printable
 from watcher.config.settings import Config, ConfigError, config_file_from, load, to_toml
 from watcher.destinations.base import DestinationError, SetupError
-from watcher.destinations.registry import KINDS, NAMES, DestinationKind
+from watcher.destinations.registry import KINDS, NAMES, DestinationKind, inspect_enabled
 
 log = logging.getLogger("watcher")
 
@@ -233,6 +233,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.config_cmd == "check":
         cfg = _load(args, check_reachable=True)
         sys.stdout.write(f"# {cfg.path}: OK\n" + to_toml(cfg))
+        # what the destinations themselves say: advice, not an error (a run copes with it)
+        for line in inspect_enabled(cfg):
+            print(f"siip-watcher: config check: {line}", file=sys.stderr)
         return EXIT_OK
     if args.config_cmd == "init":
         from watcher.config.starter import starter_toml  # noqa: PLC0415 - start-up time, see the top

@@ -58,6 +58,9 @@ class DestinationKind:
     #: help for its setup commands (`siip-watcher NAME --help`)
     title: str = ""
     commands: tuple[SetupCommand, ...] = ()
+    #: `config check`: what asking the destination itself says about its settings (one line
+    #: each, none when they match what it finds there; one too when it cannot be asked)
+    inspect: Callable[[Config], list[str]] | None = None
 
     def enabled(self, cfg: Config) -> bool:
         """Every new snapshot is copied here."""
@@ -86,6 +89,12 @@ def _drive_readable(cfg: Config) -> None:
     if d.auth == "oauth" and not d.token_file:
         raise ConfigError("--from drive: drive.token_file is not set; set it and run "
                           "`siip-watcher drive login`")
+
+
+def _drive_inspect(cfg: Config) -> list[str]:
+    from watcher.destinations.gdrive.setup import inspect_settings  # noqa: PLC0415 - as above
+
+    return inspect_settings(cfg.drive)
 
 
 def _drive_login_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +135,8 @@ KINDS: tuple[DestinationKind, ...] = (
         commands=(SetupCommand(
             action="login",
             help="sign in to Google (drive.auth = \"oauth\"); stores the token file (mode 0600)",
-            add_arguments=_drive_login_arguments, run=_drive_login),)),
+            add_arguments=_drive_login_arguments, run=_drive_login),),
+        inspect=_drive_inspect),
     DestinationKind(name="folder", section="folder", build=_build_folder,
                     check_readable=_folder_readable),
 )
@@ -138,6 +148,14 @@ NAMES: tuple[str, ...] = tuple(k.name for k in KINDS)
 def enabled_kinds(cfg: Config) -> list[DestinationKind]:
     """The kinds this configuration turns on, in the order they are tried."""
     return [k for k in KINDS if k.enabled(cfg)]
+
+
+def inspect_enabled(cfg: Config) -> list[str]:
+    """`config check`'s look at each enabled destination: lines naming the destination and
+    what to change (a Drive folder that lies in a shared drive shared_drive_id does not name,
+    say), or that it could not be checked."""
+    return [f"{kind.name}: {line}" for kind in enabled_kinds(cfg) if kind.inspect
+            for line in kind.inspect(cfg)]
 
 
 def enabled_destinations(

@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -58,6 +59,7 @@ from watcher.destinations.gdrive.errors import (
     classify,
     exception_verdict,
     parse_error,
+    shared_drive_advice,
 )
 from watcher.destinations.gdrive.transport import authorized_http, build_service
 from watcher.destinations.gdrive.upload import ResumableUploader, round_chunk
@@ -124,6 +126,8 @@ class GoogleDriveDestination(Destination):
         self._credentials = credentials
         self._http: Any = None
         self._service: Any = None
+        #: the shared drive drive.folder_id lies in, found on first use ("" for My Drive)
+        self._folder_drive: str | None = None
         #: deleting was refused once: every later deletion goes to the trash at once
         self._trash_only = False
         self._notices: list[Notice] = []
@@ -144,10 +148,31 @@ class GoogleDriveDestination(Destination):
         return {"supportsAllDrives": True}
 
     def _list_scope(self) -> dict[str, Any]:
-        if self.cfg.shared_drive_id:
-            return {"corpora": "drive", "driveId": self.cfg.shared_drive_id,
+        drive_id = self._shared_drive()
+        if drive_id:
+            return {"corpora": "drive", "driveId": drive_id,
                     "includeItemsFromAllDrives": True, "supportsAllDrives": True}
         return {"corpora": "user", "supportsAllDrives": True}
+
+    def _shared_drive(self) -> str:
+        """The shared drive the backups are in: drive.shared_drive_id, else the one
+        drive.folder_id lies in ("" for My Drive), asked once.
+
+        Uploads into a shared-drive folder work without shared_drive_id, but a listing
+        without the drive (corpora=user) never sees them: `list --from drive` would be empty,
+        prune would keep everything and a retried upload could not find its copy. So the
+        folder's own driveId is used, and the log says what to set.
+        """
+        if self.cfg.shared_drive_id or not self.cfg.folder_id:
+            return self.cfg.shared_drive_id
+        if self._folder_drive is None:
+            found = str(self.folder_info().get("driveId") or "")
+            self._folder_drive = found
+            if found:
+                self.ctx = replace(self.ctx, shared_drive=found)
+                log.warning("%s: %s", self.name,
+                            shared_drive_advice(self.cfg.folder_id, "", found))
+        return self._folder_drive
 
     def _execute(self, op: str, make: Callable[[Any], Any]) -> Any:
         """Run ``make(files()).execute()`` with backoff on 5xx, 429, rate limits, resets."""
@@ -284,6 +309,7 @@ class GoogleDriveDestination(Destination):
         }
         with self._stoppable():
             http, _ = self._connect()
+            self._shared_drive()         # the advice on a full drive names the right one
             for _attempt in range(MAX_MISMATCHES):
                 uploader = ResumableUploader(
                     http, self.cfg.api_root, chunk_size=self.chunk_size, backoff=self.backoff,
@@ -474,14 +500,19 @@ class GoogleDriveDestination(Destination):
 
     def check_folder(self) -> str:
         """The name of the upload folder; a clear error if this account cannot see it."""
+        return str(self.folder_info().get("name", self.parent))
+
+    def folder_info(self) -> dict[str, Any]:
+        """The upload folder's ``id``, ``name`` and ``driveId`` (the shared drive it lies in;
+        absent in My Drive); a clear error if this account cannot see it."""
         with self._stoppable():
             try:
-                res = self._execute("find", lambda f: f.get(
-                    fileId=self.parent, fields="id,name,mimeType", **self._common()))
+                found: dict[str, Any] = self._execute("find", lambda f: f.get(
+                    fileId=self.parent, fields="id,name,mimeType,driveId", **self._common()))
             except _Gone:
                 raise DestinationError(classify(parse_error(404, b""), "find", self.ctx).message,
                                        retryable=False) from None
-        return str(res.get("name", self.parent))
+        return found
 
     def create_folder(self, title: str) -> str:
         """Create a folder at the top of My Drive (or of the shared drive); return its id.

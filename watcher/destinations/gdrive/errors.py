@@ -244,6 +244,24 @@ def shared_drive_full_message(ctx: Context, detail: str) -> str:
             f"empty its trash, or set drive.shared_drive_id to another shared drive")
 
 
+def shared_drive_advice(folder_id: str, configured: str, found: str) -> str | None:
+    """What to set when drive.shared_drive_id (``configured``) does not name the shared drive
+    the folder lies in (``found``, "" for My Drive); None when they agree."""
+    if found == configured:
+        return None
+    folder = f'drive.folder_id "{folder_id}"'
+    if found and not configured:
+        return (f"{folder} is a folder in the shared drive {found} but drive.shared_drive_id "
+                f"is not set: set shared_drive_id = \"{found}\" under [drive] (meanwhile "
+                f"siip-watcher finds the shared drive from the folder each time)")
+    if found:
+        return (f"{folder} is in the shared drive {found}, not in drive.shared_drive_id "
+                f"{configured}: set shared_drive_id = \"{found}\" under [drive]")
+    return (f"{folder} is not in a shared drive but drive.shared_drive_id is {configured}: "
+            f"remove shared_drive_id from [drive], or set folder_id to a folder in that "
+            f"shared drive")
+
+
 def unauthorized_message(ctx: Context) -> str:
     """Credentials that still fail after a refresh."""
     if ctx.auth == "service_account":
