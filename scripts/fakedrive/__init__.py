@@ -14,11 +14,13 @@ multiples of 256 KiB, a resumable session accepts overlapping re-sends.
 
 Faults are injected per request with :meth:`DriveState.inject`: an error status with a
 reason, a connection dropped mid-body, a request processed but its answer lost, a short
-308, an expired session, an expired access token, a slow answer. The server records
-protocol violations by the client (a chunk whose body is shorter than its Content-Length,
-the google-api-python-client trap; a gap; a non-256-KiB chunk; a re-send with different
-bytes). Leaving ``with DriveServer() as server:`` fails if a fault did not fire or a
-violation was recorded, so a fault test cannot silently stop testing anything.
+308, an expired session, an expired access token, a slow answer; and a slow uplink, as
+``DriveState.read_rate`` (request bodies read no faster than that on each connection).
+The server records protocol violations by the client (a chunk whose body is shorter than
+its Content-Length, the google-api-python-client trap; a gap; a non-256-KiB chunk; a
+re-send with different bytes). Leaving ``with DriveServer() as server:`` fails if a fault
+did not fire or a violation was recorded, so a fault test cannot silently stop testing
+anything.
 
 It lives outside ``tests/`` because ``scripts/bench_upload.py`` runs it too (``python -m
 fakedrive --help``), and outside ``watcher/`` because it is not the product (the wheel

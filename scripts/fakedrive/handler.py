@@ -42,6 +42,11 @@ from .state import (
     StoredFile,
 )
 
+#: a rate-limited connection reads in steps of this many seconds' worth of bytes
+PACE_STEP = 0.05
+#: the receive buffer of a rate-limited connection (the kernel may double it)
+SLOW_RCVBUF = 64 * 1024
+
 
 class DriveHTTPServer(ThreadingHTTPServer):
     """One thread per connection, keep-alive, and a set of live connections to cut."""
@@ -70,6 +75,11 @@ class DriveHandler(BaseHTTPRequestHandler):
         self.connection.settimeout(self.server.state.body_timeout)
         # headers and body go out in two writes: without this, Nagle + delayed ACK add 40 ms
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.server.state.read_rate:
+            # a slow link holds little in its buffers; loopback's would hold megabytes, and a
+            # client would see its chunk "sent" long before this server had read it
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+        self._paced_until = 0.0
         with self.server.active_lock:
             self.server.active.add(self.connection)
 
@@ -90,13 +100,31 @@ class DriveHandler(BaseHTTPRequestHandler):
 
     # --- plumbing ---------------------------------------------------------------------
 
+    def _recv(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the request body, read no faster than ``state.read_rate``
+        bytes a second on this connection (a slow uplink, seen from the server); the bytes
+        of an upload chunk are counted as they arrive (``state.arrived_bytes``)."""
+        rate = self.state.read_rate
+        if rate:
+            now = time.monotonic()
+            if self._paced_until > now:
+                time.sleep(self._paced_until - now)
+            block = self.rfile.read(min(n, max(1024, int(rate * PACE_STEP))))
+            self._paced_until = max(now, self._paced_until) + len(block) / rate
+        else:
+            block = self.rfile.read(min(n, 1 << 20))
+        if self._op == "chunk":
+            with self.state.lock:
+                self.state.arrived_bytes += len(block)
+        return block
+
     def _read_body(self, limit: int | None = None) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         want = length if limit is None else min(limit, length)
         self._body_read = True
         chunks, got = [], 0
         while got < want:
-            block = self.rfile.read(min(1 << 20, want - got))
+            block = self._recv(want - got)
             if not block:
                 break
             chunks.append(block)
@@ -397,14 +425,21 @@ class DriveHandler(BaseHTTPRequestHandler):
     def _stream_chunk(self, s: Session, start: int, want: int, accept: int) -> bool:
         """Receive a chunk's body, hashing and storing it as it arrives (as a real server
         does, so the client's sending and our hashing overlap). Only the first ``accept``
-        bytes are kept (a "short" fault). False if the body ended early."""
+        bytes are kept (a "short" fault). False if the body ended early.
+
+        A request that another one overtook (a client that timed out on a slow link and sent
+        the chunk again on a new connection while this one was still arriving) stores
+        nothing: what it holds was computed against what the session held when it began.
+        """
         self._body_read = True
-        md5 = s.md5.copy()
+        with self.state.lock:
+            md5 = s.md5.copy()
+            began = s.received
         kept = bytearray()
-        skip = s.received - start              # bytes of a re-send we already hold
+        skip = began - start                   # bytes of a re-send we already hold
         got = 0
         while got < want:
-            block = self.rfile.read(min(1 << 20, want - got))
+            block = self._recv(want - got)
             if not block:
                 return False
             view = memoryview(block)
@@ -426,6 +461,8 @@ class DriveHandler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.chunk_bytes += got
             self.state.resent_bytes += max(0, min(skip, got))
+            if s.received != began:
+                return True                    # overtaken: the answer says where it stands
             s.md5 = md5
             s.data += kept
             s.received = max(s.received, start + min(accept, want))
@@ -588,7 +625,7 @@ class DriveHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         md5, got = hashlib.md5(), 0
         while got < length:
-            block = self.rfile.read(min(1 << 20, length - got))
+            block = self._recv(length - got)
             if not block:
                 break
             md5.update(block)

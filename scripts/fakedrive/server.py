@@ -105,8 +105,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--hash-only", action="store_true",
                     help="keep md5 and size of uploads, not their bytes (big benchmarks)")
+    ap.add_argument("--read-rate", type=float, default=None, metavar="BYTES_PER_S",
+                    help="read each connection's request bodies no faster than this (a slow "
+                         "uplink)")
     args = ap.parse_args()
     state = DriveState(keep_content=not args.hash_only)
+    state.read_rate = args.read_rate
     info = sign_in(state)
     server = DriveServer(state, port=args.port).start()
     print(json.dumps({"api_root": server.url, "token_uri": server.token_uri, **info}),

@@ -125,6 +125,11 @@ class DriveState:
         self.body_timeout = 10.0      # how long a request body may take to arrive
         self.chunk_bytes = 0          # chunk payload bytes received (re-sends included)
         self.resent_bytes = 0         # of which already stored before
+        #: chunk bytes that arrived at all, those of chunks cut off midway included
+        self.arrived_bytes = 0
+        #: bytes a second each connection reads request bodies at (None: as fast as they
+        #: come): a slow uplink, as the server sees it; may change while a test runs
+        self.read_rate: float | None = None
 
     # --- setup helpers for tests --------------------------------------------------------
 
