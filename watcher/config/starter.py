@@ -75,7 +75,7 @@ credentials_file = ""             # OAuth client JSON, or the service-account ke
 token_file = ""                   # where `siip-watcher drive login` keeps the token (0600)
 shared_drive_id = ""              # service accounts must upload into a shared drive
 impersonate = ""                  # domain-wide delegation subject, if any
-chunk_mib = 16                    # resumable upload chunk, 1 to 1024 (rounded to 256 KiB)
+chunk_mib = 16                    # largest upload chunk, 1 to 1024 (rounded to 256 KiB)
 api_root = "https://www.googleapis.com/"
 
 [folder]                          # a second copy on a mounted NAS share or a USB disk

@@ -62,7 +62,7 @@ from watcher.destinations.gdrive.errors import (
     shared_drive_advice,
 )
 from watcher.destinations.gdrive.transport import authorized_http, build_service
-from watcher.destinations.gdrive.upload import ResumableUploader, round_chunk
+from watcher.destinations.gdrive.upload import Pace, ResumableUploader, round_chunk
 from watcher.retry import EQUAL_JITTER, RetryPolicy, Stopped, wait
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ class GoogleDriveDestination(Destination):
         self.timeout = timeout
         self.retry = retry or DEFAULT_RETRY
         self.backoff = Backoff(self.retry, rate_retry or RATE_LIMIT_RETRY)
+        #: the uplink's pace, learned across this destination's uploads
+        self.pace = Pace(base=timeout)
         self.stop = stop
         self.parent = drive.folder_id or drive.shared_drive_id
         self.ctx = Context(auth=drive.auth, folder=self.parent, impersonate=drive.impersonate,
@@ -313,7 +315,7 @@ class GoogleDriveDestination(Destination):
             for _attempt in range(MAX_MISMATCHES):
                 uploader = ResumableUploader(
                     http, self.cfg.api_root, chunk_size=self.chunk_size, backoff=self.backoff,
-                    context=self.ctx, stop=self.stop,
+                    pace=self.pace, context=self.ctx, stop=self.stop,
                     params={"supportsAllDrives": "true", "fields": FILE_FIELDS})
                 out = uploader.upload(archive, metadata, sha256=sha256, state=state,
                                       save_state=save_state, progress=progress,

@@ -43,6 +43,24 @@ def build_http(api_root: str, timeout: float) -> httplib2.Http:
     return http
 
 
+def set_timeout(http: Any, seconds: float) -> None:
+    """Give each socket operation of the requests ``http`` sends from now on ``seconds``
+    (sending a whole chunk is one ``sendall``; waiting for its answer another).
+
+    httplib2 hands its timeout to a connection when it makes one; an upload needs one per
+    chunk, sized from the bytes in flight (see ``Pace`` in upload.py), so this sets it on the
+    transport, on each connection it keeps and on the socket of an open one. ``http`` is an
+    ``httplib2.Http`` or the ``AuthorizedHttp`` around one.
+    """
+    inner = getattr(http, "http", http)
+    inner.timeout = seconds
+    for conn in list(inner.connections.values()):
+        conn.timeout = seconds
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            sock.settimeout(seconds)
+
+
 def authorized_http(credentials: Credentials, api_root: str, timeout: float) -> AuthorizedHttp:
     """Sign every request with ``credentials``, refreshing them on a 401 (and retrying once).
 

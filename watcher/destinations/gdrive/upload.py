@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from watcher.destinations.gdrive.errors import (
     exception_verdict,
     parse_error,
 )
+from watcher.destinations.gdrive.transport import set_timeout
 from watcher.retry import Stopped, wait
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,58 @@ the upload is not whole; its Range header says what is stored."""
 def round_chunk(size: int) -> int:
     """``size`` rounded down to a multiple of 256 KiB, and at least 256 KiB."""
     return max(QUANTUM, size // QUANTUM * QUANTUM)
+
+
+@dataclass
+class Pace:
+    """How big the next chunk is and how long its request may take, from the rate the link
+    has shown so far; one per destination, so a second archive starts at the learned rate.
+
+    A fixed timeout covers a whole chunk (``sendall`` of the chunk, then the wait for its
+    answer): with 16 MiB chunks and 60 s, any uplink under about 2.3 Mbit/s timed out on every
+    chunk, and offices have 0.3-1 Mbit/s. So:
+
+    - the first chunk is small (:attr:`first_chunk`), timed as if the link ran at
+      :attr:`assumed_rate`;
+    - each chunk is then sized to take about :attr:`chunk_seconds` at the rate measured on
+      the last one (never above the configured chunk, never below 256 KiB);
+    - its timeout is the transport's own (``base``, for the answer) plus :attr:`slack` times
+      the time its bytes need at that rate: the bytes in flight, not a fixed figure;
+    - a timeout says the link is slower than thought: the rate is taken as half what the
+      chunk would have needed to arrive in time, so the next chunk is smaller and its
+      timeout longer, at any speed. Only the chunk in flight is ever sent again.
+    """
+
+    base: float
+    first_chunk: int = 1024 * 1024
+    assumed_rate: float = 16 * 1024.0          # bytes/s: 128 kbit/s, below any office uplink
+    chunk_seconds: float = 30.0
+    slack: float = 2.0
+    #: bytes/s measured on the last chunk; None until one has been sent
+    rate: float | None = None
+    #: chunk requests that ran out of time so far
+    timeouts: int = 0
+
+    def chunk(self, largest: int) -> int:
+        """The size of the next chunk, at most ``largest`` (a multiple of 256 KiB)."""
+        if self.rate is None:
+            return min(largest, round_chunk(self.first_chunk))
+        return min(largest, round_chunk(int(self.rate * self.chunk_seconds)))
+
+    def timeout(self, length: int) -> float:
+        """Seconds a request carrying ``length`` bytes may take."""
+        return self.base + self.slack * length / (self.rate or self.assumed_rate)
+
+    def sent(self, length: int, seconds: float) -> None:
+        """A chunk of ``length`` bytes was answered ``seconds`` after it was sent."""
+        if length >= QUANTUM and seconds > 0:
+            self.rate = length / seconds
+
+    def timed_out(self, length: int, seconds: float) -> None:
+        """A chunk of ``length`` bytes was not answered within ``seconds``."""
+        self.timeouts += 1
+        slower = length / max(seconds, 1e-3) / 2
+        self.rate = min(self.rate, slower) if self.rate else slower
 
 
 def parse_range(header: str | None) -> int:
@@ -241,9 +295,10 @@ class Outcome:
 
 
 class _Retry(Exception):
-    def __init__(self, verdict: Verdict) -> None:
+    def __init__(self, verdict: Verdict, *, timed_out: bool = False) -> None:
         super().__init__(verdict.message)
         self.verdict = verdict
+        self.timed_out = timed_out
 
 
 class _Expired(Exception):
@@ -260,6 +315,7 @@ class ResumableUploader:
         *,
         chunk_size: int,
         backoff: Backoff,
+        pace: Pace,
         context: Context,
         params: dict[str, str],
         stop: threading.Event | None = None,
@@ -268,6 +324,7 @@ class ResumableUploader:
         self.api_root = api_root.rstrip("/") + "/"
         self.upload_url = self.api_root + "upload/drive/v3/files"
         self.chunk_size = round_chunk(chunk_size)
+        self.pace = pace
         self.backoff = backoff
         self.ctx = context
         self.params = params
@@ -403,13 +460,26 @@ class ResumableUploader:
 
     def _send(self, session: str, src: Any, offset: int,
               size: int) -> tuple[int | dict[str, Any], str | None]:
-        length = min(self.chunk_size, size - offset)
+        length = min(self.pace.chunk(self.chunk_size), size - offset)
         with mapped_chunk(src, offset, length, size) as data:
             # an empty file has no byte range: "bytes */0" finishes its session
             rng = f"bytes {offset}-{offset + length - 1}/{size}" if length else f"bytes */{size}"
             headers = {"Content-Range": rng, "Content-Length": str(length)}
-            resp, content = self._request(session, "PUT", data, headers, "chunk")
-        return self._answer(session, resp, content, "chunk")
+            allowed = self.pace.timeout(length)
+            started = time.monotonic()
+            try:
+                resp, content = self._request(session, "PUT", data, headers, "chunk",
+                                              timeout=allowed)
+            except _Retry as exc:
+                if exc.timed_out:
+                    self.pace.timed_out(length, time.monotonic() - started)
+                    log.info("a chunk of %d bytes was not answered within %.0f s; the link "
+                             "is slower than it was, the next chunks are smaller",
+                             length, allowed)
+                raise
+        answer = self._answer(session, resp, content, "chunk")
+        self.pace.sent(length, time.monotonic() - started)
+        return answer
 
     def _answer(self, session: str, resp: Any, content: bytes,
                 op: str) -> tuple[int | dict[str, Any], str | None]:
@@ -444,8 +514,11 @@ class ResumableUploader:
         return DestinationError(verdict.message, retryable=False)
 
     def _request(self, uri: str, method: str, body: bytes, headers: dict[str, str],
-                 op: str) -> tuple[Any, bytes]:
-        """One HTTP request; transport failures become :class:`_Retry` (or fatal)."""
+                 op: str, *, timeout: float | None = None) -> tuple[Any, bytes]:
+        """One HTTP request, allowed ``timeout`` seconds instead of the transport's own;
+        transport failures become :class:`_Retry` (or fatal)."""
+        if timeout is not None:
+            set_timeout(self.http, timeout)
         try:
             return self.http.request(uri, method, body=body, headers=headers)
         except Exception as exc:
@@ -453,5 +526,8 @@ class ResumableUploader:
             if verdict is None:
                 raise
             if verdict.action is Action.RETRY:
-                raise _Retry(verdict) from None
+                raise _Retry(verdict, timed_out=isinstance(exc, TimeoutError)) from None
             raise DestinationError(verdict.message, retryable=False) from None
+        finally:
+            if timeout is not None:
+                set_timeout(self.http, self.pace.base)
