@@ -22,10 +22,25 @@ Each run also reports how many cores other processes used meanwhile (``/proc/sta
 the client's and the server's CPU): on a shared machine that, not the code, often decides
 the ratio, so the ratio is also given over the quiet runs alone (``--quiet-below``).
 
-Example (the figures in docs/benchmarks.md (part 3))::
+With ``--slow RATE:SIZE`` (repeatable) it measures slow uplinks instead (issue 10): the
+server, in this process, reads each connection's bodies at RATE (``DriveState.read_rate``),
+and a file of SIZE goes up once by a plain HTTP PUT and once by
+``GoogleDriveDestination.put`` with the production settings (16 MiB chunks, 60 s timeout,
+the production retries). Reported: each one's time against the pure transfer time
+(SIZE / RATE), the chunk requests that timed out, and the bytes re-sent (chunk bytes that
+reached the server beyond the file's size). On loopback Linux lets a sender queue up to
+4 MiB in its socket, which hides a whole chunk's worth of a slow link from the client's
+timeout; a real slow uplink's TCP window keeps that small, so the client sockets of this
+process queue at most ``--client-sndbuf`` bytes (both the plain PUT's and ours). An
+upload that has taken ``--deadline`` times the pure transfer time is stopped and reported
+as such. Targets: 3 MB over 40 KiB/s in at most 1.3x the pure transfer time; over 1 Mbit/s,
+at most one chunk re-sent per timeout.
+
+Examples (the figures in docs/benchmarks.md (part 3))::
 
     .venv/bin/python scripts/bench_upload.py --size-mib 1024 --chunk-mib 16 \
         --drop-size-mib 64 --repeat 8
+    .venv/bin/python scripts/bench_upload.py --slow 40KiB:3MB --slow 1Mbit:10MB
 """
 
 from __future__ import annotations
@@ -34,11 +49,15 @@ import argparse
 import hashlib
 import http.client
 import json
+import logging
 import os
 import platform
+import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,11 +90,11 @@ def start_server() -> tuple[subprocess.Popen[str], dict[str, Any]]:
     return proc, info
 
 
-def plain_put(api_root: str, path: Path) -> tuple[float, float]:
+def plain_put(api_root: str, path: Path, timeout: float = 120) -> tuple[float, float]:
     """(seconds, client CPU seconds) of one plain HTTP PUT of the file (the baseline)."""
     url = urlsplit(api_root)
     size = path.stat().st_size
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120, blocksize=MIB)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout, blocksize=MIB)
     with open(path, "rb") as f:
         cpu, start = time.process_time(), time.perf_counter()
         conn.request("PUT", "/bench/put", body=f, headers={"Content-Length": str(size)})
@@ -200,6 +219,117 @@ def dropped_connection(size: int, chunk: int, tmp: Path) -> int:
         return server.state.chunk_bytes_sent() - size
 
 
+#: units of --slow: rates in bytes a second, sizes in bytes
+UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "kib": 1024, "mib": 1024**2,
+         "kbit": 1000 / 8, "mbit": 1000**2 / 8}
+
+
+def amount(text: str) -> float:
+    """``40KiB``, ``1Mbit``, ``3MB``, ``125000``: a number and one of :data:`UNITS`."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)(?:/s)?\s*", text)
+    if not match or match.group(2).lower() not in UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number and one of "
+                                         f"{', '.join(u for u in UNITS if u)}")
+    return float(match.group(1)) * UNITS[match.group(2).lower()]
+
+
+def slow_spec(text: str) -> tuple[str, float, int]:
+    """``RATE:SIZE`` -> (the spec as given, bytes a second, bytes)."""
+    rate, _, size = text.partition(":")
+    if not size:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected RATE:SIZE, e.g. 40KiB:3MB")
+    return text, amount(rate), int(amount(size))
+
+
+class TimeoutCount(logging.Handler):
+    """Counts the uploader's log lines about a request that timed out: the same words in
+    every version of the uploader (the retry line quotes ``TimeoutError``), so the figure
+    can be taken of an older checkout too."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "TimeoutError" in record.getMessage():
+            self.count += 1
+
+
+def small_send_buffers(size: int) -> None:
+    """Every socket this process connects from now on queues at most about ``size`` bytes
+    (``SO_SNDBUF``; the kernel doubles it), as on a slow uplink (see the module docstring)."""
+    connect = socket.socket.connect
+
+    def connecting(sock: socket.socket, address: Any) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        connect(sock, address)
+
+    socket.socket.connect = connecting  # type: ignore[method-assign]
+
+
+def slow_link(spec: tuple[str, float, int], tmp: Path, deadline: float) -> dict[str, Any]:
+    """One file over a link of the given rate: a plain PUT, then our upload (see the module
+    docstring)."""
+    # the product imports once ROOT is on sys.path (see the top), fakedrive from this folder
+    from fakedrive import DriveServer, DriveState, sign_in  # noqa: PLC0415
+
+    from watcher.destinations.base import DestinationError  # noqa: PLC0415
+    from watcher.destinations.gdrive.destination import GoogleDriveDestination  # noqa: PLC0415
+
+    name, rate, size = spec
+    data = tmp / "slow.bin"
+    make_file(data, size)
+    sha = hashlib.sha256(data.read_bytes()).hexdigest()
+    pure = size / rate
+    state = DriveState(keep_content=False)
+    state.read_rate = rate
+    counter = TimeoutCount()
+    watcher_log = logging.getLogger("watcher")
+    watcher_log.setLevel(logging.INFO)
+    watcher_log.addHandler(counter)
+    with DriveServer(state) as server:
+        info = {"api_root": server.url, "token_uri": server.token_uri, **sign_in(state)}
+        plain = plain_put(server.url, data, timeout=10 * pure + 60)[0]
+        state.arrived_bytes = 0
+        stop = threading.Event()
+        timer = threading.Timer(deadline * pure, stop.set)
+        timer.start()
+        dest = GoogleDriveDestination(drive_settings(info, tmp / "slow-token.json", 16),
+                                      stop=stop)
+        start, error = time.perf_counter(), None
+        try:
+            dest.put(data, snapshot_id="siip-20260101T000000Z", sha256=sha)
+        except DestinationError as exc:
+            error = "stopped at the deadline" if stop.is_set() else str(exc)
+        seconds = time.perf_counter() - start
+        timer.cancel()
+        arrived = state.arrived_bytes
+        dest.close()
+    watcher_log.removeHandler(counter)
+    return {"link": name, "rate_bytes_s": rate, "size_bytes": size, "pure_seconds": pure,
+            "plain_put_seconds": plain, "plain_put_ratio": plain / pure,
+            "upload_seconds": seconds, "upload_ratio": seconds / pure,
+            "finished": error is None, "error": error, "timeouts": counter.count,
+            "resent_bytes": max(0, arrived - size) if error is None else arrived,
+            "chunk_bytes": 16 * MIB}
+
+
+def print_slow(results: list[dict[str, Any]]) -> None:
+    """The slow-link figures as a table."""
+    print(f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu, Python "
+          f"{platform.python_version()}; production settings (16 MiB chunks, 60 s timeout)")
+    print(f"  {'link':12} {'size':>9} {'pure':>7} {'plain PUT':>16} {'Drive upload':>16} "
+          f"{'timeouts':>8} {'re-sent':>10}")
+    for r in results:
+        ours = (f"{r['upload_seconds']:6.1f}s {r['upload_ratio']:5.2f}x" if r["finished"]
+                else f"{r['upload_seconds']:6.1f}s FAILED")
+        print(f"  {r['link']:12} {r['size_bytes'] / 1e6:7.2f}MB {r['pure_seconds']:6.1f}s "
+              f"{r['plain_put_seconds']:8.1f}s {r['plain_put_ratio']:5.2f}x {ours:>16} "
+              f"{r['timeouts']:8d} {r['resent_bytes'] / 1e6:8.2f}MB")
+        if r["error"]:
+            print(f"  {'':12} {r['error']}")
+
+
 # the three figures in turn, as the module docstring lists them
 def main() -> None:  # noqa: PLR0915
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -212,10 +342,27 @@ def main() -> None:  # noqa: PLR0915
                          "fewer cores than this (the machine may be shared)")
     ap.add_argument("--dir", type=Path, default=None, help="where to write the test file")
     ap.add_argument("--json", action="store_true", help="print one JSON document")
+    ap.add_argument("--slow", action="append", type=slow_spec, metavar="RATE:SIZE",
+                    help="measure SIZE over an uplink of RATE instead (e.g. 40KiB:3MB, "
+                         "1Mbit:10MB; repeatable)")
+    ap.add_argument("--deadline", type=float, default=5.0,
+                    help="with --slow: stop an upload after this many times the pure "
+                         "transfer time")
+    ap.add_argument("--client-sndbuf", type=int, default=128 * 1024,
+                    help="with --slow: the send buffer of the client's sockets (bytes)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child_upload(args)
+        return
+    if args.slow:
+        small_send_buffers(args.client_sndbuf)
+        with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-slow-") as t:
+            results = [slow_link(spec, Path(t), args.deadline) for spec in args.slow]
+        if args.json:
+            print(json.dumps(results, indent=2))
+        else:
+            print_slow(results)
         return
 
     size, chunk = args.size_mib * MIB, args.chunk_mib * MIB
