@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import shutil
 import sqlite3
 import threading
 from datetime import datetime
@@ -21,6 +20,7 @@ from watcher.backup.report import Problem, RunReport
 from watcher.config.settings import Config
 from watcher.notify import notify
 from watcher.state.catalog import CATALOG_FILE, Catalog, utcnow
+from watcher.state.store import free_bytes
 
 log = logging.getLogger("watcher.backup.run")
 
@@ -81,10 +81,7 @@ def failed_report(cfg: Config, problem: Problem, *, trigger: str, phase: str = "
     report = RunReport(name=cfg.name, trigger=trigger, started_at=started_at or utcnow(),
                        phase=phase)
     report.errors.append(problem)
-    try:
-        report.free_bytes = shutil.disk_usage(cfg.local.dir).free
-    except OSError:
-        report.free_bytes = None
+    report.free_bytes = free_bytes(cfg.local.dir)
     report.finish(utcnow())
     return report
 

@@ -8,7 +8,6 @@ was stored stays stored.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -17,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from watcher.backup.canary import Canary, Sample, compare, detect, next_hold
-from watcher.backup.failure import problem_for, send_notice, unexpected_problem
+from watcher.backup.failure import failed_report, problem_for, send_notice, unexpected_problem
 from watcher.backup.prune import apply_retention, notice_problems
 from watcher.backup.report import (
     DestinationResult,
@@ -42,7 +41,7 @@ from watcher.state.canary_file import (
 from watcher.state.catalog import Catalog, utcnow
 from watcher.state.inventory import reconcile
 from watcher.state.lock import LOCK_FILE, FileLock, LockBusy
-from watcher.state.store import LocalStore, StoreError
+from watcher.state.store import LocalStore, StoreError, free_bytes
 
 log = logging.getLogger("watcher.backup.run")
 
@@ -109,12 +108,7 @@ def run_backup(  # noqa: PLR0913
 def _failed_early(cfg: Config, report: RunReport, problem: Problem, *, email: bool,
                   stop: threading.Event | None) -> RunReport:
     """Close, log and notify a run that failed before it could open the catalog."""
-    report.errors.append(problem)
-    try:
-        report.free_bytes = shutil.disk_usage(cfg.local.dir).free
-    except OSError:
-        report.free_bytes = None
-    report.finish(utcnow())
+    report = failed_report(cfg, problem, trigger=report.trigger, started_at=report.started_at)
     log.error("%s", summary_line(report))
     send_notice(cfg, report, email=email, stop=stop)
     return report
@@ -152,15 +146,12 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
             destinations = [opened.enter_context(d) for d in _destinations(cfg, report)]
             _after_snapshot(cfg, catalog, store, destinations, report, upload=upload,
                             stop=stop)
-    except Exception as exc:  # noqa: BLE001 - whatever it was, the run still ends with a report
+    except Exception as exc:  # noqa: BLE001
         # the catalog, a bug, the disk: whatever it was, the run still ends with a report
         # that is recorded, logged and sent to the admin
         _crashed(report, exc, store)
 
-    try:
-        report.free_bytes = shutil.disk_usage(store.dir).free
-    except OSError:
-        report.free_bytes = None
+    report.free_bytes = free_bytes(store.dir)
     report.next_run = next_run() if next_run else None
     report.finish(utcnow())
     summary = summary_line(report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,14 @@ class LocalArchive:
     size: int
     sha256: str | None
 
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free space on the disk of ``folder`` for a report, or None when it cannot be read."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 class LocalStore:
     """Paths and atomic writes in the local dir for one configured ``name``."""
