@@ -149,10 +149,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no snapshots ({args.source})")
         return EXIT_OK
-    print(f"{'ID':<32} {'CREATED (UTC)':<20} {'SIZE':>14}  STORED AT")
+    print(f"{'ID':<32} {'CREATED (UTC)':<20} {'SIZE':>14}  {'KIND':<5}  {'BASE':<32}  STORED AT")
     for r in rows:
         created = (r.created_at.isoformat() if r.created_at else "")[:19].replace("T", " ")
-        print(f"{r.id:<32} {created:<20} {r.size:>14,}  {', '.join(r.stored_at)}")
+        base = r.base or ("?" if r.kind == "delta" else "-")
+        print(f"{r.id:<32} {created:<20} {r.size:>14,}  {r.kind:<5}  {base:<32}  "
+              f"{', '.join(r.stored_at)}")
     return EXIT_OK
 
 

@@ -77,7 +77,7 @@ def fetched(cfg: Config, source: str, ident: str, *,
                              f"`siip-watcher list --from {source}`")
         work = LocalStore(cfg).scratch_dir()
         with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
-            target = Path(tmp) / archive_name(sid)
+            target = Path(tmp) / archive_name(sid, chosen.kind)
             with bars(f"download {sid}") as (update, total):
                 if total:
                     total(chosen.size)

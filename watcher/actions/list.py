@@ -32,12 +32,16 @@ class LocalSnapshot:
     stored_at: list[str]
     #: the local archive's path; None once it is only at destinations
     file: str | None
+    #: "full" or "delta"; a delta's ``base`` is the full it needs (None for a full)
+    kind: str = "full"
+    base: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The `list --json` form."""
         return {"id": self.id, "created_at": self.created_at.isoformat(), "size": self.size,
                 "files": self.files, "sha256": self.sha256, "trigger": self.trigger,
-                "stored_at": self.stored_at, "file": self.file}
+                "stored_at": self.stored_at, "file": self.file, "kind": self.kind,
+                "base": self.base}
 
 
 @dataclass(frozen=True)
@@ -50,13 +54,16 @@ class RemoteSnapshot:
     sha256: str | None
     stored_at: list[str]
     link: str | None
+    #: from the file's name; ``base`` from the catalog when it knows the snapshot
+    kind: str = "full"
+    base: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The `list --from NAME --json` form."""
         return {"id": self.id,
                 "created_at": self.created_at.isoformat() if self.created_at else None,
                 "size": self.size, "sha256": self.sha256, "stored_at": self.stored_at,
-                "link": self.link}
+                "link": self.link, "kind": self.kind, "base": self.base}
 
 
 Listed = LocalSnapshot | RemoteSnapshot
@@ -66,8 +73,10 @@ def list_snapshots(cfg: Config, source: str) -> list[Listed]:
     """The snapshots at ``source`` (``local``: the catalog, brought in step with the local
     dir first; else the destination of that name), newest first."""
     if source != "local":
+        bases = _known_bases(cfg)
         return [RemoteSnapshot(id=r.snapshot_id, created_at=r.created_at, size=r.size,
-                               sha256=r.sha256, stored_at=[source], link=r.link)
+                               sha256=r.sha256, stored_at=[source], link=r.link, kind=r.kind,
+                               base=bases.get(r.snapshot_id) if r.kind == "delta" else None)
                 for r in remote_files(cfg, source)]
     store = LocalStore(cfg)
     store.check_folder()
@@ -78,6 +87,17 @@ def list_snapshots(cfg: Config, source: str) -> list[Listed]:
     catalog = Catalog(cfg.local.dir)
     reconcile(catalog, store)
     return _rows(catalog, {})
+
+
+def _known_bases(cfg: Config) -> dict[str, str]:
+    """Each delta's base as the catalog knows it (read only; empty on a new machine, where
+    only the delta's own manifest says)."""
+    try:
+        catalog = Catalog.read_only(cfg.local.dir) if cfg.local.dir.is_dir() else None
+        rows = catalog.snapshots() if catalog else []
+    except sqlite3.Error:
+        rows = []
+    return {s.id: s.base for s in rows if s.base}
 
 
 def _rows(catalog: Catalog | None, extra: dict[str, LocalSnapshot]) -> list[LocalSnapshot]:
@@ -93,7 +113,8 @@ def _rows(catalog: Catalog | None, extra: dict[str, LocalSnapshot]) -> list[Loca
                 id=s.id, created_at=s.created_at, size=s.size, files=s.files,
                 sha256=s.sha256, trigger=s.trigger,
                 stored_at=(["local"] if s.local or s.id in extra else []) + copies.get(s.id, []),
-                file=s.file if s.local else extra[s.id].file if s.id in extra else None)
+                file=s.file if s.local else extra[s.id].file if s.id in extra else None,
+                kind=s.kind, base=s.base)
     return sorted(rows.values(), key=lambda r: (r.created_at, r.id), reverse=True)
 
 
@@ -111,6 +132,6 @@ def _list_read_only(store: LocalStore) -> list[LocalSnapshot]:
         catalog = None
     present = {a.id: LocalSnapshot(id=a.id, created_at=a.created_at, size=a.size, files=None,
                                    sha256=a.sha256 or "", trigger=None, stored_at=["local"],
-                                   file=str(a.path))
+                                   file=str(a.path), kind=a.kind)
                for a in store.archives()}
     return _rows(catalog, present)

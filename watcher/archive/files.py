@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from watcher.destinations.base import RemoteFile
 
 ARCHIVE_SUFFIX = ".tar.zst"
+#: a delta snapshot's archive: only what changed since its base full (README, "Deltas")
+DELTA_ARCHIVE_SUFFIX = ".delta" + ARCHIVE_SUFFIX
+FULL, DELTA = "full", "delta"
 SIDECAR_SUFFIX = ".sha256"
 PARTIAL_SUFFIX = ".partial"
 _READ_BLOCK = 1 << 20
@@ -26,16 +29,30 @@ _READ_BLOCK = 1 << 20
 _ID_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<ts>\d{8}T\d{6}Z)$")
 
 
-def archive_name(snapshot_id: str) -> str:
-    """The file name of a snapshot's archive (``siip-20261127T181500Z.tar.zst``)."""
-    return snapshot_id + ARCHIVE_SUFFIX
+def archive_name(snapshot_id: str, kind: str = FULL) -> str:
+    """The file name of a snapshot's archive: ``siip-20261127T181500Z.tar.zst`` for a full,
+    ``siip-20261127T181500Z.delta.tar.zst`` for a delta."""
+    return snapshot_id + (DELTA_ARCHIVE_SUFFIX if kind == DELTA else ARCHIVE_SUFFIX)
+
+
+def parse_archive_name(name: str) -> tuple[str, str] | None:
+    """(snapshot id, kind) of an archive file name, or None for anything else."""
+    for suffix, kind in ((DELTA_ARCHIVE_SUFFIX, DELTA), (ARCHIVE_SUFFIX, FULL)):
+        if name.endswith(suffix):
+            return (name[: -len(suffix)], kind) if len(name) > len(suffix) else None
+    return None
 
 
 def snapshot_id_of(name: str) -> str | None:
-    """The snapshot id of an archive file name, or None for anything else."""
-    if name.endswith(ARCHIVE_SUFFIX) and len(name) > len(ARCHIVE_SUFFIX):
-        return name[: -len(ARCHIVE_SUFFIX)]
-    return None
+    """The snapshot id of an archive file name (full or delta), or None for anything else."""
+    parsed = parse_archive_name(name)
+    return parsed[0] if parsed else None
+
+
+def archive_kind_of(name: str) -> str:
+    """``"delta"`` for a delta archive's file name, else ``"full"``."""
+    parsed = parse_archive_name(name)
+    return parsed[1] if parsed else FULL
 
 
 def parse_snapshot_id(snapshot_id: str) -> tuple[str, datetime] | None:

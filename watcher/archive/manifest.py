@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from watcher.archive.files import FULL
+
 MANIFEST_MEMBER = "manifest.json"
 FILES_PREFIX = "files/"
 DATABASES_PREFIX = "databases/"
 FORMAT_VERSION = 1
+#: header keys of a delta's manifest only (README, "Deltas")
+KIND_KEY, BASE_KEY = "kind", "base"
 
 
 def member_entry(path: str, kind: str, size: int, mode: int, mtime_ns: int, *,
@@ -101,6 +105,18 @@ class Manifest:
     @property
     def databases(self) -> list[dict[str, Any]]:
         return list(self.data.get("databases", []))
+
+    @property
+    def kind(self) -> str:
+        """"full", or "delta" (a full's manifest has no ``kind`` key: fulls keep the manifest
+        they always had)."""
+        return str(self.data.get(KIND_KEY, FULL))
+
+    @property
+    def base(self) -> str | None:
+        """A delta's base full snapshot id; None for a full."""
+        base = self.data.get(BASE_KEY)
+        return str(base) if base else None
 
     def restore_path(self, member: str) -> str | None:
         """Where ``member`` goes in a restored project folder (POSIX, relative), or None.

@@ -145,13 +145,15 @@ class SnapshotInfo:
     """The archive a run stored locally."""
 
     id: str
-    file: str                      # absolute path of the .tar.zst
+    file: str                      # absolute path of the .tar.zst (.delta.tar.zst)
     created_at: datetime
     size: int                      # bytes of the archive
     sha256: str
     files: int                     # members under files/ (regular files, links, folders)
     bytes_in: int                  # uncompressed bytes of every member
     databases: list[DatabaseResult] = field(default_factory=list)
+    kind: str = "full"             # "full", or "delta": only the changes since ``base``
+    base: str | None = None        # a delta's full snapshot id; None for a full
 
     @property
     def ratio(self) -> float:

@@ -55,6 +55,8 @@ class RemoteFile:
     sha256: str | None = None
     created_at: datetime | None = None
     link: str | None = None
+    #: "full" or "delta", as the file's name says (watcher/archive/files.py)
+    kind: str = "full"
 
 
 @dataclass(frozen=True)

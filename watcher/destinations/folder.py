@@ -20,6 +20,7 @@ from watcher.archive.files import (
     ARCHIVE_SUFFIX,
     PARTIAL_SUFFIX,
     SIDECAR_SUFFIX,
+    archive_kind_of,
     archive_name,
     file_sha256,
     fsync_dir,
@@ -68,7 +69,7 @@ class LocalFolderDestination(Destination):
         """Copy ``archive`` here (resuming a ``.partial`` left by an interrupted copy)."""
         sha256 = sha256.lower()
         self._ensure_dir()
-        final = self.dir / archive_name(snapshot_id)
+        final = self.dir / archive_name(snapshot_id, archive_kind_of(archive.name))
         existing = self.find(snapshot_id)
         if existing is not None and self._is_verified_copy(final, sha256):
             return existing
@@ -183,9 +184,12 @@ class LocalFolderDestination(Destination):
     # --- find, list, get, delete ----------------------------------------------------------
 
     def find(self, snapshot_id: str) -> RemoteFile | None:
-        """The copy of ``snapshot_id`` in the folder, if its archive is there."""
-        path = self.dir / archive_name(snapshot_id)
-        return self._remote(path) if path.is_file() else None
+        """The copy of ``snapshot_id`` in the folder, if its archive (full or delta) is there."""
+        for kind in ("full", "delta"):
+            path = self.dir / archive_name(snapshot_id, kind)
+            if path.is_file():
+                return self._remote(path)
+        return None
 
     def list(self) -> list[RemoteFile]:
         """Every archive in the folder, newest first (``.partial`` leftovers are not)."""
@@ -235,4 +239,4 @@ class LocalFolderDestination(Destination):
         created = snapshot_time(snapshot_id) or datetime.fromtimestamp(st.st_mtime, UTC)
         return RemoteFile(snapshot_id=snapshot_id, name=path.name, size=st.st_size,
                           remote_id=str(path), sha256=sha256, created_at=created,
-                          link=path.as_uri())
+                          link=path.as_uri(), kind=archive_kind_of(path.name))

@@ -24,7 +24,8 @@ from watcher.backup.report import RunReport, SnapshotInfo
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite3"
-SCHEMA_VERSION = 1
+#: 2 added each snapshot's kind ("full" or "delta") and base (a delta's full)
+SCHEMA_VERSION = 2
 #: how long a connection waits for another process's transaction (seconds): the service and
 #: `once` wait long rather than fail a run; `status` answers an admin within seconds
 WRITER_TIMEOUT = 30.0
@@ -43,7 +44,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
     duration    REAL,
     trigger     TEXT,
     local       INTEGER NOT NULL DEFAULT 1,
-    fingerprint TEXT
+    fingerprint TEXT,
+    kind        TEXT NOT NULL DEFAULT 'full',
+    base        TEXT
 );
 CREATE TABLE IF NOT EXISTS copies (
     snapshot_id TEXT NOT NULL,
@@ -89,6 +92,21 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
         "SQLITE_PERM", "SQLITE_IOERR")
 
 
+#: columns added after the first schema, with their definition; a catalog written before
+#: them gains them in place (every existing snapshot was a full)
+_ADDED_COLUMNS = (("snapshots", "kind", "TEXT NOT NULL DEFAULT 'full'"),
+                  ("snapshots", "base", "TEXT"))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns an older catalog lacks (ALTER TABLE appends them, so the column order
+    stays that of ``_SCHEMA``)."""
+    for table, column, definition in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC (one clock for the whole package)."""
     return datetime.now(UTC)
@@ -118,6 +136,9 @@ class SnapshotRow:
     trigger: str | None
     local: bool
     fingerprint: str | None
+    #: "full" (a whole archive) or "delta" (the changes since the full ``base``)
+    kind: str = "full"
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +216,7 @@ class Catalog:
                 if rows != [("ok",)]:
                     raise sqlite3.DatabaseError(f"quick_check: {rows[0][0]}")
             db.executescript(_SCHEMA)  # commits on its own: no surrounding transaction
+            _migrate(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
             db.close()
@@ -293,10 +315,10 @@ class Catalog:
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO snapshots (id, file, created_at, size, sha256, files, "
-                "bytes_in, databases, duration, trigger, local, fingerprint) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,1,?)",
+                "bytes_in, databases, duration, trigger, local, fingerprint, kind, base) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,1,?,?,?)",
                 (info.id, info.file, _ts(info.created_at), info.size, info.sha256, info.files,
-                 info.bytes_in, dbs, duration, trigger, fingerprint),
+                 info.bytes_in, dbs, duration, trigger, fingerprint, info.kind, info.base),
             )
 
     def snapshots(self) -> list[SnapshotRow]:
@@ -447,7 +469,7 @@ def _snapshot_row(r: tuple[Any, ...]) -> SnapshotRow:
     return SnapshotRow(
         id=r[0], file=r[1], created_at=_dt(r[2]), size=r[3], sha256=r[4],  # type: ignore[arg-type]
         files=r[5], bytes_in=r[6], databases=json.loads(r[7] or "[]"), duration=r[8],
-        trigger=r[9], local=bool(r[10]), fingerprint=r[11],
+        trigger=r[9], local=bool(r[10]), fingerprint=r[11], kind=r[12] or "full", base=r[13],
     )
 
 

@@ -56,7 +56,7 @@ def reconcile(catalog: Catalog, store: LocalStore) -> int:
         info = SnapshotInfo(id=sid, file=str(archive.path), created_at=archive.created_at,
                             size=archive.size, sha256=archive.sha256,
                             files=int(totals.get("files", 0)), bytes_in=int(totals.get("bytes", 0)),
-                            databases=dbs)
+                            databases=dbs, kind=manifest.kind, base=manifest.base)
         catalog.add_snapshot(info, trigger=None, duration=None)
         queued = [name for _, name in queue_copies(catalog, destinations, [sid])]
         if queued:

@@ -1,6 +1,7 @@
 """The local dir: where archives, their sidecars and the catalog live.
 
-Names: ``<name>-<YYYYMMDDTHHMMSSZ>.tar.zst`` (UTC) and ``<archive>.sha256``. The sidecar is
+Names: ``<name>-<YYYYMMDDTHHMMSSZ>.tar.zst`` (UTC) for a full,
+``<name>-<YYYYMMDDTHHMMSSZ>.delta.tar.zst`` for a delta, and ``<archive>.sha256``. The sidecar is
 renamed into place before the archive, so an archive under its final name always has its
 checksum beside it and is complete; anything ending in ``.partial`` is a leftover.
 """
@@ -16,9 +17,13 @@ from pathlib import Path
 
 from watcher.archive.files import (
     ARCHIVE_SUFFIX,
+    DELTA,
+    FULL,
     PARTIAL_SUFFIX,
     SIDECAR_SUFFIX,
+    archive_name,
     fsync_dir,
+    parse_archive_name,
     parse_snapshot_id,
     read_sidecar,
     sidecar_line,
@@ -42,6 +47,7 @@ class LocalArchive:
     created_at: datetime
     size: int
     sha256: str | None
+    kind: str = FULL
 
 
 
@@ -94,13 +100,21 @@ class LocalStore:
         ts = now.astimezone(UTC).replace(microsecond=0)
         while True:
             snapshot_id = f"{self.name}-{ts:%Y%m%dT%H%M%SZ}"
-            path = self.archive_path(snapshot_id)
-            if not path.exists() and not self.sidecar_path(path).exists():
+            if not any(p.exists() or self.sidecar_path(p).exists()
+                       for p in self._both_paths(snapshot_id)):
                 return snapshot_id
             ts += timedelta(seconds=1)
 
-    def archive_path(self, snapshot_id: str) -> Path:
-        return self.dir / (snapshot_id + ARCHIVE_SUFFIX)
+    def archive_path(self, snapshot_id: str, kind: str = FULL) -> Path:
+        """Where the archive of ``snapshot_id`` of ``kind`` ("full" or "delta") lies."""
+        return self.dir / archive_name(snapshot_id, kind)
+
+    def _both_paths(self, snapshot_id: str) -> tuple[Path, Path]:
+        return self.archive_path(snapshot_id, FULL), self.archive_path(snapshot_id, DELTA)
+
+    def find(self, snapshot_id: str) -> LocalArchive | None:
+        """The complete archive of ``snapshot_id`` in the local dir, full or delta."""
+        return next((a for a in self.archives() if a.id == snapshot_id), None)
 
     @staticmethod
     def sidecar_path(archive: Path) -> Path:
@@ -123,7 +137,7 @@ class LocalStore:
         if not self.dir.is_dir():
             return found
         for path in self.dir.glob(f"*{ARCHIVE_SUFFIX}"):
-            snapshot_id = path.name[: -len(ARCHIVE_SUFFIX)]
+            snapshot_id, kind = parse_archive_name(path.name) or ("", FULL)
             parsed = parse_snapshot_id(snapshot_id)
             if not parsed or parsed[0] != self.name:
                 continue
@@ -131,15 +145,16 @@ class LocalStore:
                 sha = read_sidecar(self.sidecar_path(path))
             except (OSError, ValueError):
                 sha = None
-            found.append(LocalArchive(snapshot_id, path, parsed[1], path.stat().st_size, sha))
+            found.append(LocalArchive(snapshot_id, path, parsed[1], path.stat().st_size, sha,
+                                      kind))
         found.sort(key=lambda a: (a.created_at, a.id), reverse=True)
         return found
 
     def delete(self, snapshot_id: str) -> None:
         """Remove an archive and its sidecar (archive first: a lone sidecar is harmless)."""
-        archive = self.archive_path(snapshot_id)
-        archive.unlink(missing_ok=True)
-        self.sidecar_path(archive).unlink(missing_ok=True)
+        for archive in self._both_paths(snapshot_id):
+            archive.unlink(missing_ok=True)
+            self.sidecar_path(archive).unlink(missing_ok=True)
         fsync_dir(self.dir)
 
     def remove_leftovers(self) -> list[Path]:

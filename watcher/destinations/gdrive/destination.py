@@ -34,6 +34,7 @@ from googleapiclient.errors import HttpError
 
 from watcher.archive.files import (
     PARTIAL_SUFFIX,
+    archive_kind_of,
     archive_name,
     fsync_dir,
     newest_first,
@@ -266,7 +267,7 @@ class GoogleDriveDestination(Destination):
                         "like NAME-YYYYMMDDTHHMMSSZ", self.name, remote.name, remote.remote_id,
                         remote.snapshot_id)
             return False
-        if remote.name != archive_name(remote.snapshot_id):
+        if remote.name != archive_name(remote.snapshot_id, remote.kind):
             log.warning("%s: the Drive file holding %s was renamed to %r; it is still used, "
                         "under its snapshot id's name", self.name, remote.snapshot_id,
                         remote.name)
@@ -281,7 +282,8 @@ class GoogleDriveDestination(Destination):
             created = datetime.fromisoformat(str(res["createdTime"]).replace("Z", "+00:00"))
         return RemoteFile(snapshot_id=sid, name=name, size=int(res.get("size") or 0),
                           remote_id=str(res["id"]), sha256=props.get(KEY_SHA256),
-                          created_at=created, link=res.get("webViewLink"))
+                          created_at=created, link=res.get("webViewLink"),
+                          kind=archive_kind_of(name))
 
     # --- put ----------------------------------------------------------------------------
 
@@ -303,7 +305,7 @@ class GoogleDriveDestination(Destination):
             raise DestinationError(f"cannot read the local archive {archive}: "
                                    f"{exc.strerror or exc}", retryable=False) from None
         metadata = {
-            "name": archive_name(snapshot_id),
+            "name": archive_name(snapshot_id, archive_kind_of(archive.name)),
             "parents": [self.parent],
             "mimeType": MIME_TYPE,
             "appProperties": {KEY_KIND: KIND_ARCHIVE, KEY_SNAPSHOT: snapshot_id,
