@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 #: upper bound for things that normally take well under a second
 WAIT = 30.0
 DATABASE = "siip_database.db"
+#: the tests' services serve no monitor page unless a test asks for one: every service would
+#: otherwise listen on the default port, and tests running side by side would collide there
+NO_WEB = {"enabled": False}
 
 
 def make_siip_tree(root: Path, *, seed: int = 1, photos: int = 6, photo_size: int = 50_000,
@@ -72,7 +75,7 @@ def make_config(root: Path, local: Path, *, databases: Sequence[str] = (DATABASE
     """A validated Config for ``root`` backed up to ``local``, with section overrides (a
     ``source`` section is merged into the one made here); the environment is ignored."""
     raw: dict[str, Any] = {"source": {"root": str(root), "databases": list(databases)},
-                           "local": {"dir": str(local)}}
+                           "local": {"dir": str(local)}, "web": dict(NO_WEB)}
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return from_mapping(raw, environ={}, check_paths=check_paths)
@@ -86,7 +89,10 @@ def toml_table(name: str, values: dict[str, Any]) -> str:
 
 def write_config(path: Path, root: Path, local: Path, extra: str = "") -> Path:
     """A TOML config file for ``root`` backed up to ``local``; ``extra`` is appended (more
-    sections, e.g. from :func:`toml_table`)."""
+    sections, e.g. from :func:`toml_table`). The monitor page is off unless ``extra`` has a
+    [web] section (see :data:`NO_WEB`)."""
+    if "[web]" not in extra:
+        extra += toml_table("web", NO_WEB)
     path.write_text(
         f'[source]\nroot = "{root}"\ndatabases = ["{DATABASE}"]\n'
         f'[local]\ndir = "{local}"\n{extra}', encoding="utf-8")

@@ -312,7 +312,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from watcher.service.status import StatusError, collect_status, format_status  # noqa: PLC0415 - start-up time, see the top
+    from watcher.service.status import StatusError, collect_status, format_status, status_json  # noqa: PLC0415 - start-up time, see the top
 
     # status must answer even when the source folder is missing (that is worth seeing)
     cfg = _load(args, check_paths=False)
@@ -321,10 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except StatusError as exc:
         print(f"siip-watcher: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    if args.json:
-        _print_json(data)
-    else:
-        sys.stdout.write(format_status(data))
+    sys.stdout.write(status_json(data) if args.json else format_status(data))
     return EXIT_OK
 
 

@@ -134,6 +134,24 @@ class HeartbeatConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The monitor page and metrics that `siip-watcher start` serves (watcher/web/)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8765"
+    #: es | en; empty: the same as email.language
+    language: str = ""
+    #: the access token comes from this environment variable or from ``token_file``; without
+    #: one only a loopback ``listen`` is allowed
+    token_env: str = "SIIP_WATCHER_WEB_TOKEN"
+    token_file: str = ""
+
+    def page_language(self, email_language: str) -> str:
+        """The page's language: its own, else the email's."""
+        return self.language or email_language
+
+
+@dataclass(frozen=True)
 class LogConfig:
     file: str = ""
     level: str = "info"
@@ -154,6 +172,7 @@ class Config:
     folder: FolderConfig = field(default_factory=FolderConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     #: the file this was loaded from (None for a configuration built in code)
     path: Path | None = None
@@ -170,6 +189,7 @@ SECTIONS: dict[str, type] = {
     "folder": FolderConfig,
     "email": EmailConfig,
     "heartbeat": HeartbeatConfig,
+    "web": WebConfig,
     "log": LogConfig,
 }
 
@@ -187,6 +207,7 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("drive", "auth"): ("oauth", "service_account"),
     ("email", "security"): ("starttls", "ssl", "none"),
     ("email", "language"): ("es", "en"),
+    ("web", "language"): ("", "es", "en"),
     ("log", "level"): ("debug", "info", "warning", "error"),
 }
 EMAIL_EVENTS = ("success", "warning", "failure", "recovery")
@@ -440,6 +461,8 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     built["email"] = replace(
         e, password_file=absolute_str(e.password_file), ca_file=absolute_str(e.ca_file)
     )
+    w = built["web"]
+    built["web"] = replace(w, token_file=absolute_str(w.token_file))
     lg = built["log"]
     built["log"] = replace(lg, file=absolute_str(lg.file))
     return built
@@ -524,6 +547,12 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
     if hb and urlsplit(hb).scheme not in ("http", "https"):
         fail("heartbeat.url", "an http:// or https:// URL", "<redacted>")
 
+    w = cfg.web
+    try:
+        parse_listen(w.listen)
+    except ValueError as exc:
+        fail("web.listen", f"HOST:PORT, e.g. \"127.0.0.1:8765\" ({exc})", w.listen)
+
     if check_paths:
         root = cfg.source.root
         if not root.is_dir():
@@ -560,6 +589,21 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as host and port; raises ValueError."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host:
+        raise ValueError("the port is missing")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 1 <= int(port_text) <= MAX_PORT:
+        raise ValueError("the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+MAX_PORT = 65_535
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -619,10 +663,15 @@ def to_toml(cfg: Config) -> str:
             if section == "heartbeat" and f.name == "url":
                 value = redacted_heartbeat(value)
             lines.append(f"{f.name} = {toml_value(value)}")
-            if section == "email" and f.name == "password_env" and value:
+            if (section, f.name) in SECRET_ENV_KEYS and value:
                 state = "set" if os.environ.get(value) else "NOT set"
                 lines[-1] += f"  # the variable is {state}; its value is never shown"
     return "\n".join(lines) + "\n"
+
+
+#: keys that name the environment variable holding a secret: `config check` says whether it
+#: is set, never what it holds
+SECRET_ENV_KEYS = {("email", "password_env"), ("web", "token_env")}
 
 
 def toml_value(value: Any) -> str:

@@ -104,6 +104,16 @@ timeout_seconds = 30              # per answer from the server, 0.1 to 3600
 [heartbeat]
 url = ""                          # GET after a good run, URL + "/fail" after a failed one
 
+[web]                             # the monitor page and /metrics, served by `siip-watcher start`
+enabled = true
+# Where the page listens. A loopback address (127.0.0.1, ::1, localhost) is reachable from
+# this machine only; any other address needs an access token, or the service refuses to start.
+listen = "127.0.0.1:8765"
+language = ""                     # es | en; empty = the same as email.language
+# The access token never sits in this file: it is read from this environment variable...
+token_env = "SIIP_WATCHER_WEB_TOKEN"
+token_file = ""                   # ...or from this file (mode 0600)
+
 [log]
 file = ""                         # optional rotating log file; stderr always
 level = "info"                    # debug | info | warning | error

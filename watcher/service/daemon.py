@@ -14,6 +14,11 @@ At start the interval is counted from the newest snapshot in the catalog, and th
 compared with that snapshot's fingerprint, so neither a restart nor a change made while the
 service was stopped is missed.
 
+With ``[web] enabled`` the service also serves the monitor page, ``/api/status`` and
+``/metrics`` (:mod:`watcher.web`); the page's button asks for a run through
+:meth:`Service.request_backup`, the same decide job as every other trigger, so there is still one
+run at a time.
+
 SIGTERM/SIGINT (NSSM sends Ctrl+C on Windows): stop watching, give a running backup
 ``schedule.stop_timeout_seconds`` to finish, then abort it through its ``stop`` event (the run
 removes its partial file), and exit 0. A second signal aborts at once.
@@ -39,7 +44,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -50,13 +55,16 @@ from watcher.backup.uploads import next_due, send_copies
 from watcher.config.settings import Config
 from watcher.destinations.registry import enabled_destinations
 from watcher.retry import NO_JITTER, RetryPolicy
-from watcher.service.decide import ChangeTracker, Decision, Policy
+from watcher.service.decide import TRIGGER_MANUAL, ChangeTracker, Decision, Policy
 from watcher.service.state_file import write_state
 from watcher.service.watch import TreeWatcher, WatchError
 from watcher.snapshot.take import tree_fingerprint
 from watcher.state.catalog import Catalog, utcnow
 from watcher.state.lock import LOCK_FILE, SERVICE_LOCK_FILE, FileLock, LockBusy
 from watcher.state.store import LocalStore
+
+if TYPE_CHECKING:
+    from watcher.web.server import WebServer
 
 log = logging.getLogger("watcher.service.daemon")
 
@@ -92,6 +100,12 @@ def serve(cfg: Config, *, run_fn: RunFn | None = None,
     """
     if run_fn is None:
         run_fn = run_backup
+    token = None
+    if cfg.web.enabled:
+        # only then: a service without the page never loads the web libraries
+        from watcher.web.auth import access_token  # noqa: PLC0415
+
+        token = access_token(cfg)  # a ConfigError here is exit 2, like any other
     if not cfg.schedule.enabled:
         problem = Problem("schedule.enabled is false, so the service has nothing to do",
                           "set it to true (or stop and disable the service and run "
@@ -99,7 +113,7 @@ def serve(cfg: Config, *, run_fn: RunFn | None = None,
         log.error("%s; %s", problem.message, problem.hint)
         start_failed(cfg, problem)
         return EXIT_USAGE
-    service = Service(cfg, run_fn, stop_event or threading.Event())
+    service = Service(cfg, run_fn, stop_event or threading.Event(), web_token=token)
     with _signals(service):
         return service.run()
 
@@ -128,8 +142,9 @@ class Service:
     """The running service: lock, watcher, tracker, scheduler. Use :func:`serve`."""
 
     def __init__(self, cfg: Config, run_fn: RunFn, stop_event: threading.Event,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, *, web_token: str | None = None) -> None:
         self.cfg = cfg
+        self.web_token = web_token
         self.run_fn = run_fn
         self.stop_event = stop_event
         self.clock = clock
@@ -153,6 +168,7 @@ class Service:
         self.tracker: ChangeTracker | None = None
         self.watcher: TreeWatcher | None = None
         self.scheduler: BackgroundScheduler | None = None
+        self.web: WebServer | None = None
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -215,6 +231,9 @@ class Service:
             start_failed(self.cfg, problem, started_at=self._started_at)
             return EXIT_USAGE
         self._remove_leftovers()
+        code = self._start_web()
+        if code is not None:
+            return code
         last_success = newest.created_at if newest else None
         self.tracker = ChangeTracker(self.policy, last_success=last_success)
         # watch first, compare the tree after: a change between the two is then never lost
@@ -223,6 +242,8 @@ class Service:
             self.watcher.start()
         except WatchError as exc:
             log.error("%s", exc)
+            if self.web is not None:
+                self.web.stop()
             start_failed(self.cfg, Problem(str(exc), cause="watch"), catalog,
                          started_at=self._started_at)
             return EXIT_RUN_FAILED
@@ -245,9 +266,29 @@ class Service:
         self._write_state()
         return None
 
+    def _start_web(self) -> int | None:
+        """Serve the monitor page (``[web]``); an exit code if its address cannot be used."""
+        if not self.cfg.web.enabled:
+            return None
+        from watcher.web.server import WebError, WebServer  # noqa: PLC0415 - as in serve()
+
+        try:
+            self.web = WebServer(self.cfg, self.web_token, request_backup=self.request_backup)
+        except WebError as exc:
+            problem = Problem(str(exc), "choose another web.listen, or stop the program that "
+                              "uses that address (or set web.enabled = false)")
+            log.error("service not started: %s; %s", problem.message, problem.hint)
+            start_failed(self.cfg, problem, started_at=self._started_at)
+            return EXIT_USAGE
+        self.web.start()
+        return None
+
     def _start_crashed(self, exc: Exception) -> int:
         """A start that failed on something unforeseen: undo what started, tell the admin."""
         log.exception("the service could not start: %s", _one_line(exc))
+        if self.web is not None:
+            with contextlib.suppress(Exception):
+                self.web.stop()
         if self.watcher is not None:
             with contextlib.suppress(Exception):
                 self.watcher.stop()
@@ -298,8 +339,34 @@ class Service:
                               "it", ABORT_GRACE_SECONDS)
         self._abort.set()  # an upload pass still running stops too
         self.scheduler.shutdown(wait=True)
+        if self.web is not None:
+            self.web.stop()
         self._write_state(stopped=True)
         log.info("service stopped")
+
+    def request_backup(self) -> dict[str, Any]:
+        """A person asks for a run now (the monitor page's button).
+
+        Goes through the decide job like every trigger, so a run in progress, or one already
+        asked for, answers the request instead of a second run. Returns ``{"state": ...}``:
+        ``started`` (the run starts at once), ``running`` (one is in progress or about to
+        start: ``since`` and ``trigger`` say which), ``busy`` (a `siip-watcher once` holds the
+        run lock) or ``stopping``.
+        """
+        with self._lock:
+            if self._stopping or self.tracker is None:
+                return {"state": "stopping"}
+            if self.tracker.running:
+                since = self.tracker.running_since
+                return {"state": "running", "since": since.isoformat() if since else None,
+                        "trigger": self.tracker.running_trigger}
+            if self._other_run_active():
+                return {"state": "busy"}
+            if not self.tracker.request_run():
+                return {"state": "running", "since": None, "trigger": TRIGGER_MANUAL}
+        log.info("backup asked for on the monitor page")
+        self._schedule_decide(self.clock(), force=True)
+        return {"state": "started"}
 
     # --- changes and decisions ------------------------------------------------------------
 

@@ -15,6 +15,9 @@ The rules (``[schedule]`` in config/siip-watcher.example.toml):
   the tree has been quiet for ``debounce_seconds``; if changes keep coming, never later than
   ``max_delay_seconds`` after the first change not yet backed up (a debounce timer alone never
   fires under a steady trickle).
+* **manual**: someone asked for a run now (the monitor page's button): it starts at the next
+  decision, whatever the rules above say, unless a run is already in progress (then the
+  request is that run, not a second one).
 * after a failed run, the next attempt waits a growing back-off (``debounce_seconds`` doubling,
   capped at ``max_delay_seconds``, at least one second), so a broken destination disk does not
   turn into a tight loop.
@@ -35,6 +38,8 @@ from watcher.retry import NO_JITTER, RetryPolicy
 TRIGGER_START = "start"
 TRIGGER_INTERVAL = "interval"
 TRIGGER_CHANGE = "change"
+#: a person asked for a run (the monitor page's button); the same word `once` records
+TRIGGER_MANUAL = "manual"
 
 MIN_BACKOFF = timedelta(seconds=1)
 
@@ -141,6 +146,7 @@ class ChangeTracker:
         self._failures = 0               # consecutive failed runs
         self._last_failure: datetime | None = None
         self._skipped_slot = 0           # last interval slot reported as skipped
+        self._requested = False          # a person asked for a run that has not started yet
 
     # --- feeding ------------------------------------------------------------------------
 
@@ -181,8 +187,17 @@ class ChangeTracker:
         if self._pending.last is not None and self._pending.last <= at:
             self._pending = _Changes()
 
+    def request_run(self) -> bool:
+        """A person asks for a run now. False when one is already running or asked for:
+        that one answers the request, so runs are never doubled."""
+        if self.running or self._requested:
+            return False
+        self._requested = True
+        return True
+
     def run_started(self, at: datetime, trigger: str) -> None:
         """A run begins: the changes seen so far are what it backs up."""
+        self._requested = False
         self._running_since = at
         self._running_trigger = trigger
         self._in_flight = self._pending
@@ -226,6 +241,11 @@ class ChangeTracker:
         return self._running_trigger
 
     @property
+    def requested(self) -> bool:
+        """A person asked for a run that has not started yet."""
+        return self._requested
+
+    @property
     def dirty(self) -> bool:
         """Something changed that no successful snapshot holds yet (the run in progress may)."""
         return self._pending.any or self._in_flight.any
@@ -263,6 +283,9 @@ class ChangeTracker:
         """
         if self.running:
             return Decision(None, "a run is in progress", None)
+        if self._requested:
+            # asked for by a person, who is watching for it: no back-off, no interval
+            return Decision(TRIGGER_MANUAL, "asked for on the monitor page", None)
 
         trigger: str | None = None
         reason = "nothing to do"

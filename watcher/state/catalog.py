@@ -181,6 +181,17 @@ class RunRow:
     summary: str | None
 
 
+@dataclass(frozen=True)
+class RunPoint:
+    """One finished run as the monitor's chart draws it: when, how it ended, how long it took
+    and how big its snapshot was (None: no snapshot)."""
+
+    started_at: datetime
+    status: str
+    duration: float | None
+    size: int | None
+
+
 class Catalog:
     """Typed access to the catalog database at ``local_dir/catalog.sqlite3``.
 
@@ -447,6 +458,35 @@ class Catalog:
             r = db.execute("SELECT id, started_at, finished_at, trigger, status, snapshot_id, "
                            f"summary FROM runs{where} ORDER BY id DESC LIMIT 1").fetchone()
         return RunRow(r[0], _dt(r[1]), _dt(r[2]), r[3], r[4], r[5], r[6]) if r else None  # type: ignore[arg-type]
+
+    def run_history(self, limit: int) -> list[RunPoint]:
+        """The newest ``limit`` finished runs, oldest first. A pruned snapshot's size comes
+        from the report the run stored."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT r.started_at, r.finished_at, r.status, COALESCE(s.size, "
+                "json_extract(r.report, '$.snapshot.size')) FROM runs r LEFT JOIN snapshots s "
+                "ON s.id = r.snapshot_id WHERE r.status != 'running' ORDER BY r.id DESC LIMIT ?",
+                (limit,)).fetchall()
+        points = []
+        for started, finished, status, size in reversed(rows):
+            start, end = _dt(started), _dt(finished)
+            duration = (end - start).total_seconds() if start and end else None
+            points.append(RunPoint(start, status, duration, size))  # type: ignore[arg-type]
+        return points
+
+    def run_report(self, run_id: int) -> dict[str, Any] | None:
+        """The report run ``run_id`` stored when it finished (``RunReport.to_dict()``)."""
+        with self._read() as db:
+            row = db.execute("SELECT report FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def run_counts(self) -> dict[str, int]:
+        """How many runs ended each way (ok, warning, failed) since the catalog began."""
+        with self._read() as db:
+            rows = db.execute("SELECT status, count(*) FROM runs WHERE status != 'running' "
+                              "GROUP BY status").fetchall()
+        return {status: int(n) for status, n in rows}
 
     def record_notification(self, run_id: int | None, channel: str, state: str,
                             error: str | None = None) -> None:
