@@ -100,7 +100,7 @@ def _snapshot_lines(catalog: Catalog) -> list[SnapshotLine]:
     stored: dict[str, list[str]] = {}
     for copy in catalog.copies(state="uploaded"):
         stored.setdefault(copy.snapshot_id, []).append(copy.destination)
-    return [SnapshotLine(id=row.id, created_at=row.created_at, kind="full", size=row.size,
+    return [SnapshotLine(id=row.id, created_at=row.created_at, kind=row.kind, size=row.size,
                          where=(["local"] if row.local else []) + sorted(stored.get(row.id, [])))
             for row in catalog.snapshots()]
 
