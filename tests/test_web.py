@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import string
 import subprocess
 import sys
@@ -271,3 +272,17 @@ def test_every_page_text_exists_in_both_languages_with_the_same_placeholders() -
     assert WEB_TEXTS["es"].keys() == WEB_TEXTS["en"].keys()
     for key, es in WEB_TEXTS["es"].items():
         assert fields(es) == fields(WEB_TEXTS["en"][key]), key
+
+
+def test_a_busy_address_stops_the_start(
+        siip: Path, tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "c.toml", siip, tmp_path / "backups",
+                              toml_table("web", {"listen": f"127.0.0.1:{port}"}))
+        proc = cli("-c", str(config), "start", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"web.listen = 127.0.0.1:{port}" in proc.stderr
+    assert "choose another web.listen" in proc.stderr

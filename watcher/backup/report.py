@@ -22,7 +22,7 @@ TRIGGERS = ("manual", "start", "interval", "change")
 #: in plain words in its own language): see ``cause_*`` in watcher/notify/texts.py
 CAUSES = ("source_missing", "database_missing", "database_damaged", "database_unreadable",
           "disk_full", "write_failed", "stopped", "backup_dir", "catalog", "busy", "unexpected",
-          "watch", "schedule_disabled")
+          "watch", "schedule_disabled", "web_listen")
 
 #: what a report is about: a backup run, or the service's start (no run took place)
 PHASES = ("run", "start")

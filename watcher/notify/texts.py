@@ -66,6 +66,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cause_watch": "el servicio no puede vigilar los cambios en la carpeta del proyecto.",
         "cause_schedule_disabled": "el servicio está desactivado en la configuración "
                                    "(`schedule.enabled = false`), así que no hace copias.",
+        "cause_web_listen": "la página de monitoreo no puede usar la dirección configurada "
+                            "(web.listen), así que el servicio no arrancó.",
         "what_failed": "Qué falló: {message}",
         "what_to_check": "Qué revisar: {message}",
         "what_to_do": "Qué hacer: {hint}",
@@ -159,6 +161,8 @@ TEXTS: dict[str, dict[str, str]] = {
                             "existen y que el usuario del servicio puede leerlas.",
         "cause_schedule_disabled_hint": "póngalo a `true` (o detenga y desactive el servicio "
                                         "y ejecute `siip-watcher once` a mano).",
+        "cause_web_listen_hint": "elija otra dirección en web.listen o detenga el programa que "
+                                 "la usa (o ponga web.enabled = false).",
         # each problem (watcher.backup.report.PROBLEM_KEYS) and what to do about it
         "problem_data_loss_database_empty": "alerta de pérdida de datos: la base de datos "
                                             "{path} está vacía.",
@@ -312,6 +316,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "cause_watch": "the service cannot watch the project folder for changes.",
         "cause_schedule_disabled": "the service is switched off in the configuration "
                                    "(`schedule.enabled = false`), so it makes no backups.",
+        "cause_web_listen": "the monitor page cannot use the configured address (web.listen), "
+                            "so the service did not start.",
         "what_failed": "What failed: {message}",
         "what_to_check": "What to check: {message}",
         "what_to_do": "What to do: {hint}",
@@ -394,6 +400,8 @@ TEXTS: dict[str, dict[str, str]] = {
                             "and that the service user may read them.",
         "cause_schedule_disabled_hint": "set it to `true` (or stop and disable the service and "
                                         "run `siip-watcher once` by hand).",
+        "cause_web_listen_hint": "choose another address in web.listen or stop the program that "
+                                 "uses it (or set web.enabled = false).",
         "problem_data_loss_database_empty": "data-loss alert: the database {path} is empty.",
         "problem_data_loss_database_empty_hint": _EN_DATA_LOSS_HINT,
         "problem_data_loss_database_emptied": "data-loss alert: the database {path} is empty "

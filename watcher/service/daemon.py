@@ -276,7 +276,8 @@ class Service:
             self.web = WebServer(self.cfg, self.web_token, request_backup=self.request_backup)
         except WebError as exc:
             problem = Problem(str(exc), "choose another web.listen, or stop the program that "
-                              "uses that address (or set web.enabled = false)")
+                              "uses that address (or set web.enabled = false)",
+                              cause="web_listen")
             log.error("service not started: %s; %s", problem.message, problem.hint)
             start_failed(self.cfg, problem, started_at=self._started_at)
             return EXIT_USAGE

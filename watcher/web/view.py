@@ -10,7 +10,7 @@ from the catalog, read-only. The page and the metrics are then pure functions of
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -105,13 +105,12 @@ def _snapshot_lines(catalog: Catalog) -> list[SnapshotLine]:
             for row in catalog.snapshots()]
 
 
-_PROBLEM_FIELDS = {f.name for f in fields(Problem)}
-
-
 def _last_problems(catalog: Catalog) -> list[Problem]:
     run = catalog.last_run(finished=True)
     report = catalog.run_report(run.id) if run else None
     if not report:
         return []
-    return [Problem(**{k: v for k, v in p.items() if k in _PROBLEM_FIELDS})
+    return [Problem(p.get("message", ""), p.get("hint", ""), cause=p.get("cause", ""),
+                    key=p.get("key", ""), params=p.get("params") or {},
+                    detail=p.get("detail", ""))
             for p in [*report.get("errors", []), *report.get("warnings", [])]]
