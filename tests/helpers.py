@@ -92,7 +92,8 @@ def write_config(path: Path, root: Path, local: Path, extra: str = "") -> Path:
     sections, e.g. from :func:`toml_table`). The monitor page is off unless ``extra`` has a
     [web] section (see :data:`NO_WEB`)."""
     if "[web]" not in extra:
-        extra += toml_table("web", NO_WEB)
+        # before the caller's sections: a test may append keys to the last one it wrote
+        extra = toml_table("web", NO_WEB) + extra
     path.write_text(
         f'[source]\nroot = "{root}"\ndatabases = ["{DATABASE}"]\n'
         f'[local]\ndir = "{local}"\n{extra}', encoding="utf-8")
