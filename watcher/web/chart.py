@@ -19,6 +19,8 @@ HEIGHT = 200
 TOP = 24          # room for the scales' labels
 BOTTOM = 8
 SIDE = 4
+#: the chart has room for this many runs (watcher/web/view.py reads as many)
+CHART_SLOTS = 30
 #: a failed run's bar, as a share of the plot's height
 FAILED_BAR = 0.08
 
@@ -28,7 +30,11 @@ def render_chart(runs: list[RunPoint], lang: str) -> str:
     if not runs:
         return f'<p class="muted">{escape(say(lang, "chart_empty"))}</p>'
     plot_h = HEIGHT - TOP - BOTTOM
-    slot = (WIDTH - 2 * SIDE) / len(runs)
+    # one slot per run of a full chart, newest at the right: a young service's first runs
+    # look like runs, not like a wall
+    slots = max(len(runs), CHART_SLOTS)
+    slot = (WIDTH - 2 * SIDE) / slots
+    first = SIDE + (slots - len(runs)) * slot
     max_size = max((r.size or 0 for r in runs), default=0) or 1
     max_time = max((r.duration or 0.0 for r in runs), default=0.0) or 1.0
     parts: list[str] = [
@@ -41,7 +47,7 @@ def render_chart(runs: list[RunPoint], lang: str) -> str:
     ]
     points: list[str] = []
     for i, run in enumerate(runs):
-        x = SIDE + i * slot
+        x = first + i * slot
         failed = run.status == "failed" or run.size is None
         share = FAILED_BAR if failed else max(run.size or 0, 1) / max_size
         h = max(share * plot_h, 1.0)

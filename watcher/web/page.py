@@ -92,7 +92,8 @@ def render_login(lang: str, *, wrong: bool) -> str:
 def _document(lang: str, title: str, csrf: str, body: str) -> str:
     return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{escape(title)}</title><link rel="stylesheet" href="/static/monitor.css">'
+            f'<title>{escape(title)}</title><link rel="icon" href="/static/favicon.svg">'
+            f'<link rel="stylesheet" href="/static/monitor.css">'
             f'<script src="/static/monitor.js" defer></script></head>'
             f'<body data-lang="{lang}" data-csrf="{escape(csrf)}">{body}</body></html>')
 

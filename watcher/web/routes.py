@@ -51,7 +51,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 STATIC = {"monitor.css": "text/css; charset=utf-8",
-          "monitor.js": "text/javascript; charset=utf-8"}
+          "monitor.js": "text/javascript; charset=utf-8",
+          "favicon.svg": "image/svg+xml"}
 LANGUAGES = ("es", "en")
 
 _URLS = Map([

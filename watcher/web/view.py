@@ -19,9 +19,8 @@ from watcher.config.settings import Config
 from watcher.destinations.registry import enabled_names
 from watcher.service.status import collect_status
 from watcher.state.catalog import Catalog, RunPoint, utcnow
+from watcher.web.chart import CHART_SLOTS
 
-#: the chart shows this many runs
-CHART_RUNS = 30
 #: the page lists this many snapshots, newest first (`siip-watcher list` shows every one)
 TABLE_SNAPSHOTS = 100
 
@@ -83,7 +82,7 @@ def collect_view(cfg: Config, *, now: datetime | None = None) -> View:
         catalog = Catalog.read_only(cfg.local.dir)
         if catalog is not None:
             snapshots = _snapshot_lines(catalog)
-            runs = catalog.run_history(CHART_RUNS)
+            runs = catalog.run_history(CHART_SLOTS)
             counts = catalog.run_counts()
             problems = _last_problems(catalog)
     except sqlite3.Error:
