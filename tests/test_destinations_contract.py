@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyrage import x25519
 
 from scripts.fakedrive import DriveServer
 from tests.fakes.drive import (
@@ -25,10 +26,12 @@ from tests.fakes.drive import (
     make_drive,
     shared_drive_config,
 )
+from watcher.backup.sealing import sealed_archive
 from watcher.config.settings import from_mapping
-from watcher.destinations.base import Destination, DestinationError, RemoteFile
+from watcher.destinations.base import Destination, DestinationError, RemoteFile, Sealed
 from watcher.destinations.folder import LocalFolderDestination
 from watcher.destinations.registry import enabled_destinations
+from watcher.encryption.stream import AGE_HEADER
 
 SIZE = 3 * CHUNK + 12_345          # several chunks and a short last one
 IDS = ["siip-20260101T000000Z", "siip-20260215T120000Z", "siip-20260301T060000Z"]
@@ -57,7 +60,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
                     f.seek(100)
                     f.write(b"\x00damaged\x00")
 
-            yield Backend(dest, lambda: len(list(folder.glob("*.tar.zst"))), corrupt_file)
+            yield Backend(dest, lambda: len([*folder.glob("*.tar.zst"),
+                                             *folder.glob("*.tar.zst.age")]), corrupt_file)
         return
     with DriveServer() as server:
         creds = tmp_path / "creds"
@@ -204,3 +208,38 @@ def test_the_configured_folder_is_never_created(tmp_path: Path) -> None:
             assert err.value.retryable
         assert dest.find(IDS[0]) is None
         assert not folder.exists()
+
+
+def sealed_archive_file(tmp_path: Path, sid: str) -> tuple[Path, str, Sealed]:
+    """An archive's encrypted file as the queue makes it (watcher/backup/sealing.py), for
+    two public keys: (its path, the archive's sha256, what it is)."""
+    path, sha = archive(tmp_path, sid)
+    keys = [str(x25519.Identity.generate().to_public()) for _ in range(2)]
+    made = sealed_archive(path, sha, keys)
+    assert made.sealed.recipients == tuple(keys)
+    return made.path, sha, made.sealed
+
+
+def test_an_encrypted_copy_is_stored_listed_and_fetched_as_such(backend: Backend,
+                                                                  tmp_path: Path) -> None:
+    path, sha, sealed = sealed_archive_file(tmp_path, IDS[0])
+    remote = backend.dest.put(path, snapshot_id=IDS[0], sha256=sha, sealed=sealed)
+    assert remote.name == f"{IDS[0]}.tar.zst.age"
+    # the archive's own sha256 stays what restoring checks; the keys are on record
+    assert (remote.snapshot_id, remote.sha256, remote.sealed) == (IDS[0], sha, sealed)
+    assert remote.size == path.stat().st_size
+    assert backend.dest.find(IDS[0]) == remote and backend.dest.list() == [remote]
+
+    again = backend.dest.put(path, snapshot_id=IDS[0], sha256=sha, sealed=sealed)
+    assert again.remote_id == remote.remote_id and backend.count() == 1
+
+    target = tmp_path / "download.tar.zst.age"
+    backend.dest.get(remote, target)
+    assert target.read_bytes() == path.read_bytes()
+    assert target.read_bytes().startswith(AGE_HEADER)
+
+    backend.corrupt(remote)
+    with pytest.raises(DestinationError, match="sha256"):
+        backend.dest.get(remote, tmp_path / "damaged.tar.zst.age")
+    backend.dest.delete(remote)
+    assert backend.dest.list() == []

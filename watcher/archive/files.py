@@ -24,6 +24,8 @@ DELTA_ARCHIVE_SUFFIX = ".delta" + ARCHIVE_SUFFIX
 FULL, DELTA = "full", "delta"
 SIDECAR_SUFFIX = ".sha256"
 PARTIAL_SUFFIX = ".partial"
+#: an age-encrypted copy of an archive is the archive's name plus this (docs/encryption.md)
+AGE_SUFFIX = ".age"
 _READ_BLOCK = 1 << 20
 
 _ID_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)-(?P<ts>\d{8}T\d{6}Z)$")
@@ -36,21 +38,41 @@ def archive_name(snapshot_id: str, kind: str = FULL) -> str:
 
 
 def parse_archive_name(name: str) -> tuple[str, str] | None:
-    """(snapshot id, kind) of an archive file name, or None for anything else."""
+    """(snapshot id, kind) of an archive file name, encrypted (``.age``) or not, or None for
+    anything else."""
+    if is_sealed_name(name):
+        name = name[: -len(AGE_SUFFIX)]
     for suffix, kind in ((DELTA_ARCHIVE_SUFFIX, DELTA), (ARCHIVE_SUFFIX, FULL)):
         if name.endswith(suffix):
             return (name[: -len(suffix)], kind) if len(name) > len(suffix) else None
     return None
 
 
+def sealed_name(snapshot_id: str, kind: str = FULL) -> str:
+    """The file name of a snapshot's age-encrypted copy (``siip-...Z.tar.zst.age``, or
+    ``siip-...Z.delta.tar.zst.age``)."""
+    return archive_name(snapshot_id, kind) + AGE_SUFFIX
+
+
+def copy_name(snapshot_id: str, kind: str = FULL, *, sealed: bool) -> str:
+    """The file name a destination gives a snapshot's copy, encrypted or not."""
+    return sealed_name(snapshot_id, kind) if sealed else archive_name(snapshot_id, kind)
+
+
+def is_sealed_name(name: str) -> bool:
+    """Whether an archive file name (full or delta) is an age-encrypted copy's."""
+    return name.endswith(ARCHIVE_SUFFIX + AGE_SUFFIX)
+
+
 def snapshot_id_of(name: str) -> str | None:
-    """The snapshot id of an archive file name (full or delta), or None for anything else."""
+    """The snapshot id of an archive file name (full or delta, encrypted or not), or None
+    for anything else."""
     parsed = parse_archive_name(name)
     return parsed[0] if parsed else None
 
 
 def archive_kind_of(name: str) -> str:
-    """``"delta"`` for a delta archive's file name, else ``"full"``."""
+    """``"delta"`` for a delta archive's file name (encrypted or not), else ``"full"``."""
     parsed = parse_archive_name(name)
     return parsed[1] if parsed else FULL
 

@@ -11,6 +11,12 @@ A destination's resumable state is stored with the copy, so a restart resumes an
 
 Local retention asks :func:`protected_snapshot_ids` which snapshots it must keep: those whose
 copy has not yet reached every enabled destination.
+
+Encryption happens here, at the one seam every destination's copies pass through: when
+``[encryption]`` names recipients, a destination whose kind is off-site (all of them, see
+``off_site`` in watcher/destinations/registry.py) is sent the archive's encrypted file
+(:mod:`watcher.backup.sealing`) instead of the archive, and that file is removed once no
+copy of the snapshot still waits for it.
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from watcher.backup.report import DestinationResult
+from watcher.backup.sealing import discard, sealed_archive, sealed_path
 from watcher.config.settings import Config
-from watcher.destinations.base import Destination, DestinationError, ProgressFn
+from watcher.destinations.base import Destination, DestinationError, ProgressFn, Sealed
+from watcher.destinations.registry import copies_encrypted
+from watcher.encryption.keys import KeyFileError, configured_recipients
 from watcher.retry import RetryPolicy
 from watcher.state.catalog import Catalog, CopyRow, SnapshotRow, utcnow
 
@@ -119,6 +128,7 @@ def send_copies(
         return (snap.created_at if snap else oldest, item[1].snapshot_id)
 
     work.sort(key=age)
+    recipients = _recipients(cfg)
     results: list[DestinationResult] = []
     down: dict[str, tuple[str, datetime | None]] = {}
     for dest, copy in work:
@@ -133,6 +143,7 @@ def send_copies(
                                       f"this pass ({error})", "failed_earlier"))
             continue
         result = _send_one(cfg, catalog, dest, copy, snapshots.get(copy.snapshot_id),
+                           recipients=recipients if copies_encrypted(dest.name) else [],
                            now=now, progress=progress)
         if result is None:
             continue
@@ -141,7 +152,32 @@ def send_copies(
             down[dest.name] = (result.error or "error",
                                failed[0].next_try_at if failed else None)
         results.append(result)
+    _discard_sent(cfg, catalog, snapshots.values())
     return results
+
+
+def _recipients(cfg: Config) -> list[str] | KeyFileError:
+    """The public keys off-site copies are encrypted for (empty: none), or why they cannot
+    be read now (a recipients_file gone since the configuration was loaded): then no
+    off-site copy is sent, rather than one in plaintext."""
+    try:
+        return configured_recipients(cfg.encryption)
+    except KeyFileError as exc:
+        return exc
+
+
+def _discard_sent(cfg: Config, catalog: Catalog,
+                  snapshots: Iterable[SnapshotRow | None]) -> None:
+    """Remove the encrypted file of each snapshot whose copies have all been confirmed
+    (every destination, enabled or not: a disabled one's queued copy may be sent again)."""
+    for snap in snapshots:
+        if snap is None:
+            continue
+        path = archive_path(cfg, snap)
+        if path is None or not sealed_path(path).exists():
+            continue
+        if all(c.state == "uploaded" for c in catalog.copies(snap.id)):
+            discard(path)
 
 
 def _wait_with_the_failed_copy(catalog: Catalog, copy: CopyRow,
@@ -172,8 +208,9 @@ def archive_path(cfg: Config, snap: SnapshotRow) -> Path | None:
     return None
 
 
-def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
-              snap: SnapshotRow | None, *, now: Callable[[], datetime],
+def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,  # noqa: PLR0913
+              snap: SnapshotRow | None, *, recipients: list[str] | KeyFileError,
+              now: Callable[[], datetime],
               progress: ProgressFactory | None) -> DestinationResult | None:
     sid = copy.snapshot_id
     if snap is None:
@@ -196,10 +233,18 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,
 
     attempts = copy.attempts + 1
     log.info("sending %s to %s (attempt %d)", sid, dest.name, attempts)
+    sealed: Sealed | None = None
     try:
+        if isinstance(recipients, KeyFileError):
+            raise DestinationError(f"not sent, since it would leave unencrypted: {recipients}",
+                                   retryable=False)
+        if recipients:
+            encrypted = sealed_archive(path, snap.sha256, recipients)
+            path, sealed = encrypted.path, encrypted.sealed
+        size = path.stat().st_size
         remote = dest.put(path, snapshot_id=sid, sha256=snap.sha256, state=copy.resume,
-                          save_state=save_state,
-                          progress=progress(dest.name, sid, snap.size) if progress else None)
+                          save_state=save_state, sealed=sealed,
+                          progress=progress(dest.name, sid, size) if progress else None)
     except DestinationError as exc:
         return _record_failure(catalog, dest, sid, str(exc), retryable=exc.retryable,
                                attempts=attempts, now=now, at_least=exc.retry_after)

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 from pathspec import GitIgnoreSpec
 
+from watcher.encryption.keys import MAX_RECIPIENTS, KeyFileError, configured_recipients
+
 ENV_PREFIX = "SIIP_WATCHER_"
 CONFIG_ENV = "SIIP_WATCHER_CONFIG"
 DEFAULT_CONFIG_FILE = "siip-watcher.toml"
@@ -112,6 +114,16 @@ class FolderConfig:
 
 
 @dataclass(frozen=True)
+class EncryptionConfig:
+    """age encryption of the copies that leave local.dir (docs/encryption.md)."""
+
+    #: age public keys (age1...) every copy is encrypted for; any one of them opens it
+    recipients: list[str] = field(default_factory=list)
+    #: a file of more public keys, one per line, as `age -R` reads it
+    recipients_file: str = ""
+
+
+@dataclass(frozen=True)
 class EmailConfig:
     enabled: bool = False
     smtp_host: str = "smtp.gmail.com"
@@ -170,6 +182,7 @@ class Config:
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     drive: DriveConfig = field(default_factory=DriveConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
     web: WebConfig = field(default_factory=WebConfig)
@@ -187,6 +200,7 @@ SECTIONS: dict[str, type] = {
     "compression": CompressionConfig,
     "drive": DriveConfig,
     "folder": FolderConfig,
+    "encryption": EncryptionConfig,
     "email": EmailConfig,
     "heartbeat": HeartbeatConfig,
     "web": WebConfig,
@@ -200,6 +214,8 @@ FORBIDDEN_SECRET_KEYS = {
     "smtp_password": "use email.password_env or email.password_file instead",
     "client_secret": "keep it in the JSON file named by drive.credentials_file",
     "token": "`siip-watcher drive login` keeps the token in drive.token_file",
+    "identity": "the service never needs the private key: keep it offline and pass it to "
+    "`list`/`verify`/`restore --from` with --identity (docs/encryption.md)",
 }
 
 ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -457,6 +473,8 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         d, credentials_file=absolute_str(d.credentials_file), token_file=absolute_str(d.token_file)
     )
     built["folder"] = replace(built["folder"], path=absolute_str(built["folder"].path))
+    enc = built["encryption"]
+    built["encryption"] = replace(enc, recipients_file=absolute_str(enc.recipients_file))
     e = built["email"]
     built["email"] = replace(
         e, password_file=absolute_str(e.password_file), ca_file=absolute_str(e.ca_file)
@@ -530,6 +548,8 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
         if check_reachable and not Path(f.path).is_dir():
             fail("folder.path", "an existing folder (is the share or the disk mounted?)", f.path)
 
+    _validate_encryption(cfg.encryption, where)
+
     e = cfg.email
     for event in e.on:
         if event not in EMAIL_EVENTS:
@@ -563,6 +583,19 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
                 fail("local.dir", "a folder other than source.root itself", str(cfg.local.dir))
         except OSError:
             pass
+
+
+def _validate_encryption(enc: EncryptionConfig, where: str) -> None:
+    """Every public key must parse now: a typo found at the first upload would leave the
+    copies queued, or worse, encrypted for nobody."""
+    if enc.recipients or enc.recipients_file:
+        try:
+            keys = configured_recipients(enc)
+        except KeyFileError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if len(keys) > MAX_RECIPIENTS:
+            raise ConfigError(f"{where}: encryption.recipients: expected at most "
+                              f"{MAX_RECIPIENTS} public keys in all, got {len(keys)}")
 
 
 def check_number(where: str, key: str, value: float) -> None:

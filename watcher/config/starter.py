@@ -85,6 +85,13 @@ enabled = false
 # is missing during a run, each copy waits in the upload queue and is sent once it is back.
 path = ""
 
+[encryption]                      # age encryption of every copy that leaves local.dir
+# Public keys (age1...) from `siip-watcher key generate` run on another machine; every copy
+# at Drive and in [folder] is then encrypted for all of them (any one's private key opens
+# it), at most 20 in all. Only public keys here: the private key never goes on the server.
+recipients = []
+recipients_file = ""              # or a file of public keys, one per line (as `age -R` reads)
+
 [email]
 enabled = false
 smtp_host = "smtp.gmail.com"      # old BACKUP_SMTP_SERVER

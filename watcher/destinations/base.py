@@ -45,8 +45,28 @@ class SetupError(Exception):
 
 
 @dataclass(frozen=True)
+class Sealed:
+    """An archive encrypted with age (docs/encryption.md): what a destination stores in its
+    place when ``[encryption]`` names recipients.
+
+    ``recipients`` are the public keys it was made for (age headers do not say; a
+    destination records them beside the copy so a reader without the identity can be told
+    which key opens it). ``sha256`` is the hash of the encrypted bytes, None when the
+    destination does not record it (age authenticates every chunk, so a damaged copy still
+    fails to decrypt).
+    """
+
+    recipients: tuple[str, ...]
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class RemoteFile:
-    """One archive as a destination holds it."""
+    """One archive as a destination holds it.
+
+    ``sha256`` is always the archive's own (its ``.sha256`` sidecar's); for an encrypted copy
+    (``sealed``) it is what the decrypted file must hash to.
+    """
 
     snapshot_id: str
     name: str
@@ -57,6 +77,13 @@ class RemoteFile:
     link: str | None = None
     #: "full" or "delta", as the file's name says (watcher/archive/files.py)
     kind: str = "full"
+    sealed: Sealed | None = None
+
+    @property
+    def stored_sha256(self) -> str | None:
+        """The sha256 the stored bytes themselves must have, when known: what ``get``
+        checks the download against."""
+        return self.sealed.sha256 if self.sealed else self.sha256
 
 
 @dataclass(frozen=True)
@@ -97,10 +124,14 @@ class Destination(ABC):
         state: dict[str, Any] | None = None,
         save_state: Callable[[dict[str, Any]], None] | None = None,
         progress: ProgressFn | None = None,
+        sealed: Sealed | None = None,
     ) -> RemoteFile:
         """Copy ``archive`` here exactly once and verify it; return the stored copy.
 
         If a verified copy of ``snapshot_id`` is already here, return it without uploading.
+        ``sha256`` is the archive's. With ``sealed``, ``archive`` is its age-encrypted file:
+        it is stored as :func:`watcher.archive.files.sealed_name` with the recipients
+        recorded, and verified against ``sealed.sha256``.
         """
 
     @abstractmethod
@@ -114,7 +145,8 @@ class Destination(ABC):
     @abstractmethod
     def get(self, remote: RemoteFile, target: Path, *, progress: ProgressFn | None = None) -> Path:
         """Download ``remote`` to the file ``target`` (resuming a partial download where the
-        service allows), check its sha256 when known, and return ``target``."""
+        service allows), check it against ``remote.stored_sha256`` when known, and return
+        ``target``. An encrypted copy arrives encrypted: the caller decrypts it."""
 
     @abstractmethod
     def delete(self, remote: RemoteFile) -> None:

@@ -1,8 +1,11 @@
 """A destination that keeps copies in another folder: a mounted NAS share or a USB disk.
 
 Each copy is ``<dir>/<snapshot id>.tar.zst`` plus its ``.sha256`` sidecar, so the folder is
-usable without siip-watcher (``sha256sum -c``). A copy is written as ``<name>.partial``,
-fsynced, checked against the expected sha256 and only then renamed: a copy that looks
+usable without siip-watcher (``sha256sum -c``). An encrypted copy is ``<snapshot id>.tar.zst.age``
+with a ``.sha256`` sidecar of its own bytes (``sha256sum -c`` still checks the share) and a
+``.recipients`` file: the public keys it was made for, as ``age -R`` reads them, and the
+archive's own sha256 in a comment. A copy is written as ``<name>.partial``, fsynced, checked
+against the expected sha256 and only then renamed (the sidecars first): a copy that looks
 complete always is. An interrupted copy resumes from its ``.partial``.
 """
 
@@ -17,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from watcher.archive.files import (
+    AGE_SUFFIX,
     ARCHIVE_SUFFIX,
     PARTIAL_SUFFIX,
     SIDECAR_SUFFIX,
     archive_kind_of,
-    archive_name,
+    copy_name,
     file_sha256,
     fsync_dir,
+    is_sealed_name,
     newest_first,
     open_private,
     parse_sidecar,
@@ -32,7 +37,19 @@ from watcher.archive.files import (
     snapshot_time,
     write_private_atomic,
 )
-from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
+from watcher.destinations.base import (
+    Destination,
+    DestinationError,
+    ProgressFn,
+    RemoteFile,
+    Sealed,
+)
+from watcher.encryption.record import (
+    RECIPIENTS_SUFFIX,
+    read_record,
+    recipients_path,
+    recipients_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +82,19 @@ class LocalFolderDestination(Destination):
         state: dict[str, Any] | None = None,
         save_state: Callable[[dict[str, Any]], None] | None = None,
         progress: ProgressFn | None = None,
+        sealed: Sealed | None = None,
     ) -> RemoteFile:
         """Copy ``archive`` here (resuming a ``.partial`` left by an interrupted copy)."""
         sha256 = sha256.lower()
+        if sealed is not None and not sealed.sha256:
+            raise DestinationError("an encrypted copy needs the sha256 of its bytes",
+                                   retryable=False)
+        content_sha = sealed.sha256 if sealed else sha256
         self._ensure_dir()
-        final = self.dir / archive_name(snapshot_id, archive_kind_of(archive.name))
-        existing = self.find(snapshot_id)
-        if existing is not None and self._is_verified_copy(final, sha256):
-            return existing
+        final = self.dir / copy_name(snapshot_id, archive_kind_of(archive.name),
+                                     sealed=sealed is not None)
+        if final.is_file() and self._is_verified_copy(final, content_sha):
+            return self._remote(final)
 
         try:
             size = archive.stat().st_size
@@ -80,7 +102,7 @@ class LocalFolderDestination(Destination):
             raise DestinationError(f"cannot read the local archive {archive}: "
                                    f"{exc.strerror or exc}", retryable=False) from None
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
-        self._copy_verified(archive, partial, size, sha256, save_state=save_state,
+        self._copy_verified(archive, partial, size, content_sha, save_state=save_state,
                             progress=progress,
                             mismatch=f"the local archive {archive.name} does not match its "
                                      f"sha256; it may be damaged: run `siip-watcher verify "
@@ -88,8 +110,11 @@ class LocalFolderDestination(Destination):
 
         sidecar = final.with_name(final.name + SIDECAR_SUFFIX)
         try:
-            # the sidecar first: an archive visible under its final name always has one
-            write_private_atomic(sidecar, sidecar_line(sha256, final.name).encode())
+            # the sidecars first: an archive visible under its final name always has them
+            if sealed is not None:
+                write_private_atomic(recipients_path(final), recipients_text(
+                    final.name, sealed.recipients, sha256).encode())
+            write_private_atomic(sidecar, sidecar_line(content_sha, final.name).encode())
             os.replace(partial, final)
             fsync_dir(self.dir)
         except OSError as exc:
@@ -97,7 +122,7 @@ class LocalFolderDestination(Destination):
                                    f"{exc.strerror or exc}") from None
         if save_state:
             save_state({})
-        return self._remote(final, sha256)
+        return self._remote(final)
 
     def _copy_verified(self, source: Path, partial: Path, size: int, expected: str | None, *,
                        save_state: Callable[[dict[str, Any]], None] | None,
@@ -184,21 +209,25 @@ class LocalFolderDestination(Destination):
     # --- find, list, get, delete ----------------------------------------------------------
 
     def find(self, snapshot_id: str) -> RemoteFile | None:
-        """The copy of ``snapshot_id`` in the folder, if its archive (full or delta) is there."""
+        """The copy of ``snapshot_id`` in the folder, if its archive (full or delta, plain or
+        encrypted) is there."""
         for kind in ("full", "delta"):
-            path = self.dir / archive_name(snapshot_id, kind)
-            if path.is_file():
-                return self._remote(path)
+            for sealed in (False, True):
+                path = self.dir / copy_name(snapshot_id, kind, sealed=sealed)
+                if path.is_file():
+                    return self._remote(path)
         return None
 
     def list(self) -> list[RemoteFile]:
-        """Every archive in the folder, newest first (``.partial`` leftovers are not)."""
+        """Every archive in the folder, plain or encrypted, newest first (``.partial``
+        leftovers are not)."""
         if not self.create:
             self._require_dir()
         elif not self.dir.is_dir():
             return []
-        return newest_first(self._remote(p) for p in self.dir.glob("*" + ARCHIVE_SUFFIX)
-                            if p.is_file())
+        found = [p for pattern in ("*" + ARCHIVE_SUFFIX, "*" + ARCHIVE_SUFFIX + AGE_SUFFIX)
+                 for p in self.dir.glob(pattern) if p.is_file()]
+        return newest_first(self._remote(p) for p in found)
 
     def get(self, remote: RemoteFile, target: Path, *, progress: ProgressFn | None = None) -> Path:
         """Copy ``remote`` to ``target`` through ``<target>.partial``, checking its sha256."""
@@ -209,7 +238,7 @@ class LocalFolderDestination(Destination):
         except OSError as exc:
             raise DestinationError(f"the copy {source} is not readable: "
                                    f"{exc.strerror or exc}", retryable=False) from None
-        self._copy_verified(source, partial, size, remote.sha256, save_state=None,
+        self._copy_verified(source, partial, size, remote.stored_sha256, save_state=None,
                             progress=progress,
                             mismatch=f"the copy {source} does not match its sha256; it is "
                                      f"damaged, restore another snapshot")
@@ -218,25 +247,29 @@ class LocalFolderDestination(Destination):
         return target
 
     def delete(self, remote: RemoteFile) -> None:
-        """Remove the archive and its sidecar (already gone is fine)."""
+        """Remove the archive and its sidecars (already gone is fine)."""
         path = Path(remote.remote_id)
         try:
             path.unlink(missing_ok=True)
-            path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
+            for suffix in (SIDECAR_SUFFIX, RECIPIENTS_SUFFIX):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
             fsync_dir(path.parent)
         except OSError as exc:
             raise DestinationError(f"cannot delete {path}: {exc.strerror or exc}") from None
 
-    def _remote(self, path: Path, sha256: str | None = None) -> RemoteFile:
+    def _remote(self, path: Path) -> RemoteFile:
         snapshot_id = snapshot_id_of(path.name) or path.name
-        if sha256 is None:
+        sealed: Sealed | None = None
+        if is_sealed_name(path.name):
+            sealed, sha256 = read_record(path)
+        else:
             try:
                 sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
                 sha256 = parse_sidecar(sidecar.read_text(encoding="utf-8"))
-            except OSError:
+            except (OSError, UnicodeDecodeError):
                 sha256 = None
         st = path.stat()
         created = snapshot_time(snapshot_id) or datetime.fromtimestamp(st.st_mtime, UTC)
         return RemoteFile(snapshot_id=snapshot_id, name=path.name, size=st.st_size,
                           remote_id=str(path), sha256=sha256, created_at=created,
-                          link=path.as_uri(), kind=archive_kind_of(path.name))
+                          link=path.as_uri(), kind=archive_kind_of(path.name), sealed=sealed)

@@ -61,6 +61,11 @@ class DestinationKind:
     #: `config check`: what asking the destination itself says about its settings (one line
     #: each, none when they match what it finds there; one too when it cannot be asked)
     inspect: Callable[[Config], list[str]] | None = None
+    #: its copies leave the local dir, so they are encrypted when ``[encryption]`` names
+    #: recipients (docs/encryption.md). True for every kind so far, the [folder] included:
+    #: a USB disk or a NAS share is what gets carried off, lost or read by someone else.
+    #: False would suit only a kind whose copies never leave the machine's own disks.
+    off_site: bool = True
 
     def enabled(self, cfg: Config) -> bool:
         """Every new snapshot is copied here."""
@@ -158,6 +163,17 @@ def inspect_enabled(cfg: Config) -> list[str]:
             for line in kind.inspect(cfg)]
 
 
+def unencrypted_warnings(cfg: Config) -> list[str]:
+    """`config check`'s warning (not an error) for each enabled destination whose copies
+    leave the machine in plaintext: ``[encryption]`` names no recipients."""
+    enc = cfg.encryption
+    if enc.recipients or enc.recipients_file:
+        return []
+    return [f"{kind.name}: copies are stored unencrypted, readable by anyone with access "
+            f"there; set [encryption] recipients (docs/encryption.md)"
+            for kind in enabled_kinds(cfg) if kind.off_site]
+
+
 def enabled_destinations(
     cfg: Config, *, stop: threading.Event | None = None,
     unavailable: Callable[[str, DestinationError], None] | None = None,
@@ -176,6 +192,13 @@ def enabled_destinations(
                 raise
             unavailable(kind.name, exc)
     return found
+
+
+def copies_encrypted(name: str) -> bool:
+    """Whether copies at the destination called ``name`` are encrypted when ``[encryption]``
+    names recipients: its kind's ``off_site``; a name no kind has (a destination built by
+    hand) counts as off-site, the safe side."""
+    return next((k.off_site for k in KINDS if k.name == name), True)
 
 
 def enabled_names(cfg: Config) -> list[str]:

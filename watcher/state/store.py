@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from watcher.archive.files import (
+    AGE_SUFFIX,
     ARCHIVE_SUFFIX,
     DELTA,
     FULL,
@@ -30,6 +31,7 @@ from watcher.archive.files import (
     write_private_atomic,
 )
 from watcher.config.settings import Config
+from watcher.encryption.record import RECIPIENTS_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -151,22 +153,24 @@ class LocalStore:
         return found
 
     def delete(self, snapshot_id: str) -> None:
-        """Remove an archive and its sidecar (archive first: a lone sidecar is harmless)."""
+        """Remove an archive (full or delta), its sidecar and any encrypted file of it
+        waiting to be sent (files first: a lone sidecar is harmless)."""
         for archive in self._both_paths(snapshot_id):
-            archive.unlink(missing_ok=True)
-            self.sidecar_path(archive).unlink(missing_ok=True)
+            sealed = archive.with_name(archive.name + AGE_SUFFIX)
+            for path in (archive, sealed, self.sidecar_path(archive), self.sidecar_path(sealed),
+                         sealed.with_name(sealed.name + RECIPIENTS_SUFFIX)):
+                path.unlink(missing_ok=True)
         fsync_dir(self.dir)
 
     def remove_leftovers(self) -> list[Path]:
-        """Delete what a crashed or killed run left: partial files and lone sidecars."""
+        """Delete what a crashed or killed run left: partial files, lone sidecars, and an
+        encrypted file whose archive is gone."""
         removed: list[Path] = []
         if not self.dir.is_dir():
             return removed
         for path in self.dir.iterdir():
             name = path.name
-            lone_sidecar = (name.endswith(ARCHIVE_SUFFIX + SIDECAR_SUFFIX)
-                            and not path.with_name(name[: -len(SIDECAR_SUFFIX)]).exists())
-            if name.endswith(PARTIAL_SUFFIX) or lone_sidecar:
+            if name.endswith(PARTIAL_SUFFIX) or _is_lone(path):
                 try:
                     path.unlink()
                     removed.append(path)
@@ -176,3 +180,20 @@ class LocalStore:
             log.info("removed %s, left by an interrupted run", path.name)
         return removed
 
+
+#: what belongs to another file of the local dir: (its suffix, that file's suffix); a delta's
+#: names end the same way (``X.delta.tar.zst.age`` belongs to ``X.delta.tar.zst``)
+_BELONGS = ((ARCHIVE_SUFFIX + SIDECAR_SUFFIX, ARCHIVE_SUFFIX),
+            (ARCHIVE_SUFFIX + AGE_SUFFIX + SIDECAR_SUFFIX, ARCHIVE_SUFFIX + AGE_SUFFIX),
+            (ARCHIVE_SUFFIX + AGE_SUFFIX + RECIPIENTS_SUFFIX, ARCHIVE_SUFFIX + AGE_SUFFIX),
+            (ARCHIVE_SUFFIX + AGE_SUFFIX, ARCHIVE_SUFFIX))
+
+
+def _is_lone(path: Path) -> bool:
+    """A sidecar, or an archive's encrypted file, whose file is no longer there (or is
+    itself lone: the sidecars of an encrypted file whose archive went)."""
+    for suffix, owner in _BELONGS:
+        if path.name.endswith(suffix):
+            belongs_to = path.with_name(path.name[: -len(suffix)] + owner)
+            return not belongs_to.exists() or _is_lone(belongs_to)
+    return False

@@ -35,7 +35,7 @@ from googleapiclient.errors import HttpError
 from watcher.archive.files import (
     PARTIAL_SUFFIX,
     archive_kind_of,
-    archive_name,
+    copy_name,
     fsync_dir,
     newest_first,
     open_private,
@@ -50,6 +50,7 @@ from watcher.destinations.base import (
     Notice,
     ProgressFn,
     RemoteFile,
+    Sealed,
 )
 from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.errors import (
@@ -70,10 +71,16 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 MIME_TYPE = "application/zstd"
+#: age has no registered media type
+SEALED_MIME_TYPE = "application/octet-stream"
 FOLDER_MIME = "application/vnd.google-apps.folder"
 KEY_KIND, KIND_ARCHIVE = "siip_kind", "archive"
 KEY_SNAPSHOT = "siip_snapshot"
 KEY_SHA256 = "siip_sha256"
+#: an encrypted copy: the sha256 of its bytes, and each public key it was made for in a
+#: property of its own (``siip_age_1``...), since key and value together may hold 124 bytes
+KEY_SEALED_SHA256 = "siip_age_sha256"
+KEY_RECIPIENT = "siip_age_"
 FILE_FIELDS = "id,name,size,md5Checksum,createdTime,appProperties,webViewLink,trashed"
 MAX_MISMATCHES = 2
 DEFAULT_TIMEOUT = 60.0
@@ -92,6 +99,15 @@ class _Gone(Exception):
 
 class _TrashInstead(Exception):
     """The account may not delete the file for good (a shared drive's Content manager)."""
+
+
+def _sealed(props: dict[str, str]) -> Sealed | None:
+    """What a copy's appProperties say about its encryption; None for a plain archive."""
+    keys = sorted((k for k in props if k.startswith(KEY_RECIPIENT) and k[len(KEY_RECIPIENT):]
+                   .isdigit()), key=lambda k: int(k[len(KEY_RECIPIENT):]))
+    if KEY_SEALED_SHA256 not in props and not keys:
+        return None
+    return Sealed(recipients=tuple(props[k] for k in keys), sha256=props.get(KEY_SEALED_SHA256))
 
 
 def quote_q(value: str) -> str:
@@ -267,7 +283,8 @@ class GoogleDriveDestination(Destination):
                         "like NAME-YYYYMMDDTHHMMSSZ", self.name, remote.name, remote.remote_id,
                         remote.snapshot_id)
             return False
-        if remote.name != archive_name(remote.snapshot_id, remote.kind):
+        if remote.name != copy_name(remote.snapshot_id, remote.kind,
+                                    sealed=remote.sealed is not None):
             log.warning("%s: the Drive file holding %s was renamed to %r; it is still used, "
                         "under its snapshot id's name", self.name, remote.snapshot_id,
                         remote.name)
@@ -283,7 +300,7 @@ class GoogleDriveDestination(Destination):
         return RemoteFile(snapshot_id=sid, name=name, size=int(res.get("size") or 0),
                           remote_id=str(res["id"]), sha256=props.get(KEY_SHA256),
                           created_at=created, link=res.get("webViewLink"),
-                          kind=archive_kind_of(name))
+                          kind=archive_kind_of(name), sealed=_sealed(props))
 
     # --- put ----------------------------------------------------------------------------
 
@@ -296,21 +313,33 @@ class GoogleDriveDestination(Destination):
         state: dict[str, Any] | None = None,
         save_state: Callable[[dict[str, Any]], None] | None = None,
         progress: ProgressFn | None = None,
+        sealed: Sealed | None = None,
     ) -> RemoteFile:
         """Upload ``archive`` exactly once, verify it, and return the copy on Drive."""
         sha256 = sha256.lower()
+        if sealed is not None and not sealed.sha256:
+            raise DestinationError("an encrypted copy needs the sha256 of its bytes",
+                                   retryable=False)
         try:
             size = archive.stat().st_size
         except OSError as exc:
             raise DestinationError(f"cannot read the local archive {archive}: "
                                    f"{exc.strerror or exc}", retryable=False) from None
+        mime_type = SEALED_MIME_TYPE if sealed else MIME_TYPE
+        properties = {KEY_KIND: KIND_ARCHIVE, KEY_SNAPSHOT: snapshot_id, KEY_SHA256: sha256}
+        if sealed is not None:
+            properties[KEY_SEALED_SHA256] = str(sealed.sha256)
+            properties.update({f"{KEY_RECIPIENT}{n}": key
+                               for n, key in enumerate(sealed.recipients, start=1)})
         metadata = {
-            "name": archive_name(snapshot_id, archive_kind_of(archive.name)),
+            "name": copy_name(snapshot_id, archive_kind_of(archive.name),
+                              sealed=sealed is not None),
             "parents": [self.parent],
-            "mimeType": MIME_TYPE,
-            "appProperties": {KEY_KIND: KIND_ARCHIVE, KEY_SNAPSHOT: snapshot_id,
-                              KEY_SHA256: sha256},
+            "mimeType": mime_type,
+            "appProperties": properties,
         }
+        # a resumed session must belong to these very bytes: a re-encrypted copy differs
+        content_sha = sealed.sha256 if sealed and sealed.sha256 else sha256
         with self._stoppable():
             http, _ = self._connect()
             self._shared_drive()         # the advice on a full drive names the right one
@@ -319,12 +348,12 @@ class GoogleDriveDestination(Destination):
                     http, self.cfg.api_root, chunk_size=self.chunk_size, backoff=self.backoff,
                     pace=self.pace, context=self.ctx, stop=self.stop,
                     params={"supportsAllDrives": "true", "fields": FILE_FIELDS})
-                out = uploader.upload(archive, metadata, sha256=sha256, state=state,
+                out = uploader.upload(archive, metadata, sha256=content_sha, state=state,
                                       save_state=save_state, progress=progress,
                                       find_existing=lambda: self._find_resource(snapshot_id),
-                                      mime_type=MIME_TYPE)
+                                      mime_type=mime_type)
                 remote = self._remote(out.resource)
-                problem = self._mismatch(out.resource, size, out.md5, sha256)
+                problem = self._mismatch(out.resource, size, out.md5, sha256, sealed)
                 if problem is None:
                     return remote
                 log.warning("%s: the copy of %s on Drive %s; deleting it and uploading "
@@ -338,15 +367,19 @@ class GoogleDriveDestination(Destination):
                                    f"it stays queued")
 
     @staticmethod
-    def _mismatch(res: dict[str, Any], size: int, md5: str, sha256: str) -> str | None:
-        """Why Drive's copy differs from the local file, or None if it matches."""
+    def _mismatch(res: dict[str, Any], size: int, md5: str, sha256: str,
+                  sealed: Sealed | None) -> str | None:
+        """Why Drive's copy differs from the local file (the encrypted one, when
+        ``sealed``), or None if it matches."""
         if str(res.get("size")) != str(size):
             return f"has {res.get('size')} bytes instead of {size}"
         if res.get("md5Checksum") != md5:
             return "has a different md5Checksum"
-        recorded = (res.get("appProperties") or {}).get(KEY_SHA256)
-        if recorded != sha256:
+        props = res.get("appProperties") or {}
+        if props.get(KEY_SHA256) != sha256:
             return "records a different sha256"
+        if sealed is not None and _sealed(props) != sealed:
+            return "records other recipients or another encrypted sha256"
         return None
 
     # --- get ------------------------------------------------------------------------------
@@ -358,7 +391,7 @@ class GoogleDriveDestination(Destination):
         with self._stoppable():
             for fresh in (False, True):
                 digest = self._download(remote, partial, fresh=fresh, progress=progress)
-                if remote.sha256 is None or digest == remote.sha256:
+                if remote.stored_sha256 is None or digest == remote.stored_sha256:
                     break
                 partial.unlink(missing_ok=True)
                 if fresh:
