@@ -71,7 +71,9 @@ def test_list_joins_the_local_dir_and_each_destination(
     assert [type(r) for r in remote] == [RemoteSnapshot]
     assert (remote[0].id, remote[0].stored_at) == (uploaded, ["drive"])
     assert remote[0].link and list(remote[0].to_dict()) == [
-        "id", "created_at", "size", "sha256", "stored_at", "link", "kind", "base"]
+        "id", "created_at", "size", "sha256", "stored_at", "link", "kind", "base",
+        "encrypted_for", "opens"]
+    assert (remote[0].encrypted_for, remote[0].opens) == (None, None)   # a plain copy
 
 
 def test_verify_yields_each_outcome_and_refuses_nothing_to_verify(cfg: Config) -> None:

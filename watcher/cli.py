@@ -25,7 +25,13 @@ from watcher.actions import Tick, UsageError
 from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, printable
 from watcher.config.settings import Config, ConfigError, config_file_from, load, to_toml
 from watcher.destinations.base import DestinationError, SetupError
-from watcher.destinations.registry import KINDS, NAMES, DestinationKind, inspect_enabled
+from watcher.destinations.registry import (
+    KINDS,
+    NAMES,
+    DestinationKind,
+    inspect_enabled,
+    unencrypted_warnings,
+)
 
 log = logging.getLogger("watcher")
 
@@ -137,12 +143,30 @@ def _bars(desc: str) -> AbstractContextManager[tuple[Tick | None, Tick | None]]:
     return _progress(True, desc)
 
 
+def _identity(args: argparse.Namespace) -> Any:
+    """The identity named by ``--identity`` or SIIP_WATCHER_IDENTITY_FILE, loaded (None when
+    neither is set); an unusable one is a usage error. Its text is never printed."""
+    from watcher.actions.unseal import load_identity  # noqa: PLC0415 - start-up time, see the top
+    from watcher.encryption.keys import identity_file  # noqa: PLC0415 - start-up time, see the top
+
+    return load_identity(identity_file(args.identity))
+
+
+def _stored_at(row: Any) -> str:
+    where = ", ".join(row.stored_at)
+    encrypted_for = getattr(row, "encrypted_for", None)
+    if encrypted_for is None:
+        return where
+    opens = {True: ", your identity opens it", False: ", NOT for your identity"}
+    return f"{where} (encrypted{opens.get(row.opens, '')})"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from watcher.actions.list import list_snapshots  # noqa: PLC0415 - start-up time, see the top
 
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
-    rows = list_snapshots(cfg, args.source)
+    rows = list_snapshots(cfg, args.source, identity=_identity(args))
     if args.json:
         _print_json([r.to_dict() for r in rows])
         return EXIT_OK
@@ -154,7 +178,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         created = (r.created_at.isoformat() if r.created_at else "")[:19].replace("T", " ")
         base = r.base or ("?" if r.kind == "delta" else "-")
         print(f"{r.id:<32} {created:<20} {r.size:>14,}  {r.kind:<5}  {base:<32}  "
-              f"{', '.join(r.stored_at)}")
+              f"{_stored_at(r)}")
     return EXIT_OK
 
 
@@ -164,7 +188,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
     failed = 0
-    for one in verify_snapshots(cfg, args.source, args.id, every=args.all, bars=_bars):
+    for one in verify_snapshots(cfg, args.source, args.id, every=args.all, bars=_bars,
+                                identity=_identity(args)):
         result = one.result
         if result.ok:
             dbs = ", ".join(f"{d['path']} {d['check']}" for d in result.databases) or "none"
@@ -185,7 +210,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     cfg = _load(args, check_paths=False)
     _setup_logging(args, cfg)
     done = restore_snapshot(cfg, args.source, args.id, Path(args.to).expanduser(),
-                            only=args.only or [], force=args.force, bars=_bars)
+                            only=args.only or [], force=args.force, bars=_bars,
+                            identity=_identity(args))
     result = done.result
     print(f"Restored {done.snapshot_id} into {result.target}: {result.files:,} files, "
           f"{result.bytes:,} bytes.")
@@ -236,7 +262,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         cfg = _load(args, check_reachable=True)
         sys.stdout.write(f"# {cfg.path}: OK\n" + to_toml(cfg))
         # what the destinations themselves say: advice, not an error (a run copes with it)
-        for line in inspect_enabled(cfg):
+        for line in [*unencrypted_warnings(cfg), *inspect_enabled(cfg)]:
             print(f"siip-watcher: config check: {line}", file=sys.stderr)
         return EXIT_OK
     if args.config_cmd == "init":
@@ -276,6 +302,23 @@ def cmd_email(args: argparse.Namespace) -> int:
         return EXIT_RUN_FAILED
     print(f"test email sent to {', '.join(cfg.email.to)} via "
           f"{cfg.email.smtp_host}:{cfg.email.smtp_port}")
+    return EXIT_OK
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from watcher.encryption.keys import KeyFileError, write_new_identity  # noqa: PLC0415 - start-up time, see the top
+
+    if args.key_cmd != "generate":
+        raise UsageError("key needs: generate")
+    out = Path(args.output).expanduser()
+    try:
+        public = write_new_identity(out)
+    except KeyFileError as exc:
+        raise UsageError(str(exc)) from None
+    print(public)
+    print(f"wrote the identity (private key) to {out}, mode 0600; put the public key above "
+          f"in [encryption] recipients on the server and keep {out} off it, in two safe "
+          f"places (docs/encryption.md)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -350,12 +393,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     s = sub.add_parser("list", help="snapshots, newest first")
     s.add_argument("--from", dest="source", default="local", choices=["local", *NAMES])
     s.add_argument("--json", action="store_true")
+    _add_identity(s)
     s.set_defaults(func=cmd_list)
 
     s = sub.add_parser("verify", help="check a snapshot end to end")
     s.add_argument("id", nargs="?", help="snapshot id or 'latest' (default)")
     s.add_argument("--all", action="store_true", help="verify every snapshot")
     s.add_argument("--from", dest="source", default="local", choices=["local", *NAMES])
+    _add_identity(s)
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("restore", help="restore a snapshot into a folder")
@@ -365,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     s.add_argument("--only", action="append", metavar="GLOB",
                    help="restore only matching paths (repeatable)")
     s.add_argument("--force", action="store_true", help="restore into a non-empty folder")
+    _add_identity(s)
     s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("prune", help="apply retention locally and at each destination")
@@ -389,6 +435,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     esub.add_parser("test", help="send a test email with the current settings")
     s.set_defaults(func=cmd_email)
 
+    s = sub.add_parser("key", help="age keys for encrypted off-site copies")
+    ksub = s.add_subparsers(dest="key_cmd", metavar="generate")
+    kg = ksub.add_parser("generate", help="write a new identity (private key, mode 0600) and "
+                                          "print its public key")
+    kg.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the identity file to create (never overwritten)")
+    s.set_defaults(func=cmd_key)
+
     for kind in KINDS:
         if kind.commands:
             _add_setup_commands(sub, kind)
@@ -406,6 +460,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     s.set_defaults(func=cmd_status)
 
     return p
+
+
+def _add_identity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--identity", metavar="FILE",
+                        help="age identity (private key) that opens encrypted copies "
+                             "(default: $SIIP_WATCHER_IDENTITY_FILE)")
 
 
 def _add_setup_commands(sub: Any, kind: DestinationKind) -> None:
@@ -445,10 +505,11 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911
 
 def _report_failure(exc: Exception) -> int:
     from watcher.archive.read import ArchiveError  # noqa: PLC0415 - start-up time, see the top
+    from watcher.encryption.stream import DecryptFailed  # noqa: PLC0415 - start-up time, see the top
     from watcher.state.lock import LockBusy  # noqa: PLC0415 - start-up time, see the top
     from watcher.state.store import StoreError  # noqa: PLC0415 - start-up time, see the top
 
-    if isinstance(exc, ArchiveError | DestinationError | LockBusy | StoreError):
+    if isinstance(exc, ArchiveError | DestinationError | DecryptFailed | LockBusy | StoreError):
         print(f"siip-watcher: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
     log.exception("unexpected error")

@@ -113,9 +113,11 @@ class DriveHandler(BaseHTTPRequestHandler):
             self._paced_until = max(now, self._paced_until) + len(block) / rate
         else:
             block = self.rfile.read(min(n, 1 << 20))
-        if self._op == "chunk":
-            with self.state.lock:
+        with self.state.lock:
+            if self._op == "chunk":
                 self.state.arrived_bytes += len(block)
+            if self.state.received is not None:
+                self.state.received.append(block)
         return block
 
     def _read_body(self, limit: int | None = None) -> bytes:

@@ -130,6 +130,9 @@ class DriveState:
         #: bytes a second each connection reads request bodies at (None: as fast as they
         #: come): a slow uplink, as the server sees it; may change while a test runs
         self.read_rate: float | None = None
+        #: every request body byte received, in order, when a test sets this to a list: what
+        #: left the client, aborted chunks included
+        self.received: list[bytes] | None = None
 
     # --- setup helpers for tests --------------------------------------------------------
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watcher.actions import ProgressBars, UsageError, no_progress
-from watcher.archive.files import archive_name, parse_snapshot_id, sidecar_line
+from watcher.actions.unseal import Identity, decrypt_copy, require_identity
+from watcher.archive.files import archive_name, copy_name, parse_snapshot_id, sidecar_line
 from watcher.config.settings import Config
 from watcher.destinations.base import RemoteFile
 from watcher.destinations.registry import NAMES, open_destination
@@ -48,14 +49,17 @@ def remote_files(cfg: Config, source: str) -> list[RemoteFile]:
 
 
 @contextmanager
-def fetched(cfg: Config, source: str, ident: str, *,
-            bars: ProgressBars = no_progress) -> Iterator[Fetched]:
+def fetched(cfg: Config, source: str, ident: str, *, bars: ProgressBars = no_progress,
+            identity: Identity | None = None) -> Iterator[Fetched]:
     """The archive ``ident`` from ``source`` (``local`` or a destination's name).
 
     A remote archive is downloaded into a temporary folder (in the local dir when it exists,
     else the system's) with its sidecar, and removed afterwards. Both are named after the
     snapshot id, checked against the archive name pattern, and never after the remote file's
     name: whoever can rename a file at the destination could otherwise pick the path written.
+    An encrypted copy needs ``identity`` (checked before the download): it is downloaded as
+    it is stored, then decrypted, streaming, into the archive file the caller reads; the
+    encrypted download is removed at once.
     """
     if source == "local":
         sid, path = local_archive(cfg, ident)
@@ -75,14 +79,25 @@ def fetched(cfg: Config, source: str, ident: str, *,
             raise UsageError(f"{source} holds a file whose snapshot id {sid!r} is not like "
                              f"NAME-YYYYMMDDTHHMMSSZ; it is not downloaded, pick another with "
                              f"`siip-watcher list --from {source}`")
+        opener = require_identity(chosen, identity, source) if chosen.sealed else None
         work = LocalStore(cfg).scratch_dir()
         with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
             target = Path(tmp) / archive_name(sid, chosen.kind)
+            stored = Path(tmp) / copy_name(sid, chosen.kind, sealed=opener is not None)
             with bars(f"download {sid}") as (update, total):
                 if total:
                     total(chosen.size)
-                dest.get(chosen, target, progress=update)
-            if chosen.sha256:
+                dest.get(chosen, stored, progress=update)
+            expected = chosen.sha256
+            if opener is not None:
+                try:
+                    decrypted = decrypt_copy(stored, target, opener, chosen, source)
+                finally:
+                    stored.unlink(missing_ok=True)
+                # a copy that decrypts is the file that was encrypted (age authenticates
+                # it), so one encrypted by hand without a recorded sha256 is still checked
+                expected = expected or decrypted
+            if expected:
                 target.with_name(target.name + ".sha256").write_text(
-                    sidecar_line(chosen.sha256, target.name))
-            yield Fetched(sid, target, chosen.sha256)
+                    sidecar_line(expected, target.name))
+            yield Fetched(sid, target, expected)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.actions.fetch import remote_files
+from watcher.actions.unseal import Identity
 from watcher.config.settings import Config
 from watcher.state.catalog import Catalog
 from watcher.state.inventory import reconcile
@@ -57,26 +58,35 @@ class RemoteSnapshot:
     #: from the file's name; ``base`` from the catalog when it knows the snapshot
     kind: str = "full"
     base: str | None = None
+    #: None for a plain copy; else the public keys it was made for (empty: not recorded)
+    encrypted_for: list[str] | None = None
+    #: whether the identity given opens it; None without an identity or for a plain copy
+    opens: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The `list --from NAME --json` form."""
         return {"id": self.id,
                 "created_at": self.created_at.isoformat() if self.created_at else None,
                 "size": self.size, "sha256": self.sha256, "stored_at": self.stored_at,
-                "link": self.link, "kind": self.kind, "base": self.base}
+                "link": self.link, "kind": self.kind, "base": self.base,
+                "encrypted_for": self.encrypted_for, "opens": self.opens}
 
 
 Listed = LocalSnapshot | RemoteSnapshot
 
 
-def list_snapshots(cfg: Config, source: str) -> list[Listed]:
+def list_snapshots(cfg: Config, source: str, *,
+                   identity: Identity | None = None) -> list[Listed]:
     """The snapshots at ``source`` (``local``: the catalog, brought in step with the local
-    dir first; else the destination of that name), newest first."""
+    dir first; else the destination of that name), newest first. A copy's encryption is
+    shown, and with ``identity`` whether it opens each encrypted copy."""
     if source != "local":
         bases = _known_bases(cfg)
         return [RemoteSnapshot(id=r.snapshot_id, created_at=r.created_at, size=r.size,
                                sha256=r.sha256, stored_at=[source], link=r.link, kind=r.kind,
-                               base=bases.get(r.snapshot_id) if r.kind == "delta" else None)
+                               base=bases.get(r.snapshot_id) if r.kind == "delta" else None,
+                               encrypted_for=list(r.sealed.recipients) if r.sealed else None,
+                               opens=identity.opens(r) if identity else None)
                 for r in remote_files(cfg, source)]
     store = LocalStore(cfg)
     store.check_folder()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from watcher.actions import ProgressBars, UsageError, no_progress
 from watcher.actions.fetch import fetched
+from watcher.actions.unseal import Identity
 from watcher.archive.restore import RestoreResult, restore, target_problem
 from watcher.config.settings import Config
 
@@ -22,14 +23,15 @@ class Restored:
 
 def restore_snapshot(cfg: Config, source: str, ident: str, target: Path, *,
                      only: Sequence[str] = (), force: bool = False,
-                     bars: ProgressBars = no_progress) -> Restored:
+                     bars: ProgressBars = no_progress,
+                     identity: Identity | None = None) -> Restored:
     """Restore ``ident`` from ``source`` into ``target`` (see
     :func:`watcher.archive.restore.restore`); a target that cannot take it is refused with
     :class:`UsageError` before anything is downloaded."""
     problem = target_problem(target, force)
     if problem:
         raise UsageError(problem)
-    with fetched(cfg, source, ident, bars=bars) as archive, \
+    with fetched(cfg, source, ident, bars=bars, identity=identity) as archive, \
             bars(f"restore {archive.snapshot_id}") as (update, total):
         if total:
             total(archive.path.stat().st_size)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from watcher.actions import ProgressBars, UsageError, no_progress
 from watcher.actions.fetch import fetched, remote_files
+from watcher.actions.unseal import Identity
 from watcher.archive.read import VerifyResult, verify
 from watcher.config.settings import Config
 from watcher.state.store import LocalStore
@@ -21,7 +22,8 @@ class Verified:
 
 
 def verify_snapshots(cfg: Config, source: str, ident: str | None, *, every: bool = False,
-                     bars: ProgressBars = no_progress) -> Iterator[Verified]:
+                     bars: ProgressBars = no_progress,
+                     identity: Identity | None = None) -> Iterator[Verified]:
     """Verify ``ident`` (default ``latest``), or with ``every`` each snapshot at ``source``.
 
     Yields each outcome as soon as it is known, so a long ``--all`` shows its progress; a
@@ -38,7 +40,7 @@ def verify_snapshots(cfg: Config, source: str, ident: str | None, *, every: bool
         idents = [ident or "latest"]
     work = LocalStore(cfg).scratch_dir()
     for one in idents:
-        with fetched(cfg, source, one, bars=bars) as archive, \
+        with fetched(cfg, source, one, bars=bars, identity=identity) as archive, \
                 bars(f"verify {archive.snapshot_id}") as (update, total):
             if total:
                 total(archive.path.stat().st_size)
