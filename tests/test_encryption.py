@@ -25,7 +25,7 @@ from tests.fakes.drive import make_drive as drive_destination
 from tests.helpers import assert_restored, make_config, toml_table, write_config
 from watcher.archive.files import snapshot_time
 from watcher.backup.report import SnapshotInfo
-from watcher.backup.sealing import sealed_path
+from watcher.backup.sealing import sealed_archive, sealed_path
 from watcher.backup.uploads import send_copies
 from watcher.cli import main
 from watcher.destinations.folder import LocalFolderDestination
@@ -316,3 +316,17 @@ def test_an_encrypted_file_outlives_neither_its_archive_nor_a_crash(
                                            ".age.recipients"))
     store.delete(names[1])
     assert list(local.iterdir()) == []
+
+
+def test_a_delta_is_encrypted_under_its_own_name(tmp_path: Path, keys: dict[str, Key]) -> None:
+    local, nas = tmp_path / "backups", tmp_path / "nas"
+    local.mkdir()
+    sid = "siip-20260101T000000Z"
+    full, sha = make_archive(local, sid, 5000)
+    delta = full.rename(local / f"{sid}.delta.tar.zst")
+    made = sealed_archive(delta, sha, [keys["office"].public])
+    assert made.path.name == f"{sid}.delta.tar.zst.age"
+    remote = LocalFolderDestination(nas).put(made.path, snapshot_id=sid, sha256=sha,
+                                             sealed=made.sealed)
+    assert (remote.name, remote.kind, remote.sha256) == (made.path.name, "delta", sha)
+    assert LocalFolderDestination(nas).list() == [remote] and remote.sealed == made.sealed
