@@ -36,11 +36,21 @@ upload that has taken ``--deadline`` times the pure transfer time is stopped and
 as such. Targets: 3 MB over 40 KiB/s in at most 1.3x the pure transfer time; over 1 Mbit/s,
 at most one chunk re-sent per timeout.
 
+With ``--encrypt`` it measures encrypted copies instead (issue 11): the same file (``--archive``,
+for example the 1x snapshot of scripts/bench_snapshot.py, else ``--size-mib`` of random bytes)
+goes up to the local Drive server once as it is and once through the upload queue's
+encryption, ``sealed_archive`` (age, streaming, into ``<archive>.age``) then ``put`` of the
+encrypted file, interleaved ``--repeat`` times, each in a child process of its own. Reported:
+each one's wall time (the encryption alone too) and peak RSS above the RSS before the upload.
+``--uplink RATE`` has the server read no faster than RATE, as a real uplink would. Targets:
+encryption adds at most 10% wall time and 64 MiB memory.
+
 Examples (the figures in docs/benchmarks.md (part 3))::
 
     .venv/bin/python scripts/bench_upload.py --size-mib 1024 --chunk-mib 16 \
         --drop-size-mib 64 --repeat 8
     .venv/bin/python scripts/bench_upload.py --slow 40KiB:3MB --slow 1Mbit:10MB
+    .venv/bin/python scripts/bench_upload.py --encrypt --archive ARCHIVE.tar.zst --repeat 3
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ import os
 import platform
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,9 +93,10 @@ def make_file(path: Path, size: int) -> None:
             left -= len(block)
 
 
-def start_server() -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen([sys.executable, "-m", "fakedrive", "--hash-only"], cwd=SCRIPTS,
-                            stdout=subprocess.PIPE, text=True)
+def start_server(read_rate: float | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    rate = ["--read-rate", str(read_rate)] if read_rate else []
+    proc = subprocess.Popen([sys.executable, "-m", "fakedrive", "--hash-only", *rate],
+                            cwd=SCRIPTS, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())
     return proc, info
@@ -148,8 +160,10 @@ def drive_settings(info: dict[str, Any], token: Path, chunk_mib: int) -> DriveCo
 
 
 def child_upload(args: argparse.Namespace) -> None:
-    """Runs in its own process: one put, timed, with its peak memory."""
+    """Runs in its own process: one put, timed, with its peak memory; with ``recipients``,
+    the upload queue's encryption first (the encrypted file is removed afterwards)."""
     # the product imports once ROOT is on sys.path (see the top)
+    from watcher.backup.sealing import discard, sealed_archive  # noqa: PLC0415
     from watcher.destinations.gdrive.destination import GoogleDriveDestination  # noqa: PLC0415
 
     info = json.loads(args.child)
@@ -158,15 +172,23 @@ def child_upload(args: argparse.Namespace) -> None:
     dest = GoogleDriveDestination(cfg)
     sha = info["sha256"] or hashlib.sha256(path.read_bytes()).hexdigest()
     sid = info["snapshot_id"]
+    recipients = info.get("recipients") or []
     rss_before = _status_kb("VmRSS")
     reset = _reset_peak()
     busy, cpu, start = machine_busy(), time.process_time(), time.perf_counter()
-    remote = dest.put(path, snapshot_id=sid, sha256=sha)
+    sent, sealed, encrypt_seconds = path, None, 0.0
+    if recipients:
+        made = sealed_archive(path, sha, recipients)
+        sent, sealed = made.path, made.sealed
+        encrypt_seconds = time.perf_counter() - start
+    remote = dest.put(sent, snapshot_id=sid, sha256=sha, sealed=sealed)
+    assert remote.size == sent.stat().st_size
+    if recipients:
+        discard(path)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     busy = machine_busy() - busy
-    assert remote.size == path.stat().st_size
     print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "machine_busy_seconds": busy,
-                      "rss_before_kb": rss_before,
+                      "encrypt_seconds": encrypt_seconds, "rss_before_kb": rss_before,
                       "peak_kb": _status_kb("VmHWM") if reset else None}))
 
 
@@ -314,6 +336,84 @@ def slow_link(spec: tuple[str, float, int], tmp: Path, deadline: float) -> dict[
             "chunk_bytes": 16 * MIB}
 
 
+def encrypted_uploads(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The same file up as it is and encrypted, interleaved (see the module docstring)."""
+    # the product imports once ROOT is on sys.path (see the top)
+    from pyrage import x25519  # noqa: PLC0415
+
+    if args.archive:
+        source = args.archive.resolve()
+    else:
+        source = tmp / "archive.bin"
+        make_file(source, args.size_mib * MIB)
+    h = hashlib.sha256()
+    with open(source, "rb") as f:
+        while block := f.read(16 * MIB):
+            h.update(block)
+    recipients = [str(x25519.Identity.generate().to_public())]
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "encrypted": []}
+    proc, info = start_server(args.uplink)
+    try:
+        for i in range(args.repeat):
+            # the encrypted file goes beside the archive: a link keeps it in this folder
+            sid = f"siip-2026010{i + 1}T000000Z"
+            link = tmp / f"{sid}.tar.zst"
+            link.symlink_to(source)
+            order = ("plain", "encrypted") if i % 2 == 0 else ("encrypted", "plain")
+            for kind in order:
+                runs[kind].append(upload_in_child({
+                    **info, "file": str(link), "sha256": h.hexdigest(),
+                    "token_file": str(tmp / "token.json"), "chunk_mib": args.chunk_mib,
+                    "snapshot_id": sid if kind == "plain" else sid.replace("2026", "2027"),
+                    "recipients": recipients if kind == "encrypted" else []}))
+            link.unlink()
+    finally:
+        proc.terminate()
+        proc.wait()
+
+    def peak(r: dict[str, Any]) -> int:
+        return ((r["peak_kb"] or 0) - (r["rss_before_kb"] or 0)) * 1024
+
+    median = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    return {
+        "command": " ".join([Path(sys.executable).name, "scripts/bench_upload.py",
+                             *sys.argv[1:]]),
+        "host": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu, "
+                f"Python {platform.python_version()}",
+        "file": str(source), "size_bytes": source.stat().st_size, "runs": runs,
+        "uplink_bytes_s": args.uplink,
+        "plain_seconds": [r["seconds"] for r in runs["plain"]],
+        "encrypted_seconds": [r["seconds"] for r in runs["encrypted"]],
+        "encrypt_alone_seconds": [r["encrypt_seconds"] for r in runs["encrypted"]],
+        "median_plain_seconds": median["plain"], "median_encrypted_seconds": median["encrypted"],
+        "added_wall_time": median["encrypted"] / median["plain"] - 1,
+        "peak_rss_above_start_plain_bytes": max(peak(r) for r in runs["plain"]),
+        "peak_rss_above_start_encrypted_bytes": max(peak(r) for r in runs["encrypted"]),
+        "load_average": os.getloadavg(),
+    }
+
+
+def print_encrypted(r: dict[str, Any]) -> None:
+    """The encryption figures as a few lines."""
+    added_mem = (r["peak_rss_above_start_encrypted_bytes"]
+                 - r["peak_rss_above_start_plain_bytes"]) / MIB
+    link = (f"an uplink of {r['uplink_bytes_s'] * 8 / 1e6:g} Mbit/s" if r["uplink_bytes_s"]
+            else "loopback")
+    print(f"{r['host']}; {r['size_bytes'] / 1e9:.2f} GB ({r['file']}) over {link}, "
+          f"{len(r['plain_seconds'])} interleaved runs each; load average "
+          f"{r['load_average'][0]:.2f}")
+    print("  plain upload     " + ", ".join(f"{s:.2f}s" for s in r["plain_seconds"])
+          + f"   median {r['median_plain_seconds']:.2f}s")
+    print("  encrypted upload " + ", ".join(f"{s:.2f}s" for s in r["encrypted_seconds"])
+          + f"   median {r['median_encrypted_seconds']:.2f}s (encrypting alone: "
+          + ", ".join(f"{s:.2f}s" for s in r["encrypt_alone_seconds"]) + ")")
+    print(f"  added wall time  {r['added_wall_time'] * 100:+.0f}%   target <= +10%")
+    print(f"  peak RSS above start: plain "
+          f"{r['peak_rss_above_start_plain_bytes'] / MIB:.1f} MiB, encrypted "
+          f"{r['peak_rss_above_start_encrypted_bytes'] / MIB:.1f} MiB: added "
+          f"{added_mem:+.1f} MiB   target <= 64 MiB")
+
+
 def print_slow(results: list[dict[str, Any]]) -> None:
     """The slow-link figures as a table."""
     print(f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu, Python "
@@ -350,10 +450,26 @@ def main() -> None:  # noqa: PLR0915
                          "transfer time")
     ap.add_argument("--client-sndbuf", type=int, default=128 * 1024,
                     help="with --slow: the send buffer of the client's sockets (bytes)")
+    ap.add_argument("--encrypt", action="store_true",
+                    help="measure uploads with and without [encryption] instead (issue 11)")
+    ap.add_argument("--archive", type=Path, default=None,
+                    help="with --encrypt: the file to upload (default: --size-mib of random "
+                         "bytes)")
+    ap.add_argument("--uplink", type=amount, default=None, metavar="RATE",
+                    help="with --encrypt: the server reads no faster than RATE (e.g. 100Mbit), "
+                         "as over a real uplink (default: as fast as loopback goes)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child_upload(args)
+        return
+    if args.encrypt:
+        with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-encrypt-") as t:
+            result = encrypted_uploads(args, Path(t))
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print_encrypted(result)
         return
     if args.slow:
         small_send_buffers(args.client_sndbuf)
