@@ -87,6 +87,8 @@ MESSAGE_PER_PERSON = 0.5           # the chance that a person has a chat message
 EXCLUDES = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/", OLD_BACKUP_DIR + "/"]
 
 CONTENDERS = ("once", "full", "tar", "old", "nodiscover", "sniffall")
+#: --working-day's contenders (scripts/bench_workday.py), in their default order
+WORKING_DAY_CONTENDERS = ("delta", "restic", "borg", "full")
 #: what runs without --contenders
 DEFAULT_CONTENDERS = ("once", "full", "tar", "old")
 TARGETS = {
@@ -866,16 +868,20 @@ def print_stat_pass(results: Sequence[dict[str, Any]], repeat: int) -> None:
                   f"{m['cold']['wall_s']:10.3f} {m['cold']['cpu_s']:9.3f}")
 
 
-def run_once(ds: Dataset, cmd: list[str], logs: Path,
-             env: dict[str, str] | None = None) -> Sample:
+def run_once(ds: Dataset, cmd: list[str], logs: Path,  # noqa: PLR0913 - options, named
+             env: dict[str, str] | None = None, *, fresh: bool = True,
+             extra: Sequence[str] = ()) -> Sample:
     """``siip-watcher once --no-upload --no-email --json`` into an empty local dir; ``env``
-    adds settings (``SIIP_WATCHER_*``) to the clean environment."""
-    shutil.rmtree(ds.local_dir, ignore_errors=True)
+    adds settings (``SIIP_WATCHER_*``) to the clean environment. With ``fresh=False`` the
+    local dir keeps what earlier runs stored (the working day's delta needs its base full);
+    ``extra`` adds options to ``once`` (``--full``)."""
+    if fresh:
+        shutil.rmtree(ds.local_dir, ignore_errors=True)
     err_path = logs / "once.stderr"
     with open(err_path, "wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [*cmd, "-c", str(ds.config), "once", "--no-upload", "--no-email", "--json"],
+            [*cmd, "-c", str(ds.config), "once", "--no-upload", "--no-email", "--json", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, cwd=REPO,
             env={**_clean_env(), **(env or {})},
         )
@@ -891,13 +897,14 @@ def run_once(ds: Dataset, cmd: list[str], logs: Path,
         snap = report.get("snapshot") or {}
         size = int(snap.get("size") or 0)
         detail.update(status=report.get("status"), archive=snap.get("file"),
+                      kind=snap.get("kind", "full"), base=snap.get("base"),
                       bytes_in=snap.get("bytes_in"), files=snap.get("files"),
                       warnings=[w.get("message") for w in report.get("warnings", [])],
                       errors=[e.get("message") for e in report.get("errors", [])])
     except (ValueError, AttributeError):
         detail["stdout"] = stdout.decode(errors="replace")[-500:]
     if not size:
-        archives = sorted(ds.local_dir.glob("*.tar.zst"))
+        archives = sorted(ds.local_dir.glob("*.tar.zst"), key=lambda a: a.stat().st_mtime_ns)
         size = archives[-1].stat().st_size if archives else 0
     if code not in (0,):
         detail["stderr_tail"] = err_path.read_text(errors="replace")[-1500:]
@@ -1194,6 +1201,12 @@ def _mem_gb() -> float:
     return 0.0
 
 
+def print_machine(m: dict[str, Any]) -> None:
+    """One line: what the figures were measured on."""
+    print(f"machine: {m['nproc']} x {m['cpu']}, {m['mem_gb']} GB, Python {m['python']}, "
+          f"{m['zstd_cli']}, {m['tar']}")
+
+
 def print_table(results: Sequence[dict[str, Any]], repeat: int, old_repeat: int) -> None:
     """A human-readable table per scale, the ratios, and the RSS across scales."""
     for res in results:
@@ -1236,20 +1249,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per contender; median (default 3)")
     p.add_argument("--old-repeat", type=int,
                    help="runs of the slow old way (default: --repeat); 1 spares a shared machine")
-    p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+    p.add_argument("--contenders",
                    help=f"comma-separated, from {','.join(CONTENDERS)} (default "
-                        f"{','.join(DEFAULT_CONTENDERS)})")
+                        f"{','.join(DEFAULT_CONTENDERS)}); with --working-day from "
+                        f"{','.join(WORKING_DAY_CONTENDERS)} (default: all)")
     p.add_argument("--watcher", help="command that starts siip-watcher (default: the repo's .venv)")
     p.add_argument("--generate-only", action="store_true", help="generate the dataset(s) and stop")
     p.add_argument("--stat-pass", action="store_true",
                    help="time only the stat pass, per rule for finding unlisted databases")
+    p.add_argument("--working-day", action="store_true",
+                   help="one working day's change: a delta once against a full once, "
+                        "restic's and borg's second backups (scripts/bench_workday.py)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = p.parse_args(argv)
     args.scale = args.scale or [1]
-    args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
-    bad = [c for c in args.contenders if c not in CONTENDERS]
+    allowed = WORKING_DAY_CONTENDERS if args.working_day else CONTENDERS
+    default = WORKING_DAY_CONTENDERS if args.working_day else DEFAULT_CONTENDERS
+    args.contenders = [c.strip() for c in (args.contenders or ",".join(default)).split(",")
+                       if c.strip()]
+    bad = [c for c in args.contenders if c not in allowed]
     if bad or not args.contenders:
-        p.error(f"--contenders takes a comma-separated subset of {','.join(CONTENDERS)}")
+        p.error(f"--contenders takes a comma-separated subset of {','.join(allowed)}")
     args.old_repeat = args.old_repeat or args.repeat
     if min(args.repeat, args.old_repeat, *args.scale) < 1:
         p.error("--repeat, --old-repeat and --scale must be at least 1")
@@ -1277,6 +1297,14 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911,PLR0912
     data = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     datasets = [ensure_dataset(data, args.seed, s) for s in args.scale]
+    # the working day's scenario lives in its own module beside this one, which imports this
+    # one: imported here, when needed, not at the top
+    import bench_workday  # noqa: PLC0415
+
+    for ds in datasets:
+        if (ds.home / bench_workday.JOURNAL).exists():
+            log(f"scale {ds.scale}: undoing the working day a stopped run left")
+            bench_workday.undo_day(ds)
     if args.generate_only:
         for ds in datasets:
             log(f"scale {ds.scale}: {json.dumps(ds.summary)}; config {ds.config}")
@@ -1292,6 +1320,19 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911,PLR0912
             print_stat_pass(passes, args.repeat)
         return 0
     watcher = watcher_command(args.watcher)
+    if args.working_day:
+        days = [bench_workday.bench_working_day(ds, args.contenders,
+                                                args.repeat, args.seed, watcher)
+                for ds in datasets]
+        if args.json:
+            json.dump({"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                       "machine": machine(), "repeat": args.repeat, "watcher": watcher,
+                       "results": days}, sys.stdout, indent=2, ensure_ascii=False)
+            print()
+        else:
+            print_machine(machine())
+            bench_workday.print_working_day(days, args.repeat)
+        return 1 if any(not c["ok"] for r in days for c in r["contenders"].values()) else 0
     results = [bench_scale(ds, args.contenders, args.repeat, args.old_repeat, watcher)
                for ds in datasets]
     for res in results:
@@ -1308,9 +1349,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911,PLR0912
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        m = document["machine"]
-        print(f"machine: {m['nproc']} x {m['cpu']}, {m['mem_gb']} GB, Python {m['python']}, "
-              f"{m['zstd_cli']}, {m['tar']}")
+        print_machine(document["machine"])
         print_table(results, args.repeat, args.old_repeat)
     failed = any(not c["ok"] for r in results for c in r["contenders"].values())
     return 1 if failed else 0
