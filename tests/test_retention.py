@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
-from watcher.backup.retention import select
+from watcher.backup.retention import delta_bases, select
 from watcher.config.settings import RetentionConfig
 
 START = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
@@ -100,3 +100,34 @@ def test_the_snapshot_just_taken_is_always_kept() -> None:
                always_keep=["just-taken", "not-there"])
     assert d.keep == {"just-taken": ["just taken"], "newer-by-date": ["last"]}
     assert d.delete == []
+
+
+def test_a_kept_delta_keeps_its_base_full() -> None:
+    snaps = [("f1", START), ("f2", START + timedelta(days=1)),
+             ("d3", START + timedelta(days=2))]
+    policy = RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    assert set(select(snaps, policy).keep) == {"d3"}
+    d = select(snaps, policy, bases={"d3": "f2"})
+    assert d.keep == {"d3": ["last"], "f2": ["base of d3"]}
+    assert d.delete == ["f1"]
+
+
+def test_a_delta_on_its_way_keeps_its_base_and_a_deleted_delta_does_not() -> None:
+    snaps = [("f1", START), ("d2", START + timedelta(days=1)),
+             ("f3", START + timedelta(days=2))]
+    policy = RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    bases = {"d2": "f1", "d9": "f1"}
+    assert select(snaps, policy, bases=bases).delete == ["f1", "d2"]
+    # d9 is queued for upload here and not here yet: f1 must stay for it
+    assert set(select(snaps, policy, bases=bases, waiting=["d9"]).keep) == {"f3", "f1"}
+
+
+def test_a_delta_the_catalog_never_saw_is_based_on_the_newest_full_before_it() -> None:
+    listed = [("f1", START, "full"), ("d2", START + timedelta(hours=1), "delta"),
+              ("f3", START + timedelta(hours=2), "full"),
+              ("d4", START + timedelta(hours=3), "delta"),
+              ("d5", START + timedelta(hours=4), "delta")]
+    assert delta_bases(listed, {}) == {"d2": "f1", "d4": "f3", "d5": "f3"}
+    # what the catalog knows wins; a delta with no full before it has no base to keep
+    assert delta_bases(listed, {"d5": "f1"})["d5"] == "f1"
+    assert delta_bases([("d0", START, "delta")], {}) == {}

@@ -2,7 +2,9 @@
 
 The choice of what to keep is :mod:`watcher.backup.retention` (pure); this module only carries it
 out. A snapshot whose copy has not yet reached every enabled destination is never deleted
-locally: it may be the only copy there is.
+locally: it may be the only copy there is. A delta snapshot needs its base full to be
+restored, so wherever a delta stays (the local dir, a destination, or on its way to one in the
+upload queue), its base stays too.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from datetime import UTC, datetime
 
 from watcher.archive.files import parse_snapshot_id
 from watcher.backup.report import Problem
-from watcher.backup.retention import select
-from watcher.backup.uploads import protected_snapshot_ids
+from watcher.backup.retention import RetentionDecision, delta_bases, select
+from watcher.backup.uploads import pending_copies, protected_snapshot_ids
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
 from watcher.destinations.registry import enabled_names
@@ -73,8 +75,6 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
     dates of the others say.
     """
     result = PruneResult()
-    tz = local_timezone()
-    protected = protected or set()
     now = datetime.now(UTC)
     hold = read_hold(store.dir, now)
     if hold is not None:
@@ -87,12 +87,40 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
             "check the application's data, then run `siip-watcher ack` to prune again",
             key="prune_held", params={"since": since}))
         return result
-    always = [just_taken] if just_taken else []
+    rules = _Rules(cfg, now, local_timezone(), [just_taken] if just_taken else [],
+                   {s.id: s.base for s in catalog.snapshots() if s.base})
+    _prune_local(rules, catalog, store, result, protected=protected or set(), dry_run=dry_run)
+    for dest in destinations:
+        _prune_destination(rules, catalog, dest, result, dry_run=dry_run)
+    return result
 
-    local = [(a.id, a.created_at) for a in store.archives()]
-    decision = select(local, cfg.retention, tz, now=now,  # type: ignore[arg-type]
-                      always_keep=always)
-    clock = f"{now:%Y-%m-%d %H:%M} UTC"
+
+@dataclass(frozen=True)
+class _Rules:
+    """What every place is pruned by in one pass: the policy, the clock, the snapshot just
+    taken and each delta's base as the catalog knows it."""
+
+    cfg: Config
+    now: datetime
+    tz: object
+    always: list[str]
+    known_bases: dict[str, str]
+
+    def select(self, listed: list[tuple[str, datetime, str]],
+               waiting: Iterable[str]) -> RetentionDecision:
+        """The decision for one place's ``(id, created_at, kind)`` list."""
+        return select([(sid, when) for sid, when, _ in listed], self.cfg.retention,
+                      self.tz, now=self.now,  # type: ignore[arg-type]
+                      always_keep=self.always, bases=delta_bases(listed, self.known_bases),
+                      waiting=waiting)
+
+
+def _prune_local(rules: _Rules, catalog: Catalog, store: LocalStore, result: PruneResult, *,
+                 protected: set[str], dry_run: bool) -> None:
+    # a delta kept locally for its queued upload keeps its base: the queue sends that first
+    decision = rules.select([(a.id, a.created_at, a.kind) for a in store.archives()],
+                            waiting=protected)
+    clock = f"{rules.now:%Y-%m-%d %H:%M} UTC"
     for sid in decision.future:
         result.problems.append(Problem(
             f"{sid} is dated more than a day ahead of this machine's clock "
@@ -113,40 +141,42 @@ def prune(cfg: Config, catalog: Catalog, store: LocalStore,
             log.info("pruned %s from %s", sid, store.dir)
         result.deleted["local"].append(sid)
 
-    for dest in destinations:
-        try:
-            remote = dest.list()
-        except DestinationError as exc:
-            result.problems.append(Problem(f"could not list {dest.name} to prune it: {exc}",
-                                           "it is pruned on the next run that reaches it",
-                                           key="prune_list_failed",
-                                           params={"dest": dest.name}, detail=str(exc)))
-            continue
-        pairs = []
-        by_id = {}
-        for r in remote:
-            parsed = parse_snapshot_id(r.snapshot_id)
-            if parsed and parsed[0] == cfg.name:
-                pairs.append((r.snapshot_id, parsed[1]))
-                by_id[r.snapshot_id] = r
-        remote_decision = select(pairs, cfg.retention, tz,  # type: ignore[arg-type]
-                                 now=now, always_keep=always)
-        result.kept[dest.name] = list(remote_decision.keep)
-        result.deleted[dest.name] = []
-        for sid in remote_decision.delete:
-            if not dry_run:
-                try:
-                    dest.delete(by_id[sid])
-                except DestinationError as exc:
-                    result.problems.append(Problem(
-                        f"could not delete {sid} from {dest.name}: {exc}",
-                        "it is pruned on the next run", key="prune_delete_failed",
-                        params={"sid": sid, "dest": dest.name}, detail=str(exc)))
-                    continue
-                catalog.delete_copy(sid, dest.name)
-                log.info("pruned %s from %s", sid, dest.name)
-            result.deleted[dest.name].append(sid)
-    return result
+
+def _prune_destination(rules: _Rules, catalog: Catalog, dest: Destination,
+                       result: PruneResult, *, dry_run: bool) -> None:
+    try:
+        remote = dest.list()
+    except DestinationError as exc:
+        result.problems.append(Problem(f"could not list {dest.name} to prune it: {exc}",
+                                       "it is pruned on the next run that reaches it",
+                                       key="prune_list_failed",
+                                       params={"dest": dest.name}, detail=str(exc)))
+        return
+    listed = []
+    by_id = {}
+    for r in remote:
+        parsed = parse_snapshot_id(r.snapshot_id)
+        if parsed and parsed[0] == rules.cfg.name:
+            listed.append((r.snapshot_id, parsed[1], r.kind))
+            by_id[r.snapshot_id] = r
+    # a delta still on its way here keeps its base here
+    decision = rules.select(listed, waiting=[c.snapshot_id for c in
+                                             pending_copies(catalog, [dest.name])])
+    result.kept[dest.name] = list(decision.keep)
+    result.deleted[dest.name] = []
+    for sid in decision.delete:
+        if not dry_run:
+            try:
+                dest.delete(by_id[sid])
+            except DestinationError as exc:
+                result.problems.append(Problem(
+                    f"could not delete {sid} from {dest.name}: {exc}",
+                    "it is pruned on the next run", key="prune_delete_failed",
+                    params={"sid": sid, "dest": dest.name}, detail=str(exc)))
+                continue
+            catalog.delete_copy(sid, dest.name)
+            log.info("pruned %s from %s", sid, dest.name)
+        result.deleted[dest.name].append(sid)
 
 
 def notice_problems(destinations: Iterable[Destination]) -> list[Problem]:

@@ -5,10 +5,11 @@ Pure: given ids with their times and a policy, return what stays and why. No I/O
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from watcher.archive.files import DELTA, FULL
 from watcher.config.settings import RetentionConfig
 
 #: how far ahead of this machine's clock a snapshot may be dated and still count: clocks of
@@ -27,9 +28,26 @@ class RetentionDecision:
     future: list[str] = field(default_factory=list)
 
 
-def select(snapshots: Iterable[tuple[str, datetime]], policy: RetentionConfig,
+def delta_bases(snapshots: Iterable[tuple[str, datetime, str]],
+                known: Mapping[str, str]) -> dict[str, str]:
+    """Each delta's base full: ``known`` (the catalog's, by delta id) for every delta it
+    names, and for a delta among ``(id, created_at, kind)`` that it does not (a destination's
+    copy on a machine whose catalog never saw it), the newest full dated before it: a delta is
+    always against the latest full, so while its base is there, that is the one."""
+    bases = dict(known)
+    fulls = sorted((when, sid) for sid, when, kind in snapshots if kind == FULL)
+    for sid, when, kind in snapshots:
+        if kind == DELTA and sid not in bases:
+            older = [full for stamp, full in fulls if stamp < when]
+            if older:
+                bases[sid] = older[-1]
+    return bases
+
+
+def select(snapshots: Iterable[tuple[str, datetime]], policy: RetentionConfig,  # noqa: PLR0913
            tz: tzinfo = UTC, *, now: datetime | None = None,
-           always_keep: Iterable[str] = ()) -> RetentionDecision:
+           always_keep: Iterable[str] = (), bases: Mapping[str, str] | None = None,
+           waiting: Iterable[str] = ()) -> RetentionDecision:
     """Apply ``policy`` to ``(id, created_at)`` pairs.
 
     keep_last keeps the N newest; keep_daily/weekly/monthly keep the newest snapshot of each
@@ -37,6 +55,10 @@ def select(snapshots: Iterable[tuple[str, datetime]], policy: RetentionConfig,
     time). The newest snapshot is always kept, whatever the policy says, and so is every id in
     ``always_keep`` (the snapshot a run just took). With ``now``, a snapshot dated more than
     FUTURE_TOLERANCE ahead is kept but takes no place in any rule.
+
+    ``bases`` maps each delta to its base full (:func:`delta_bases`): the base of every kept
+    delta is kept, and so is that of each delta in ``waiting`` (kept here for another reason,
+    or on its way here: a queued upload), since a delta cannot be restored without it.
     """
     pairs = list(snapshots)
     limit = now + FUTURE_TOLERANCE if now is not None else None
@@ -65,5 +87,10 @@ def select(snapshots: Iterable[tuple[str, datetime]], policy: RetentionConfig,
     mark("monthly", policy.keep_monthly, lambda t: (t.year, t.month))
     if ordered and ordered[0][0] not in keep:
         keep[ordered[0][0]] = ["newest"]
+    present = {sid for sid, _ in pairs}
+    for sid in [*keep, *waiting]:
+        base = (bases or {}).get(sid)
+        if base in present:
+            keep.setdefault(base, []).append(f"base of {sid}")
     delete = [sid for sid, _ in reversed(ordered) if sid not in keep]
     return RetentionDecision(keep=keep, delete=delete, future=future)
