@@ -57,7 +57,7 @@ SAMPLE: dict[str, str | int] = {
     "since": "2026-11-26 09:00 UTC", "now": "2026-11-27 18:15 UTC",
     "when": "2026-11-27 18:20 UTC", "before": 78_125, "pages": 1_200, "share": 64,
     "gone": 1_200, "changed": 9_800, "level": 30, "sampled": 40, "incompressible": 38,
-    "bytes": 4_096,
+    "bytes": 4_096, "base": "siip-20261125T181500Z",
 }
 
 #: outside text the reports below carry; only these may follow a technical-detail label

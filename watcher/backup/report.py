@@ -64,7 +64,7 @@ PROBLEM_KEYS: dict[str, str] = {
 #: every :attr:`DestinationResult.key`: what to do about a copy, ``dest_hint_<key>`` in
 #: watcher/notify/texts.py
 DESTINATION_KEYS = ("unavailable", "no_upload", "stopping", "failed_earlier", "archive_missing",
-                    "retry_at", "fix_cause")
+                    "retry_at", "fix_cause", "waits_for_base", "base_gone")
 
 
 def printable(text: str) -> str:

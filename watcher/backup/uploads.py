@@ -9,6 +9,11 @@ alone owns this schedule: the service sets its upload timer to :func:`next_due` 
 what is due then; ``siip-watcher once`` (``force=True``) sends everything now.
 A destination's resumable state is stored with the copy, so a restart resumes an upload.
 
+A delta snapshot is of no use at a destination without its base full, so the base goes first:
+a queued delta queues its base there too (when the base has no copy there yet, say because
+the destination was enabled after it was taken), and the delta waits, untried, until the
+base's copy there is uploaded.
+
 Local retention asks :func:`protected_snapshot_ids` which snapshots it must keep: those whose
 copy has not yet reached every enabled destination.
 
@@ -109,6 +114,7 @@ def send_copies(
     if force is None:
         force = bool(wanted)
     queue_copies(catalog, destinations, wanted)
+    queue_bases(catalog, destinations)
 
     snapshots: dict[str, SnapshotRow | None] = {}
     work: list[tuple[Destination, CopyRow]] = []
@@ -141,6 +147,10 @@ def send_copies(
             _wait_with_the_failed_copy(catalog, copy, retry_at)
             results.append(_held_back(dest, copy, f"not tried: {dest.name} failed earlier in "
                                       f"this pass ({error})", "failed_earlier"))
+            continue
+        waiting = _waits_for_base(catalog, dest, copy, snapshots.get(copy.snapshot_id), now=now)
+        if waiting is not None:
+            results.append(waiting)
             continue
         result = _send_one(cfg, catalog, dest, copy, snapshots.get(copy.snapshot_id),
                            recipients=recipients if copies_encrypted(dest.name) else [],
@@ -180,6 +190,49 @@ def _discard_sent(cfg: Config, catalog: Catalog,
             discard(path)
 
 
+def queue_bases(catalog: Catalog, destinations: Sequence[Destination | str]) -> None:
+    """Queue the base full of each delta queued at a destination there too, unless the base
+    has a copy row there already or is no longer in the local dir to be sent."""
+    for name in _names(destinations):
+        for copy in catalog.copies(destination=name):
+            snap = catalog.snapshot(copy.snapshot_id) if copy.state != "uploaded" else None
+            if snap is None or not snap.base or catalog.copies(snap.base, destination=name):
+                continue
+            base = catalog.snapshot(snap.base)
+            if base is not None and base.local:
+                catalog.set_copy(snap.base, name, "pending")
+                log.info("queued %s for %s: the delta %s needs it there", snap.base, name,
+                         snap.id)
+
+
+def _waits_for_base(catalog: Catalog, dest: Destination, copy: CopyRow,
+                    snap: SnapshotRow | None, *,
+                    now: Callable[[], datetime]) -> DestinationResult | None:
+    """None when ``copy`` may be sent now: a full, or a delta whose base is uploaded at
+    ``dest``. Otherwise the delta stays queued, untried, and this says why: its base's copy
+    there is still pending or failed (the delta is next due when the base is), or the base
+    is gone from the local dir without reaching ``dest`` (then no later pass can help)."""
+    if snap is None or not snap.base:
+        return None
+    base_copies = catalog.copies(snap.base, destination=dest.name)
+    if base_copies and base_copies[0].state == "uploaded":
+        return None
+    sid, base = snap.id, snap.base
+    if not base_copies:
+        message = (f"its base full {base} is no longer in the local dir and never reached "
+                   f"{dest.name}, so {sid} could not be restored from there")
+        catalog.set_copy(sid, dest.name, "failed", error=message,
+                         next_try_at=now() + FAILED_RETRY)
+        log.warning("%s: copy of %s failed: %s", dest.name, sid, message)
+        return DestinationResult(name=dest.name, state="failed", error=message,
+                                 hint="the next run takes a full snapshot, since its base "
+                                      "is gone", snapshot_id=sid, key="base_gone",
+                                 params={"sid": sid, "base": base, "dest": dest.name})
+    _wait_with_the_failed_copy(catalog, copy, base_copies[0].next_try_at)
+    return _held_back(dest, copy, f"not tried: its base full {base} is not on {dest.name} yet",
+                      "waits_for_base", base=base)
+
+
 def _wait_with_the_failed_copy(catalog: Catalog, copy: CopyRow,
                                retry_at: datetime | None) -> None:
     """A copy held back because its destination just failed is next due when the failed
@@ -191,11 +244,12 @@ def _wait_with_the_failed_copy(catalog: Catalog, copy: CopyRow,
                      next_try_at=retry_at)
 
 
-def _held_back(dest: Destination, copy: CopyRow, why: str, key: str) -> DestinationResult:
+def _held_back(dest: Destination, copy: CopyRow, why: str, key: str,
+               **params: str) -> DestinationResult:
     return DestinationResult(name=dest.name, state="pending" if copy.state != "failed"
                              else "failed", error=copy.last_error or why,
                              hint=f"{why}; it stays queued", snapshot_id=copy.snapshot_id,
-                             key=key, params={"dest": dest.name})
+                             key=key, params={"dest": dest.name, **params})
 
 
 def archive_path(cfg: Config, snap: SnapshotRow) -> Path | None:

@@ -271,6 +271,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "dest_hint_fix_cause": "corrija la causa (vea el detalle técnico) y luego ejecute "
                                "`siip-watcher once`; la copia local se conserva (próximo "
                                "intento automático: {when}).",
+        "dest_hint_waits_for_base": "no se intentó porque su respaldo completo base, {base}, "
+                                    "aún no está en {dest}; se envía después de él y la copia "
+                                    "sigue en cola.",
+        "dest_hint_base_gone": "su respaldo completo base, {base}, ya no está en la carpeta de "
+                               "copias y nunca llegó a {dest}, así que {sid} no se podría "
+                               "restaurar desde allí; la próxima ejecución hace un respaldo "
+                               "completo.",
         "dest_older": "{dest} (copia anterior, {sid})",
         "security_starttls": "STARTTLS",
         "security_ssl": "TLS desde el primer byte (SSL)",
@@ -500,6 +507,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "dest_hint_fix_cause": "fix the cause (see the technical detail), then run "
                                "`siip-watcher once`; the local backup is kept (next automatic "
                                "try at {when}).",
+        "dest_hint_waits_for_base": "not tried because its base full backup, {base}, is not on "
+                                    "{dest} yet; it is sent after that one and stays queued.",
+        "dest_hint_base_gone": "its base full backup, {base}, is no longer in the backup folder "
+                               "and never reached {dest}, so {sid} could not be restored from "
+                               "there; the next run takes a full backup.",
         "dest_older": "{dest} (older copy, {sid})",
         "security_starttls": "STARTTLS",
         "security_ssl": "TLS from the first byte (SSL)",
