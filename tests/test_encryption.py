@@ -6,6 +6,7 @@ identity and refuses without it, and a resumed upload sends the very ciphertext 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -294,27 +295,26 @@ def test_no_copy_leaves_when_the_public_keys_cannot_be_read(
     assert list(nas.iterdir()) == []
 
 
-def test_an_encrypted_file_outlives_neither_its_archive_nor_a_crash(
+def test_leftovers_of_encryption_go_and_an_encrypted_archive_stays(
         tmp_path: Path, keys: dict[str, Key]) -> None:
     local = tmp_path / "backups"
     local.mkdir()
-    cfg = make_config(tmp_path, local, check_paths=False)
-    store = LocalStore(cfg)
-    names = ["siip-20260101T000000Z", "siip-20260102T000000Z"]
-    made = []
-    for sid in names:
-        archive, _ = make_archive(local, sid, 1000)
-        (local / f"{sid}.tar.zst.sha256").write_text("0" * 64 + f"  {sid}.tar.zst\n")
-        for suffix in (".age", ".age.sha256", ".age.recipients"):
-            (local / f"{sid}.tar.zst{suffix}").write_bytes(b"x")
-        made.append(archive)
-    (local / "siip-20260103T000000Z.tar.zst.age.partial").write_bytes(b"x")
-    made[0].unlink()                      # its archive went: the encrypted file is a leftover
+    store = LocalStore(make_config(tmp_path, local, check_paths=False))
+    names = ["siip-20260101T000000Z", "siip-20260102T000000Z", "siip-20260103T000000Z"]
+    for sid in names[:2]:
+        archive, sha = make_archive(local, sid, 1000)
+        (local / f"{sid}.tar.zst.sha256").write_text(f"{sha}  {sid}.tar.zst\n")
+        sealed_archive(archive, sha, [keys["office"].public])
+    (local / f"{names[0]}.tar.zst").unlink()         # encrypted in place (local = true)
+    (local / f"{names[0]}.tar.zst.sha256").unlink()
+    for suffix in (".age.sha256", ".age.recipients", ".age.partial"):   # a crash's leftovers
+        (local / f"{names[2]}.tar.zst{suffix}").write_bytes(b"x")
     store.remove_leftovers()
-    assert sorted(p.name for p in local.iterdir()) == sorted(
-        f"{names[1]}.tar.zst{s}" for s in ("", ".sha256", ".age", ".age.sha256",
-                                           ".age.recipients"))
-    store.delete(names[1])
+    assert not list(local.glob(f"{names[2]}*"))
+    assert [(a.id, a.sealed) for a in store.archives()] == [(names[1], False), (names[0], True)]
+    assert len(list(local.iterdir())) == 3 + 5
+    for sid in names[:2]:
+        store.delete(sid)
     assert list(local.iterdir()) == []
 
 
@@ -330,3 +330,44 @@ def test_a_delta_is_encrypted_under_its_own_name(tmp_path: Path, keys: dict[str,
                                              sealed=made.sealed)
     assert (remote.name, remote.kind, remote.sha256) == (made.path.name, "delta", sha)
     assert LocalFolderDestination(nas).list() == [remote] and remote.sealed == made.sealed
+
+
+def test_local_archives_encrypted_in_place_restore_only_with_the_identity(
+        siip: Path, tmp_path: Path, cli: Cli, keys: dict[str, Key]) -> None:
+    local, nas = tmp_path / "backups", tmp_path / "nas"
+    nas.mkdir()
+    folder = toml_table("folder", {"enabled": True, "path": str(nas)})
+
+    def config(encrypt_locally: bool) -> Path:
+        return write_config(tmp_path / "c.toml", siip, local, folder + toml_table(
+            "encryption", {"recipients": [keys["office"].public], "local": encrypt_locally}))
+
+    first = cli("-c", str(config(True)), "once", "--no-email", "--json")
+    assert first.returncode == 0, first.stderr
+    assert list(local.glob("*.tar.zst")) == [] and not list(local.glob("*.tar.zst.sha256"))
+    [kept] = local.glob("*.tar.zst.age")
+    # encrypted once: the copy on the share is the very file kept here
+    assert (nas / kept.name).read_bytes() == kept.read_bytes()
+    assert kept.read_bytes().startswith(AGE_HEADER)
+
+    target = tmp_path / "restored"
+    refused = cli("-c", str(config(True)), "restore", "latest", "--to", str(target))
+    one_line_refusal(refused, 2, "identity is needed", keys["office"].public)
+    done = cli("-c", str(config(True)), "restore", "latest", "--to", str(target),
+               "--identity", str(keys["office"].file))
+    assert done.returncode == 0, done.stderr
+    assert_restored(target, siip)
+    assert kept.exists()      # reading it left it as it was
+
+    # switched off again: new archives are plain, the encrypted ones stay archives (a run
+    # never takes them for leftovers), and a lost catalog is rebuilt with them
+    plain = cli("-c", str(config(False)), "once", "--no-email", "--no-upload")
+    assert plain.returncode == 0, plain.stderr
+    (local / "catalog.sqlite3").unlink()
+    listed = cli("-c", str(config(False)), "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 2 and kept.exists()
+    assert len(list(local.glob("*.tar.zst"))) == 1
+    verified = cli("-c", str(config(False)), "verify", "--all", "--identity",
+                   str(keys["office"].file))
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -4,17 +4,25 @@ destination (`verify`, `restore`)."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from watcher.actions import ProgressBars, UsageError, no_progress
 from watcher.actions.unseal import Identity, decrypt_copy, require_identity
-from watcher.archive.files import archive_name, copy_name, parse_snapshot_id, sidecar_line
+from watcher.archive.files import (
+    archive_kind_of,
+    archive_name,
+    copy_name,
+    is_sealed_name,
+    parse_snapshot_id,
+    sidecar_line,
+)
 from watcher.config.settings import Config
 from watcher.destinations.base import RemoteFile
 from watcher.destinations.registry import NAMES, open_destination
+from watcher.encryption.record import read_record
 from watcher.state.store import LocalStore
 
 
@@ -63,7 +71,17 @@ def fetched(cfg: Config, source: str, ident: str, *, bars: ProgressBars = no_pro
     """
     if source == "local":
         sid, path = local_archive(cfg, ident)
-        yield Fetched(sid, path, None)
+        if not is_sealed_name(path.name):
+            yield Fetched(sid, path, None)
+            return
+        # [encryption] local = true: decrypted into the scratch folder like a download
+        sealed, archive_sha = read_record(path)
+        here = RemoteFile(snapshot_id=sid, name=path.name, size=path.stat().st_size,
+                          remote_id=str(path), sha256=archive_sha,
+                          kind=archive_kind_of(path.name), sealed=sealed)
+        opener = require_identity(here, identity, "local")
+        with _opened(cfg, here, "local", opener, lambda _: path) as archive:
+            yield archive
         return
     with open_destination(cfg, source) as dest:
         remote = dest.list()
@@ -80,24 +98,40 @@ def fetched(cfg: Config, source: str, ident: str, *, bars: ProgressBars = no_pro
                              f"NAME-YYYYMMDDTHHMMSSZ; it is not downloaded, pick another with "
                              f"`siip-watcher list --from {source}`")
         opener = require_identity(chosen, identity, source) if chosen.sealed else None
-        work = LocalStore(cfg).scratch_dir()
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
-            target = Path(tmp) / archive_name(sid, chosen.kind)
-            stored = Path(tmp) / copy_name(sid, chosen.kind, sealed=opener is not None)
+
+        def download(stored: Path) -> Path:
             with bars(f"download {sid}") as (update, total):
                 if total:
                     total(chosen.size)
-                dest.get(chosen, stored, progress=update)
-            expected = chosen.sha256
-            if opener is not None:
-                try:
-                    decrypted = decrypt_copy(stored, target, opener, chosen, source)
-                finally:
+                return dest.get(chosen, stored, progress=update)
+
+        with _opened(cfg, chosen, source, opener, download) as archive:
+            yield archive
+
+
+@contextmanager
+def _opened(cfg: Config, chosen: RemoteFile, source: str, opener: Identity | None,
+            get: Callable[[Path], Path]) -> Iterator[Fetched]:
+    """The archive of ``chosen`` in a temporary folder, with its sidecar: ``get(path)``
+    returns the stored file (downloaded to ``path``, or where it already lies), which is
+    decrypted with ``opener`` when encrypted (a download then removed at once)."""
+    sid = chosen.snapshot_id
+    work = LocalStore(cfg).scratch_dir()
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=work) as tmp:
+        target = Path(tmp) / archive_name(sid, chosen.kind)
+        wanted = Path(tmp) / copy_name(sid, chosen.kind, sealed=opener is not None)
+        stored = get(wanted)
+        expected = chosen.sha256
+        if opener is not None:
+            try:
+                decrypted = decrypt_copy(stored, target, opener, chosen, source)
+            finally:
+                if stored == wanted:
                     stored.unlink(missing_ok=True)
-                # a copy that decrypts is the file that was encrypted (age authenticates
-                # it), so one encrypted by hand without a recorded sha256 is still checked
-                expected = expected or decrypted
-            if expected:
-                target.with_name(target.name + ".sha256").write_text(
-                    sidecar_line(expected, target.name))
-            yield Fetched(sid, target, expected)
+            # a copy that decrypts is the file that was encrypted (age authenticates it), so
+            # one encrypted by hand without a recorded sha256 is still checked
+            expected = expected or decrypted
+        if expected:
+            target.with_name(target.name + ".sha256").write_text(
+                sidecar_line(expected, target.name))
+        yield Fetched(sid, target, expected)

@@ -59,6 +59,7 @@ PROBLEM_KEYS: dict[str, str] = {
     "prune_list_failed": "upkeep",
     "prune_delete_failed": "upkeep",
     "trashed_instead": "upkeep",
+    "local_not_encrypted": "upkeep",
 }
 
 #: every :attr:`DestinationResult.key`: what to do about a copy, ``dest_hint_<key>`` in

@@ -25,6 +25,7 @@ from watcher.backup.report import (
     destination_states,
     human_size,
 )
+from watcher.backup.sealing import encrypt_local_archives
 from watcher.backup.uploads import queue_copies, send_copies
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
@@ -143,6 +144,8 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
             log.info("run %d started (trigger: %s)", run_id, report.trigger)
             _snapshot(cfg, store, catalog, report, progress=progress, on_total=on_total,
                       stop=stop)
+            # before the copies: they are then sent from the very file kept here
+            report.warnings.extend(encrypt_local_archives(cfg, store))
             destinations = [opened.enter_context(d) for d in _destinations(cfg, report)]
             _after_snapshot(cfg, catalog, store, destinations, report, upload=upload,
                             stop=stop)

@@ -6,6 +6,9 @@ send the very bytes it started with: the archive is encrypted once, streaming, i
 ``<archive>.age.partial``, which is renamed (after its sidecars) when complete, and the file
 is kept until every destination that receives it has confirmed its copy. The queue then
 removes it (:func:`discard`). No plaintext is written: the archive already is on disk.
+
+With ``[encryption] local = true`` the encrypted file replaces the archive in the local dir
+for good (:func:`encrypt_local_archives`), and the copies are sent from it.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from watcher.archive.files import (
     sidecar_line,
     write_private_atomic,
 )
+from watcher.backup.report import Problem
+from watcher.config.settings import Config
 from watcher.destinations.base import DestinationError, Sealed
-from watcher.encryption.keys import parse_recipient
+from watcher.encryption.keys import KeyFileError, configured_recipients, parse_recipient
 from watcher.encryption.record import read_record, recipients_path, recipients_text
 from watcher.encryption.stream import encrypt_file
+from watcher.state.store import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +62,14 @@ def sealed_archive(archive: Path, sha256: str, recipients: list[str]) -> SealedA
     path = sealed_path(archive)
     if path.is_file():
         sealed, recorded = read_record(path)
-        if sealed.sha256 and sealed.recipients and recorded == sha256.lower():
+        if sealed.sha256 and recorded == sha256.lower():
             return SealedArchive(path, sealed)
+        if not archive.is_file():
+            # the archive itself ([encryption] local = true): never thrown away
+            raise DestinationError(f"the encrypted archive {path.name} lacks its .sha256 or "
+                                   f".recipients sidecar, so its copies cannot be checked; "
+                                   f"restore them from another copy or remove the snapshot",
+                                   retryable=False)
         log.warning("the encrypted file %s lacks its sidecars; encrypting again", path.name)
         discard(archive)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
@@ -95,3 +107,45 @@ def discard(archive: Path) -> None:
     path = sealed_path(archive)
     for one in (path, path.with_name(path.name + SIDECAR_SUFFIX), recipients_path(path)):
         one.unlink(missing_ok=True)
+
+
+def encrypt_local_archives(cfg: Config, store: LocalStore) -> list[Problem]:
+    """With ``[encryption] local = true``, every plain archive in the local dir is encrypted into
+    its ``.age`` (or the one already made for its copies is taken) and the plain archive and
+    its sidecar are removed; returns what could not be done (the archive then stays plain and
+    is tried again at the next run).
+
+    The plain archive existed for the run's length: the snapshot is written and checked
+    plain, as the database and the project it holds lie plain on the same disk anyway.
+    """
+    if not cfg.encryption.local:
+        return []
+    keys: list[str] | KeyFileError
+    try:
+        keys = configured_recipients(cfg.encryption)
+    except KeyFileError as exc:   # a recipients_file gone since the configuration was read
+        keys = exc
+    problems: list[Problem] = []
+    for archive in store.archives():
+        if archive.sealed:
+            continue
+        try:
+            if isinstance(keys, KeyFileError):
+                raise DestinationError(str(keys))
+            if archive.sha256 is None:
+                raise DestinationError("its .sha256 sidecar is missing or unreadable")
+            sealed_archive(archive.path, archive.sha256, keys)
+            for path in (archive.path, store.sidecar_path(archive.path)):
+                path.unlink()
+            fsync_dir(store.dir)
+        except (DestinationError, OSError) as exc:
+            why = str(exc) if isinstance(exc, DestinationError) else exc.strerror or str(exc)
+            log.warning("%s stays unencrypted in %s: %s", archive.path.name, store.dir, why)
+            problems.append(Problem(
+                f"{archive.path.name} stays unencrypted although [encryption] local = true: "
+                f"{why}", "it is tried again at the next run", key="local_not_encrypted",
+                params={"file": archive.path.name}, detail=why))
+        else:
+            log.info("%s is encrypted in %s ([encryption] local = true)", archive.path.name,
+                     store.dir)
+    return problems

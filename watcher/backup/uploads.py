@@ -179,12 +179,13 @@ def _recipients(cfg: Config) -> list[str] | KeyFileError:
 def _discard_sent(cfg: Config, catalog: Catalog,
                   snapshots: Iterable[SnapshotRow | None]) -> None:
     """Remove the encrypted file of each snapshot whose copies have all been confirmed
-    (every destination, enabled or not: a disabled one's queued copy may be sent again)."""
+    (every destination, enabled or not: a disabled one's queued copy may be sent again),
+    unless it is the local archive itself (``[encryption] local = true``)."""
     for snap in snapshots:
         if snap is None:
             continue
         path = archive_path(cfg, snap)
-        if path is None or not sealed_path(path).exists():
+        if path is None or not path.is_file() or not sealed_path(path).exists():
             continue
         if all(c.state == "uploaded" for c in catalog.copies(snap.id)):
             discard(path)
@@ -257,7 +258,8 @@ def archive_path(cfg: Config, snap: SnapshotRow) -> Path | None:
     dir may have been moved and the catalog rebuilt). None when it is not on disk."""
     recorded = Path(snap.file)
     for candidate in (recorded, cfg.local.dir / recorded.name):
-        if candidate.is_file():
+        # encrypted in place ([encryption] local = true): its copies are sent from that
+        if candidate.is_file() or sealed_path(candidate).is_file():
             return candidate
     return None
 
@@ -292,7 +294,8 @@ def _send_one(cfg: Config, catalog: Catalog, dest: Destination, copy: CopyRow,  
         if isinstance(recipients, KeyFileError):
             raise DestinationError(f"not sent, since it would leave unencrypted: {recipients}",
                                    retryable=False)
-        if recipients:
+        if recipients or not path.is_file():
+            # with no plain archive left, the encrypted one is all there is to send
             encrypted = sealed_archive(path, snap.sha256, recipients)
             path, sealed = encrypted.path, encrypted.sealed
         size = path.stat().st_size

@@ -121,6 +121,8 @@ class EncryptionConfig:
     recipients: list[str] = field(default_factory=list)
     #: a file of more public keys, one per line, as `age -R` reads it
     recipients_file: str = ""
+    #: also encrypt the archives kept in local.dir (then restoring them needs the identity)
+    local: bool = False
 
 
 @dataclass(frozen=True)
@@ -588,6 +590,9 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
 def _validate_encryption(enc: EncryptionConfig, where: str) -> None:
     """Every public key must parse now: a typo found at the first upload would leave the
     copies queued, or worse, encrypted for nobody."""
+    if enc.local and not (enc.recipients or enc.recipients_file):
+        raise ConfigError(f"{where}: encryption.local: expected false while encryption."
+                          f"recipients and recipients_file name no public key, got true")
     if enc.recipients or enc.recipients_file:
         try:
             keys = configured_recipients(enc)

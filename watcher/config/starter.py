@@ -91,6 +91,9 @@ path = ""
 # it), at most 20 in all. Only public keys here: the private key never goes on the server.
 recipients = []
 recipients_file = ""              # or a file of public keys, one per line (as `age -R` reads)
+# Also encrypt the archives in local.dir: a stolen backup disk then holds nothing readable,
+# but restoring or verifying on this server needs the private key too (--identity).
+local = false
 
 [email]
 enabled = false

@@ -252,6 +252,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "problem_trashed_instead_hint": "dé a la cuenta el permiso de borrar en {dest} (el "
                                         "detalle técnico indica cuál) para que no ocupen "
                                         "espacio mientras esperan en la papelera.",
+        "problem_local_not_encrypted": "{file} sigue sin cifrar en la carpeta de copias, "
+                                       "aunque [encryption] local = true.",
+        "problem_local_not_encrypted_hint": "se intenta de nuevo en la próxima ejecución; si "
+                                            "se repite, vea el detalle técnico (¿disco lleno?).",
         "problem_untranslated": "otro problema; el detalle técnico lo describe.",
         "detail": "Detalle técnico (en inglés): {detail}",
         # what to do about a copy (watcher.backup.report.DESTINATION_KEYS)
@@ -490,6 +494,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "problem_trashed_instead_hint": "give the account the right to delete at {dest} (the "
                                         "technical detail says which) so they do not take up "
                                         "space while they wait in the trash.",
+        "problem_local_not_encrypted": "{file} is still unencrypted in the backup folder, "
+                                       "although [encryption] local = true.",
+        "problem_local_not_encrypted_hint": "it is tried again at the next run; if it "
+                                            "repeats, see the technical detail (a full disk?).",
         "problem_untranslated": "another problem; the technical detail describes it.",
         "detail": "Technical detail: {detail}",
         "dest_hint_unavailable": "{dest} could not be prepared; it is tried again on the next "

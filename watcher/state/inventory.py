@@ -18,7 +18,7 @@ from watcher.backup.report import DatabaseResult, SnapshotInfo
 from watcher.backup.uploads import queue_copies
 from watcher.destinations.registry import enabled_names
 from watcher.state.catalog import Catalog
-from watcher.state.store import LocalStore
+from watcher.state.store import LocalArchive, LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +41,9 @@ def reconcile(catalog: Catalog, store: LocalStore) -> int:
             log.warning("%s has no readable .sha256 sidecar; it is ignored until `siip-watcher "
                         "verify` is run on it by hand", archive.path.name)
             continue
-        try:
-            manifest = read_manifest(archive.path)
-        except ArchiveError as exc:
-            log.warning("%s is not added to the catalog: %s", archive.path.name, exc)
+        info = _sealed_info(store, archive) if archive.sealed else _info(archive)
+        if info is None:
             continue
-        totals = manifest.data.get("totals", {})
-        dbs = [DatabaseResult(path=d.get("path", ""), member=d.get("member", ""),
-                              pages=int(d.get("pages", 0)), page_size=int(d.get("page_size", 0)),
-                              size=int(d.get("size", 0)), check=str(d.get("check", "")),
-                              check_pragma=str(d.get("check_pragma", "integrity_check")),
-                              discovered=bool(d.get("discovered", False)))
-               for d in manifest.databases]
-        info = SnapshotInfo(id=sid, file=str(archive.path), created_at=archive.created_at,
-                            size=archive.size, sha256=archive.sha256,
-                            files=int(totals.get("files", 0)), bytes_in=int(totals.get("bytes", 0)),
-                            databases=dbs, kind=manifest.kind, base=manifest.base)
         catalog.add_snapshot(info, trigger=None, duration=None)
         queued = [name for _, name in queue_copies(catalog, destinations, [sid])]
         if queued:
@@ -66,3 +53,35 @@ def reconcile(catalog: Catalog, store: LocalStore) -> int:
             log.info("catalog: added %s from the archive itself", sid)
         changed += 1
     return changed
+
+
+def _info(archive: LocalArchive) -> SnapshotInfo | None:
+    """What the archive's own manifest says of it; None (with a warning) when unreadable."""
+    assert archive.sha256 is not None
+    try:
+        manifest = read_manifest(archive.path)
+    except ArchiveError as exc:
+        log.warning("%s is not added to the catalog: %s", archive.path.name, exc)
+        return None
+    totals = manifest.data.get("totals", {})
+    dbs = [DatabaseResult(path=d.get("path", ""), member=d.get("member", ""),
+                          pages=int(d.get("pages", 0)), page_size=int(d.get("page_size", 0)),
+                          size=int(d.get("size", 0)), check=str(d.get("check", "")),
+                          check_pragma=str(d.get("check_pragma", "integrity_check")),
+                          discovered=bool(d.get("discovered", False)))
+           for d in manifest.databases]
+    return SnapshotInfo(id=archive.id, file=str(archive.path), created_at=archive.created_at,
+                        size=archive.size, sha256=archive.sha256,
+                        files=int(totals.get("files", 0)), bytes_in=int(totals.get("bytes", 0)),
+                        databases=dbs, kind=manifest.kind, base=manifest.base)
+
+
+def _sealed_info(store: LocalStore, archive: LocalArchive) -> SnapshotInfo:
+    """An encrypted archive ([encryption] local = true): its manifest needs the identity the
+    server never has, so only what its name and sidecars say is known (no file counts)."""
+    assert archive.sha256 is not None
+    log.info("%s is encrypted: its file and database counts stay unknown in the catalog",
+             archive.path.name)
+    return SnapshotInfo(id=archive.id, file=str(store.archive_path(archive.id, archive.kind)),
+                        created_at=archive.created_at, size=archive.size,
+                        sha256=archive.sha256, files=0, bytes_in=0, kind=archive.kind)

@@ -4,6 +4,11 @@ Names: ``<name>-<YYYYMMDDTHHMMSSZ>.tar.zst`` (UTC) for a full,
 ``<name>-<YYYYMMDDTHHMMSSZ>.delta.tar.zst`` for a delta, and ``<archive>.sha256``. The sidecar is
 renamed into place before the archive, so an archive under its final name always has its
 checksum beside it and is complete; anything ending in ``.partial`` is a leftover.
+
+``<archive>.age`` (with its own ``.sha256`` and ``.recipients``, watcher/encryption/record.py)
+is the archive encrypted: beside the archive while its off-site copies are sent
+(watcher/backup/sealing.py), or alone, in its place, with ``[encryption] local = true``. An
+encrypted file alone is therefore an archive, never a leftover.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from watcher.archive.files import (
     SIDECAR_SUFFIX,
     archive_name,
     fsync_dir,
+    is_sealed_name,
     parse_archive_name,
     parse_snapshot_id,
     read_sidecar,
@@ -31,7 +37,7 @@ from watcher.archive.files import (
     write_private_atomic,
 )
 from watcher.config.settings import Config
-from watcher.encryption.record import RECIPIENTS_SUFFIX
+from watcher.encryption.record import RECIPIENTS_SUFFIX, read_record
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,8 @@ class LocalArchive:
     size: int
     sha256: str | None
     kind: str = FULL
+    #: ``path`` is the archive encrypted (``.age``): reading it needs the identity
+    sealed: bool = False
 
 
 
@@ -103,6 +111,7 @@ class LocalStore:
         while True:
             snapshot_id = f"{self.name}-{ts:%Y%m%dT%H%M%SZ}"
             if not any(p.exists() or self.sidecar_path(p).exists()
+                       or p.with_name(p.name + AGE_SUFFIX).exists()
                        for p in self._both_paths(snapshot_id)):
                 return snapshot_id
             ts += timedelta(seconds=1)
@@ -134,37 +143,46 @@ class LocalStore:
         fsync_dir(self.dir)
 
     def archives(self) -> list[LocalArchive]:
-        """Complete archives of this ``name`` in the local dir, newest first."""
+        """Complete archives of this ``name`` in the local dir, newest first: plain, or
+        encrypted when no plain one of the snapshot is there."""
         found: list[LocalArchive] = []
         if not self.dir.is_dir():
             return found
-        for path in self.dir.glob(f"*{ARCHIVE_SUFFIX}"):
+        for path in [*self.dir.glob(f"*{ARCHIVE_SUFFIX}"),
+                     *self.dir.glob(f"*{ARCHIVE_SUFFIX}{AGE_SUFFIX}")]:
             snapshot_id, kind = parse_archive_name(path.name) or ("", FULL)
             parsed = parse_snapshot_id(snapshot_id)
-            if not parsed or parsed[0] != self.name:
+            sealed = is_sealed_name(path.name)
+            if not parsed or parsed[0] != self.name or (
+                    sealed and path.with_name(path.name[: -len(AGE_SUFFIX)]).exists()):
                 continue
-            try:
-                sha = read_sidecar(self.sidecar_path(path))
-            except (OSError, ValueError):
-                sha = None
+            if sealed:
+                sha = read_record(path)[1]
+            else:
+                try:
+                    sha = read_sidecar(self.sidecar_path(path))
+                except (OSError, ValueError):
+                    sha = None
             found.append(LocalArchive(snapshot_id, path, parsed[1], path.stat().st_size, sha,
-                                      kind))
+                                      kind, sealed))
         found.sort(key=lambda a: (a.created_at, a.id), reverse=True)
         return found
 
     def delete(self, snapshot_id: str) -> None:
-        """Remove an archive (full or delta), its sidecar and any encrypted file of it
-        waiting to be sent (files first: a lone sidecar is harmless)."""
+        """Remove an archive (full or delta), plain or encrypted, and its sidecars. The
+        encrypted file goes first, the plain archive last: a crash in between leaves the
+        plain archive (kept) or a lone sidecar (a leftover), never a lone encrypted file,
+        which would count as an archive."""
         for archive in self._both_paths(snapshot_id):
             sealed = archive.with_name(archive.name + AGE_SUFFIX)
-            for path in (archive, sealed, self.sidecar_path(archive), self.sidecar_path(sealed),
-                         sealed.with_name(sealed.name + RECIPIENTS_SUFFIX)):
+            for path in (sealed, self.sidecar_path(sealed),
+                         sealed.with_name(sealed.name + RECIPIENTS_SUFFIX), archive,
+                         self.sidecar_path(archive)):
                 path.unlink(missing_ok=True)
         fsync_dir(self.dir)
 
     def remove_leftovers(self) -> list[Path]:
-        """Delete what a crashed or killed run left: partial files, lone sidecars, and an
-        encrypted file whose archive is gone."""
+        """Delete what a crashed or killed run left: partial files and lone sidecars."""
         removed: list[Path] = []
         if not self.dir.is_dir():
             return removed
@@ -182,18 +200,15 @@ class LocalStore:
 
 
 #: what belongs to another file of the local dir: (its suffix, that file's suffix); a delta's
-#: names end the same way (``X.delta.tar.zst.age`` belongs to ``X.delta.tar.zst``)
+#: names end the same way (``X.delta.tar.zst.age.sha256`` belongs to ``X.delta.tar.zst.age``)
 _BELONGS = ((ARCHIVE_SUFFIX + SIDECAR_SUFFIX, ARCHIVE_SUFFIX),
             (ARCHIVE_SUFFIX + AGE_SUFFIX + SIDECAR_SUFFIX, ARCHIVE_SUFFIX + AGE_SUFFIX),
-            (ARCHIVE_SUFFIX + AGE_SUFFIX + RECIPIENTS_SUFFIX, ARCHIVE_SUFFIX + AGE_SUFFIX),
-            (ARCHIVE_SUFFIX + AGE_SUFFIX, ARCHIVE_SUFFIX))
+            (ARCHIVE_SUFFIX + AGE_SUFFIX + RECIPIENTS_SUFFIX, ARCHIVE_SUFFIX + AGE_SUFFIX))
 
 
 def _is_lone(path: Path) -> bool:
-    """A sidecar, or an archive's encrypted file, whose file is no longer there (or is
-    itself lone: the sidecars of an encrypted file whose archive went)."""
+    """A sidecar whose file is no longer there."""
     for suffix, owner in _BELONGS:
         if path.name.endswith(suffix):
-            belongs_to = path.with_name(path.name[: -len(suffix)] + owner)
-            return not belongs_to.exists() or _is_lone(belongs_to)
+            return not path.with_name(path.name[: -len(suffix)] + owner).exists()
     return False
