@@ -69,13 +69,32 @@ STAMP = ".bench-snapshot"          # marks a folder this script created (and may
 MARKER = "dataset.json"            # written last: a dataset without it is incomplete
 
 MB = 1_000_000
-# sizes of one 1x dataset (the issue: ~300 MB database, ~15,000 files in ~800 folders,
-# ~1.25 GB of which ~1 GB is incompressible photos)
-PHOTO_BYTES = 1_000 * MB
-TEXT_BYTES = 250 * MB
-TEXT_FILES = 12_900
-DB_BYTES = 300 * MB
-WAL_BYTES = 8 * MB                 # recent commits still in the -wal when the backup starts
+
+
+@dataclass(frozen=True)
+class Mix:
+    """What one 1x dataset holds; ``--scale N`` multiplies every count and size."""
+
+    name: str
+    photo_bytes: int               # incompressible photos, lognormal sizes 20 KB..2 MB
+    photo_median: int              # their median size
+    text_bytes: int                # code, templates, JSON, CSV, logs, letters
+    text_share: float              # their count, as a share of the photo-heavy mix's 12,900
+    db_bytes: int                  # the database file
+    wal_bytes: int                 # recent commits still in the -wal when the backup starts
+    db_blobs: bool                 # rows carry random attachments (incompressible) besides text
+
+
+#: issue 2's SIIP-like tree: ~300 MB database, ~15,000 files in ~800 folders, ~1.25 GB of
+#: which ~1 GB is incompressible photos
+PHOTOS = Mix("photos", photo_bytes=1_000 * MB, photo_median=350_000, text_bytes=250 * MB,
+             text_share=1.0, db_bytes=300 * MB, wal_bytes=8 * MB, db_blobs=False)
+#: issue 9's tree where small files dominate: ~10,000 code files and ~1,800 photos in ~360 MB,
+#: plus a 117 MB database whose rows carry small random attachments
+SMALLFILES = Mix("smallfiles", photo_bytes=260 * MB, photo_median=105_000,
+                 text_bytes=100 * MB, text_share=0.775, db_bytes=113 * MB, wal_bytes=4 * MB,
+                 db_blobs=True)
+MIXES = {m.name: m for m in (PHOTOS, SMALLFILES)}
 DB_NAME = "siip_database.db"
 OLD_BACKUP_DIR = "app/chat/temp_backups"   # where the old routine kept its zips, in the tree
 # odds that shape the generated tree and database (changing one changes every dataset)
@@ -206,9 +225,10 @@ def _persona(rng: random.Random) -> str:
 
 
 # the dataset's recipe, one kind of entry after the other, as the module docstring lists them
-def plan_tree(seed: int, scale: int) -> list[Entry]:  # noqa: PLR0912
-    """Every file, link and junk entry of the dataset; the same (seed, scale), the same plan."""
-    rng = random.Random(f"tree/{seed}/{scale}")
+def plan_tree(seed: int, scale: int, mix: Mix = PHOTOS) -> list[Entry]:  # noqa: PLR0912
+    """Every file, link and junk entry of the dataset; the same (seed, scale, mix), the same
+    plan (the photo-heavy mix's plans are those of the generator before mixes existed)."""
+    rng = random.Random(_seed_text("tree", seed, scale, mix))
     entries: list[Entry] = []
 
     def add(rel: str, kind: str, size: int) -> None:
@@ -235,11 +255,11 @@ def plan_tree(seed: int, scale: int) -> list[Entry]:  # noqa: PLR0912
     report_dirs = [f"exportaciones/reportes/{2024 + m // 12}-{m % 12 + 1:02d}"
                    for m in range(12 * scale)]
 
-    # photos: lognormal sizes 20 KB..2 MB (median ~350 KB) until the photo budget is spent
-    photo_budget = PHOTO_BYTES * scale
+    # photos: lognormal sizes 20 KB..2 MB around the mix's median until its budget is spent
+    photo_budget = mix.photo_bytes * scale
     counts: dict[str, int] = {}
     while photo_budget > 0:
-        size = min(photo_budget, _lognormal_size(rng, 350_000, 0.8, 20_000, 2_000_000))
+        size = min(photo_budget, _lognormal_size(rng, mix.photo_median, 0.8, 20_000, 2_000_000))
         # the dataset mix
         by_person = rng.random() < PHOTOS_OF_PERSONS
         folder = rng.choice(persona_dirs if by_person else case_dirs)
@@ -261,7 +281,7 @@ def plan_tree(seed: int, scale: int) -> list[Entry]:  # noqa: PLR0912
         (["logs"], 40, [("log", ".log", 1_500_000, 0.6)]),
     ]
     for folders, per_1x, kinds in mixes:
-        for i in range(per_1x * scale):
+        for i in range(round(per_1x * mix.text_share) * scale):
             kind, ext, median, sigma = rng.choice(kinds)
             folder = rng.choice(folders)
             stem = f"{rng.choice(PALABRAS)}_{rng.choice(PALABRAS)}_{i:05d}"
@@ -269,7 +289,7 @@ def plan_tree(seed: int, scale: int) -> list[Entry]:  # noqa: PLR0912
                 stem = f"{_persona(rng)} {rng.choice(['oficio', 'solicitud', 'acuse'])} {i}"
             size = _lognormal_size(rng, median, sigma, 200, 8_000_000)
             text.append((f"{folder}/{stem}{ext}", kind, size))
-    factor = TEXT_BYTES * scale / sum(size for _, _, size in text)
+    factor = mix.text_bytes * scale / sum(size for _, _, size in text)
     for rel, kind, size in text:
         add(rel, kind, max(1, round(size * factor)))
 
@@ -299,6 +319,12 @@ def plan_tree(seed: int, scale: int) -> list[Entry]:  # noqa: PLR0912
     for d in range(2):
         add(f"{OLD_BACKUP_DIR}/respaldo_2024-0{d + 1}-15.zip", "blob", 10 * MB * scale)
     return entries
+
+
+def _seed_text(part: str, seed: int, scale: int, mix: Mix) -> str:
+    """The random generator's seed for one part of a dataset (the photo-heavy mix keeps the
+    seeds it had before mixes existed, so its cached datasets stay valid)."""
+    return f"{part}/{seed}/{scale}" if mix == PHOTOS else f"{part}/{mix.name}/{seed}/{scale}"
 
 
 def tree_summary(entries: Iterable[Entry]) -> dict[str, int]:
@@ -496,6 +522,17 @@ CREATE TABLE mensajes (
 """
 
 
+#: the smallfiles mix's attachments (scanned forms, signatures): random bytes, as compressed
+#: images are, a few KB each
+BLOB_SCHEMA = """
+CREATE TABLE adjuntos (
+    id INTEGER PRIMARY KEY, persona_id INTEGER NOT NULL REFERENCES personas(id),
+    nombre TEXT NOT NULL, datos BLOB NOT NULL, creado_en TEXT NOT NULL
+);
+CREATE INDEX idx_adjuntos_persona ON adjuntos(persona_id);
+"""
+
+
 def _stamp(rng: random.Random) -> str:
     when = rng.randint(1_420_000_000, 1_760_000_000)
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
@@ -531,6 +568,14 @@ def _db_batch(rng: random.Random, first_id: int, n: int) -> dict[str, list[tuple
             "mensajes": mensajes}
 
 
+def _blob_batch(rng: random.Random, first_id: int, n: int) -> dict[str, list[tuple[Any, ...]]]:
+    """One to five attachments of 2-60 KB (median 8 KB) for each of n persons."""
+    rows = [(i * 8 + k, i, f"{rng.choice(FOTO_NOMBRES)} {k + 1:03d}.jpg",
+             rng.randbytes(_lognormal_size(rng, 8_000, 0.9, 2_000, 60_000)), _stamp(rng))
+            for i in range(first_id, first_id + n) for k in range(rng.randint(1, 5))]
+    return {"adjuntos": rows}
+
+
 def _insert(con: sqlite3.Connection, batch: dict[str, list[tuple[Any, ...]]]) -> None:
     for table, rows in batch.items():
         if rows:
@@ -538,8 +583,9 @@ def _insert(con: sqlite3.Connection, batch: dict[str, list[tuple[Any, ...]]]) ->
             con.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
 
 
-def generate_database(path: Path, seed: int, scale: int) -> None:
-    """A WAL database of about DB_BYTES x scale, then a -wal tail left by a process that dies.
+def generate_database(path: Path, seed: int, scale: int, mix: Mix = PHOTOS) -> None:
+    """A WAL database of about the mix's ``db_bytes`` x scale, then a -wal tail left by a
+    process that dies.
 
     The tail is written by a child that exits without closing its connection: SQLite's
     checkpoint-on-close never runs, so the committed frames stay in ``-wal`` as they do under a
@@ -547,18 +593,22 @@ def generate_database(path: Path, seed: int, scale: int) -> None:
     """
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
-    rng = random.Random(f"db/{seed}/{scale}")
+    rng = random.Random(_seed_text("db", seed, scale, mix))
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=OFF")        # generation speed; durability is irrelevant here
-    con.executescript(SCHEMA)
+    con.executescript(SCHEMA + (BLOB_SCHEMA if mix.db_blobs else ""))
     next_id = 1
+    # attachments make a person's rows ~25x bigger: smaller batches keep the size on target
+    batch = 200 if mix.db_blobs else 5_000
     page_size = con.execute("PRAGMA page_size").fetchone()[0]
-    while con.execute("PRAGMA page_count").fetchone()[0] * page_size < DB_BYTES * scale:
+    while con.execute("PRAGMA page_count").fetchone()[0] * page_size < mix.db_bytes * scale:
         con.execute("BEGIN")
-        _insert(con, _db_batch(rng, next_id, 5_000))
+        _insert(con, _db_batch(rng, next_id, batch))
+        if mix.db_blobs:
+            _insert(con, _blob_batch(rng, next_id, batch))
         con.execute("COMMIT")
-        next_id += 5_000
+        next_id += batch
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
 
@@ -569,11 +619,14 @@ def generate_database(path: Path, seed: int, scale: int) -> None:
             tail = sqlite3.connect(path, isolation_level=None)
             tail.execute("PRAGMA wal_autocheckpoint=0")
             wal = Path(f"{path}-wal")
-            while not wal.exists() or wal.stat().st_size < WAL_BYTES * scale:
+            step = 20 if mix.db_blobs else 500
+            while not wal.exists() or wal.stat().st_size < mix.wal_bytes * scale:
                 tail.execute("BEGIN")
-                _insert(tail, _db_batch(rng, next_id, 500))
+                _insert(tail, _db_batch(rng, next_id, step))
+                if mix.db_blobs:
+                    _insert(tail, _blob_batch(rng, next_id, step))
                 tail.execute("COMMIT")
-                next_id += 500
+                next_id += step
             code = 0
         finally:
             os._exit(code)                            # no close: no checkpoint
@@ -587,11 +640,12 @@ def generate_database(path: Path, seed: int, scale: int) -> None:
 
 @dataclass
 class Dataset:
-    """One generated scale: where things are and what they hold."""
+    """One generated scale of one mix: where things are and what they hold."""
 
     scale: int
-    home: Path             # <data>/scale-N
+    home: Path             # <data>/scale-N (photo-heavy mix) or <data>/<mix>-N
     summary: dict[str, Any] = field(default_factory=dict)
+    mix: Mix = PHOTOS
 
     @property
     def root(self) -> Path:
@@ -644,10 +698,14 @@ enabled = false
 
 
 # generation's steps in order, each logged as it goes
-def ensure_dataset(data: Path, seed: int, scale: int) -> Dataset:  # noqa: PLR0915
-    """Generate the dataset for this scale unless an identical one is already there."""
-    ds = Dataset(scale, data / f"scale-{scale}")
-    want = {"generator": GENERATOR_VERSION, "seed": seed, "scale": scale}
+def ensure_dataset(data: Path, seed: int, scale: int,  # noqa: PLR0915
+                   mix: Mix = PHOTOS) -> Dataset:
+    """Generate the dataset for this scale and mix unless an identical one is already there."""
+    home = data / (f"scale-{scale}" if mix == PHOTOS else f"{mix.name}-{scale}")
+    ds = Dataset(scale, home, mix=mix)
+    want: dict[str, Any] = {"generator": GENERATOR_VERSION, "seed": seed, "scale": scale}
+    if mix != PHOTOS:
+        want["mix"] = mix.name
     marker = ds.home / MARKER
     if marker.exists():
         summary = json.loads(marker.read_text())
@@ -655,7 +713,7 @@ def ensure_dataset(data: Path, seed: int, scale: int) -> Dataset:  # noqa: PLR09
         if {k: summary.get(k) for k in want} == want:
             if not wal.exists() or wal.stat().st_size == 0:
                 log(f"scale {scale}: the -wal was checkpointed away; regenerating the database")
-                generate_database(ds.db, seed, scale)
+                generate_database(ds.db, seed, scale, mix)
                 summary.update(_db_summary(ds))
                 marker.write_text(json.dumps(summary, indent=2) + "\n")
             ds.summary = summary
@@ -668,9 +726,9 @@ def ensure_dataset(data: Path, seed: int, scale: int) -> Dataset:  # noqa: PLR09
         log(f"scale {scale}: removing an outdated or incomplete dataset at {ds.home}")
         shutil.rmtree(ds.home)
 
-    entries = plan_tree(seed, scale)
+    entries = plan_tree(seed, scale, mix)
     summary = tree_summary(entries)
-    need = (sum(e.size for e in entries) + DB_BYTES * scale) * 2.2   # data + one set of outputs
+    need = (sum(e.size for e in entries) + mix.db_bytes * scale) * 2.2   # data + one set of outputs
     free = shutil.disk_usage(data if data.exists() else data.parent).free
     if free < need:
         raise SystemExit(f"scale {scale} needs about {need / 1e9:.1f} GB free at {data} and "
@@ -692,8 +750,8 @@ def ensure_dataset(data: Path, seed: int, scale: int) -> Dataset:  # noqa: PLR09
             written += 0 if e.junk else len(data)
         if i % 2_000 == 0:
             log(f"  {i:,}/{len(entries):,}")
-    log(f"scale {scale}: writing the database ({DB_BYTES * scale / 1e6:.0f} MB + -wal tail)")
-    generate_database(ds.db, seed, scale)
+    log(f"scale {scale}: writing the database ({mix.db_bytes * scale / 1e6:.0f} MB + -wal tail)")
+    generate_database(ds.db, seed, scale, mix)
     summary["bytes"] = written          # text files end on a whole line: a little under plan
     summary.update(want)
     summary.update(_db_summary(ds))
@@ -1098,6 +1156,7 @@ def bench_scale(ds: Dataset, contenders: Sequence[str], repeat: int, old_repeat:
             f"{db_before} -> {db_after}")
     return {
         "scale": ds.scale,
+        "mix": ds.mix.name,
         "dataset": ds.summary,
         "warm_read": warm,
         "loadavg_before": [round(x, 2) for x in load_before],
@@ -1211,7 +1270,7 @@ def print_table(results: Sequence[dict[str, Any]], repeat: int, old_repeat: int)
     """A human-readable table per scale, the ratios, and the RSS across scales."""
     for res in results:
         d = res["dataset"]
-        print(f"\nscale {res['scale']}x: {d['files']:,} files in {d['folders']:,} folders, "
+        print(f"\n{res['mix']} {res['scale']}x: {d['files']:,} files in {d['folders']:,} folders, "
               f"{d['bytes'] / 1e9:.2f} GB (photos {d['photo_bytes'] / 1e9:.2f} GB), database "
               f"{d['db_bytes'] / 1e6:.0f} MB + -wal {d['wal_bytes'] / 1e6:.1f} MB; "
               f"junk left out: {d['junk_files']:,} files")
@@ -1228,10 +1287,11 @@ def print_table(results: Sequence[dict[str, Any]], repeat: int, old_repeat: int)
         for key, r in ratios(res).items():
             met = {True: "met", False: "MISSED", None: ""}[r["met"]]
             print(f"  {key:32s} {r['value']:>8}  target {r['target']:14s} {met}")
-    rss = [(r["scale"], r["contenders"]["once"]["peak_rss_mb"]) for r in results
+    rss = [(r["mix"], r["scale"], r["contenders"]["once"]["peak_rss_mb"]) for r in results
            if "once" in r["contenders"]]
     if len(rss) > 1:
-        print("\npeak RSS of once by scale: " + ", ".join(f"{s}x {m:.1f} MB" for s, m in rss))
+        print("\npeak RSS of once by dataset: "
+              + ", ".join(f"{mix} {s}x {m:.1f} MB" for mix, s, m in rss))
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -1246,6 +1306,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", type=int, action="append",
                    help="dataset multiplier; repeat for several (default 1)")
     p.add_argument("--seed", type=int, default=2, help="dataset seed (default 2)")
+    p.add_argument("--mix", choices=sorted(MIXES), action="append",
+                   help="what the dataset holds: photos (issue 2's photo-heavy tree, the "
+                        "default) or smallfiles (issue 9's: small files dominate); repeat for "
+                        "both")
     p.add_argument("--repeat", type=int, default=3, help="runs per contender; median (default 3)")
     p.add_argument("--old-repeat", type=int,
                    help="runs of the slow old way (default: --repeat); 1 spares a shared machine")
@@ -1263,6 +1327,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = p.parse_args(argv)
     args.scale = args.scale or [1]
+    args.mix = [MIXES[m] for m in args.mix or [PHOTOS.name]]
     allowed = WORKING_DAY_CONTENDERS if args.working_day else CONTENDERS
     default = WORKING_DAY_CONTENDERS if args.working_day else DEFAULT_CONTENDERS
     args.contenders = [c.strip() for c in (args.contenders or ",".join(default)).split(",")
@@ -1296,7 +1361,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911,PLR0912
     args = parse_args(argv)
     data = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
-    datasets = [ensure_dataset(data, args.seed, s) for s in args.scale]
+    datasets = [ensure_dataset(data, args.seed, s, mix) for mix in args.mix for s in args.scale]
     # the working day's scenario lives in its own module beside this one, which imports this
     # one: imported here, when needed, not at the top
     import bench_workday  # noqa: PLC0415

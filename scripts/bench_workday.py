@@ -476,7 +476,7 @@ def bench_working_day(ds: bs.Dataset, contenders: Sequence[str], repeat: int, se
     full_flag = supports_full(watcher)
     undo_day(ds)                         # a killed earlier run's day first, then keep day 0
     save_day0_db(ds)
-    plan = plan_day(bs.plan_tree(seed, ds.scale), seed)
+    plan = plan_day(bs.plan_tree(seed, ds.scale, ds.mix), seed)
     bs.log(f"scale {ds.scale}: working day, {repeat} rounds; once "
            f"{'--full' if full_flag else '(no --full in this checkout: into an empty dir)'}")
     load_before = os.getloadavg()
