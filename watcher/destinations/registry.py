@@ -23,6 +23,8 @@ from pathlib import Path
 from watcher.config.settings import Config, ConfigError
 from watcher.destinations.base import Destination, DestinationError
 from watcher.destinations.folder import LocalFolderDestination
+from watcher.destinations.rclone import setup as rclone_setup
+from watcher.destinations.rclone.destination import RcloneDestination
 
 Builder = Callable[[Config, threading.Event | None], Destination]
 
@@ -130,6 +132,23 @@ def _folder_readable(cfg: Config) -> None:
                           "holds the copies")
 
 
+# --- any storage rclone reaches (OneDrive, Dropbox, an SFTP NAS, S3) -----------------------
+
+
+def _build_rclone(cfg: Config, stop: threading.Event | None) -> Destination:
+    return RcloneDestination(cfg.rclone, stop=stop)
+
+
+def _rclone_readable(cfg: Config) -> None:
+    if not cfg.rclone.remote:
+        raise ConfigError("--from rclone: rclone.remote is not set; set it to the rclone "
+                          "remote and folder that hold the copies, NAME:PATH")
+
+
+def _rclone_inspect(cfg: Config) -> list[str]:
+    return rclone_setup.inspect_settings(cfg.rclone)
+
+
 # --- the table ------------------------------------------------------------------------------
 
 #: every kind, in the order a new snapshot is copied to them
@@ -144,6 +163,14 @@ KINDS: tuple[DestinationKind, ...] = (
         inspect=_drive_inspect),
     DestinationKind(name="folder", section="folder", build=_build_folder,
                     check_readable=_folder_readable),
+    DestinationKind(
+        name="rclone", section="rclone", build=_build_rclone, check_readable=_rclone_readable,
+        title="rclone (OneDrive, Dropbox, an SFTP NAS, S3, ...)",
+        commands=(SetupCommand(
+            action="check",
+            help="list the remote folder and write, read back and delete a probe file",
+            add_arguments=lambda parser: None, run=rclone_setup.rclone_check),),
+        inspect=_rclone_inspect),
 )
 
 #: names accepted by `--from` besides the local store itself

@@ -1,0 +1,337 @@
+"""The rclone destination: verified, exactly-once copies in one folder of an rclone remote.
+
+- Each copy is ``<folder>/<archive name>`` with its ``.sha256`` sidecar beside it, as in the
+  folder destination: a new machine with only the configuration and the rclone.conf finds
+  the copies by name and checks them by the sidecar (``list``/``restore --from rclone``).
+- ``put`` uploads to ``<name>.partial`` and moves it to its name only after it is checked
+  and its sidecar is written, so a copy under its final name is always complete. rclone
+  cannot resume an upload: an interrupted one starts over, and the next ``put`` removes
+  the ``.partial`` leftovers (rclone's own ``*.partial`` names included).
+- The check: rclone's hash of the uploaded file when the backend has one (``lsjson
+  --hash-type``; SFTP and S3 give md5, OneDrive quickxor, Dropbox its own) against the same
+  hash of the local archive (sha256 needs no second read: it is the snapshot's); the size
+  alone when the backend has none (WebDAV), and then the sidecar's sha256 on download. A
+  mismatch deletes the upload and sends it again, once.
+- ``get`` streams ``rclone cat`` into a private ``.partial`` while hashing it, and keeps it
+  only if the sha256 matches the sidecar.
+
+Building it touches neither the disk nor the network; the binary is looked for on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from watcher.archive.files import (
+    PARTIAL_SUFFIX,
+    SIDECAR_SUFFIX,
+    archive_name,
+    fsync_dir,
+    newest_first,
+    open_private,
+    parse_sidecar,
+    parse_snapshot_id,
+    sidecar_line,
+    snapshot_id_of,
+    snapshot_time,
+)
+from watcher.config.settings import RcloneConfig
+from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
+from watcher.destinations.rclone.errors import DIR_NOT_FOUND, FILE_NOT_FOUND, explain
+from watcher.destinations.rclone.process import Rclone, RcloneFailed, find_binary
+from watcher.retry import Stopped
+
+log = logging.getLogger(__name__)
+
+#: uploads of one copy that may fail their check before the copy goes back to the queue
+MAX_MISMATCHES = 2
+#: the hash compared after an upload, first that the backend has: sha256 is the snapshot's
+#: own (no second read), the others rclone computes from the local file
+HASH_PREFERENCE = ("sha256", "md5", "sha1", "quickxor", "dropbox", "crc32", "sha512")
+#: listing flags: the names and sizes only (a modification time costs S3 a request a file)
+LIST_FLAGS = ("--files-only", "--no-mimetype", "--no-modtime")
+#: uploads: straight into our own temporary name (no second rename by rclone), checked
+#: by our own hash comparison (not twice), always sent (a leftover of the same size is
+#: never taken for the copy)
+UPLOAD_FLAGS = ("--inplace", "--ignore-checksum", "--no-check-dest")
+PROBE_PREFIX = ".siip-watcher-probe-"
+PROBE_BYTES = 4096
+
+
+class RcloneDestination(Destination):
+    """Copies of archives in ``rclone.remote`` (see the module docstring)."""
+
+    def __init__(self, cfg: RcloneConfig, *, name: str = "rclone",
+                 stop: threading.Event | None = None, rclone: Rclone | None = None) -> None:
+        self.cfg = cfg
+        self.name = name
+        self.stop = stop
+        self.folder = cfg.remote
+        self._rclone = rclone
+        self._hash_type: str | None = None
+        self._leftovers_checked = False
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _path(self, name: str) -> str:
+        """The rclone path of ``name`` in the folder."""
+        return f"{self.folder}{name}" if self.folder.endswith((":", "/")) else \
+            f"{self.folder}/{name}"
+
+    def _run(self, args: Iterable[str], *, doing: str, missing_ok: bool = False,
+             data: bytes | None = None, progress: ProgressFn | None = None,
+             sink: Callable[[bytes], None] | None = None) -> str | None:
+        """rclone's output, or None when ``missing_ok`` and what it read is not there;
+        a failure in plain words as :class:`DestinationError`."""
+        if self._rclone is None:
+            self._rclone = Rclone(find_binary(self.cfg.binary), self.cfg.config_file,
+                                  stop=self.stop)
+        try:
+            return self._rclone.run(list(args), data=data, progress=progress, sink=sink)
+        except RcloneFailed as exc:
+            if missing_ok and exc.code in (DIR_NOT_FOUND, FILE_NOT_FOUND):
+                return None
+            why = explain(exc.code, exc.lines, remote=self.folder, doing=doing)
+            raise DestinationError(why.message, retryable=why.retryable) from None
+        except Stopped:
+            raise DestinationError("stopped before rclone finished; the copy is tried again "
+                                   "next time") from None
+
+    def _listing(self) -> dict[str, int]:
+        """Name -> size of every file in the folder; empty when the folder is not there yet
+        (rclone creates it with the first copy)."""
+        out = self._run(["lsjson", *LIST_FLAGS, self.folder], doing="list the folder",
+                        missing_ok=True)
+        return {str(e["Name"]): int(e.get("Size", 0)) for e in json.loads(out or "[]")}
+
+    def _sidecars(self, include: str) -> dict[str, str]:
+        """Archive name -> sha256 of the sidecars matching the filter ``include``, read in
+        one rclone call (each line names its archive)."""
+        out = self._run(["cat", self.folder, "--max-depth", "1", "--include", include],
+                        doing="read the .sha256 files", missing_ok=True) or ""
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            digest, parts = parse_sidecar(line), line.split(None, 1)
+            if digest and len(parts) == 2:  # noqa: PLR2004 - "digest  name"
+                found[parts[1].strip().lstrip("*")] = digest
+        return found
+
+    def _delete_names(self, names: Iterable[str], *, doing: str) -> None:
+        """Delete these files of the folder; those already gone are fine."""
+        filters = [arg for name in names for arg in ("--include", f"/{name}")]
+        if filters:
+            self._run(["delete", self.folder, "--max-depth", "1", *filters], doing=doing,
+                      missing_ok=True)
+
+    def _remote(self, name: str, size: int, sha256: str | None) -> RemoteFile:
+        sid = snapshot_id_of(name) or name
+        return RemoteFile(snapshot_id=sid, name=name, size=size, remote_id=self._path(name),
+                          sha256=sha256, created_at=snapshot_time(sid), link=self._path(name))
+
+    # --- find and list --------------------------------------------------------------------
+
+    def find(self, snapshot_id: str) -> RemoteFile | None:
+        """The copy of ``snapshot_id`` in the folder, if any."""
+        name = archive_name(snapshot_id)
+        out = self._run(["lsjson", *LIST_FLAGS, self._path(name)],
+                        doing=f"look for {name}", missing_ok=True)
+        entries = json.loads(out or "[]")
+        if not entries:
+            return None
+        sha = self._sidecars(f"/{name}{SIDECAR_SUFFIX}").get(name)
+        return self._remote(name, int(entries[0].get("Size", 0)), sha)
+
+    def list(self) -> list[RemoteFile]:
+        """Every archive in the folder, newest first (temporary names are left out)."""
+        listing = self._listing()
+        names = [n for n in listing if (sid := snapshot_id_of(n)) and parse_snapshot_id(sid)]
+        sidecars = self._sidecars(f"*{SIDECAR_SUFFIX}") if any(
+            n.endswith(SIDECAR_SUFFIX) for n in listing) else {}
+        return newest_first(self._remote(n, listing[n], sidecars.get(n)) for n in names)
+
+    # --- put ------------------------------------------------------------------------------
+
+    def put(
+        self,
+        archive: Path,
+        *,
+        snapshot_id: str,
+        sha256: str,
+        state: dict[str, Any] | None = None,
+        save_state: Callable[[dict[str, Any]], None] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> RemoteFile:
+        """Upload ``archive`` once, check it, and only then give it its name."""
+        sha256 = sha256.lower()
+        try:
+            size = archive.stat().st_size
+        except OSError as exc:
+            raise DestinationError(f"cannot read the local archive {archive}: "
+                                   f"{exc.strerror or exc}", retryable=False) from None
+        name = archive_name(snapshot_id)
+        listing = self._listing()
+        if name in listing:
+            existing = self._remote(name, listing[name],
+                                    self._sidecars(f"/{name}{SIDECAR_SUFFIX}").get(name))
+            if existing.sha256 == sha256 and self._problem(name, archive, size, sha256) is None:
+                return existing
+            log.warning("%s: the copy of %s in %s does not match the local archive; "
+                        "replacing it", self.name, snapshot_id, self.folder)
+            self._delete_names([name], doing=f"replace {name}")
+        self._remove_leftovers(listing)
+
+        partial = name + PARTIAL_SUFFIX
+        problem: str | None = None
+        for _attempt in range(MAX_MISMATCHES):
+            self._upload(archive, partial, size, progress)
+            problem = self._problem(partial, archive, size, sha256)
+            if problem is None:
+                break
+            log.warning("%s: the upload of %s %s; sending it again", self.name, snapshot_id,
+                        problem)
+            self._delete_names([partial], doing=f"delete the bad upload of {name}")
+        else:
+            raise DestinationError(f"the copy of {snapshot_id} in {self.folder} did not match "
+                                   f"the local archive {MAX_MISMATCHES} times (last: it "
+                                   f"{problem}); it stays queued")
+        # the sidecar first: an archive under its final name always has one
+        self._run(["rcat", self._path(name + SIDECAR_SUFFIX)],
+                  data=sidecar_line(sha256, name).encode(), doing=f"write {name}.sha256")
+        self._run(["moveto", self._path(partial), self._path(name)],
+                  doing=f"rename {partial} to {name}")
+        if save_state:
+            save_state({})
+        return self._remote(name, size, sha256)
+
+    def _upload(self, archive: Path, partial: str, size: int,
+                progress: ProgressFn | None) -> None:
+        """``rclone copyto`` to the temporary name; ``progress`` adds up to ``size``."""
+        sent = 0
+
+        def moved(n: int) -> None:
+            nonlocal sent
+            sent += n
+            if progress:
+                progress(n)
+
+        self._run(["copyto", *UPLOAD_FLAGS, str(archive), self._path(partial)],
+                  doing=f"upload {archive.name}", progress=moved)
+        if progress and sent < size:
+            progress(size - sent)
+
+    def _remove_leftovers(self, listing: dict[str, int]) -> None:
+        """Remove what interrupted uploads left (once per destination: the names are ours)."""
+        if self._leftovers_checked:
+            return
+        leftovers = [n for n in listing if n.endswith(PARTIAL_SUFFIX)]
+        if leftovers:
+            log.info("%s: removing %d interrupted upload(s) from %s: %s", self.name,
+                     len(leftovers), self.folder, ", ".join(leftovers))
+            self._delete_names(leftovers, doing="remove interrupted uploads")
+        self._leftovers_checked = True
+
+    def _problem(self, name: str, archive: Path, size: int, sha256: str) -> str | None:
+        """How the file ``name`` in the folder differs from ``archive``, or None."""
+        kind = self.hash_type()
+        args = ["lsjson", *LIST_FLAGS, *(("--hash-type", kind) if kind else ()),
+                self._path(name)]
+        entries = json.loads(self._run(args, doing=f"check {name}", missing_ok=True) or "[]")
+        if not entries:
+            return "is missing after the upload"
+        if int(entries[0].get("Size", -1)) != size:
+            return f"has {entries[0].get('Size')} bytes instead of {size}"
+        remote = str((entries[0].get("Hashes") or {}).get(kind or "", "")).lower()
+        # a backend may not know a file's hash (an S3 object uploaded in parts by another
+        # tool): the size then, and the sidecar's sha256 on download
+        if kind and remote and remote != self._local_hash(kind, archive, sha256):
+            return f"has a different {kind} hash"
+        return None
+
+    def hash_type(self) -> str:
+        """The hash this backend reports that the check compares ("" for none), asked once."""
+        if self._hash_type is None:
+            out = self._run(["backend", "features", self.folder],
+                            doing="ask which hashes the remote has") or "{}"
+            offered = [str(h).lower() for h in json.loads(out).get("Hashes") or []]
+            self._hash_type = next((h for h in HASH_PREFERENCE if h in offered),
+                                   offered[0] if offered else "")
+        return self._hash_type
+
+    def _local_hash(self, kind: str, archive: Path, sha256: str) -> str:
+        if kind == "sha256":
+            return sha256
+        out = self._run(["hashsum", kind, str(archive)],
+                        doing=f"compute the {kind} hash of {archive.name}") or ""
+        return out.split()[0].lower() if out.split() else ""
+
+    # --- get and delete -------------------------------------------------------------------
+
+    def get(self, remote: RemoteFile, target: Path, *, progress: ProgressFn | None = None) -> Path:
+        """Download ``remote`` to ``target`` through a private ``<target>.partial``, hashing
+        it on the way, and keep it only if its size and sha256 match."""
+        partial = target.with_name(target.name + PARTIAL_SUFFIX)
+        hasher = hashlib.sha256()
+        got = 0
+        fd = open_private(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            def write(block: bytes) -> None:
+                nonlocal got
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view):]
+                hasher.update(block)
+                got += len(block)
+                if progress:
+                    progress(len(block))
+
+            self._run(["cat", remote.remote_id], sink=write, doing=f"download {remote.name}")
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            partial.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        why = None
+        if got != remote.size:
+            why = f"has {got} bytes instead of {remote.size}"
+        elif remote.sha256 and hasher.hexdigest() != remote.sha256:
+            why = "does not match its sha256; it is damaged, restore another snapshot"
+        if why:
+            partial.unlink(missing_ok=True)
+            raise DestinationError(f"the copy of {remote.snapshot_id} in {self.folder} {why}",
+                                   retryable=False)
+        os.replace(partial, target)
+        fsync_dir(target.parent)
+        return target
+
+    def delete(self, remote: RemoteFile) -> None:
+        """Remove the archive and its sidecar (already gone is fine)."""
+        self._delete_names([remote.name, remote.name + SIDECAR_SUFFIX],
+                           doing=f"delete {remote.name}")
+
+    # --- `siip-watcher rclone check` ------------------------------------------------------
+
+    def probe(self) -> None:
+        """Write a small file into the folder, read it back and delete it: the remote takes
+        writes, not only reads. Raises :class:`DestinationError` saying what failed."""
+        name = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+        data = secrets.token_bytes(PROBE_BYTES)
+        self._run(["rcat", self._path(name)], data=data, doing="write a probe file")
+        try:
+            read: list[bytes] = []
+            self._run(["cat", self._path(name)], sink=read.append,
+                      doing="read the probe file back")
+            if b"".join(read) != data:
+                raise DestinationError(f"the probe file written to {self.folder} came back "
+                                       f"different; the remote does not keep files intact",
+                                       retryable=False)
+        finally:
+            self._delete_names([name], doing="delete the probe file")
