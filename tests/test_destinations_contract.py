@@ -69,7 +69,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         remote = server.remote()
         stored = server.folder(remote.split(":", 1)[1])
         with configured_rclone(tmp_path, remote, servers.conf) as dest:
-            yield Backend(dest, lambda: len(list(stored.glob("*.tar.zst"))),
+            yield Backend(dest, lambda: len([*stored.glob("*.tar.zst"),
+                                             *stored.glob("*.tar.zst.age")]),
                           lambda r: damage(stored / r.name), resumes=False)
         return
     if request.param == "folder":

@@ -164,7 +164,7 @@ def test_rclone_check_lists_and_writes_a_probe(
     assert list(server.folder(remote.split(":", 1)[1]).iterdir()) == []   # probe removed
 
     assert main(["-c", str(config), "config", "check"]) == 0
-    assert "rclone:" not in capsys.readouterr().err                       # nothing to say
+    assert "rclone.remote" not in capsys.readouterr().err                 # the remote is there
     bad = config.read_text().replace(f'remote = "{remote}"', 'remote = "nas:siip"')
     config.write_text(bad)
     assert main(["-c", str(config), "rclone", "check"]) == 1

