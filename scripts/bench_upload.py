@@ -45,11 +45,22 @@ each one's wall time (the encryption alone too) and peak RSS above the RSS befor
 ``--uplink RATE`` has the server read no faster than RATE, as a real uplink would. Targets:
 encryption adds at most 10% wall time and 64 MiB memory.
 
+With ``--rclone`` it measures the rclone destination instead (issue 12): the file
+(``--archive``, the 1x snapshot archive; else ``--size-mib`` of random bytes) goes to
+``rclone serve webdav`` on 127.0.0.1 (with credentials, as in the tests), once by a plain
+``rclone copyto`` and once by ``RcloneDestination.put`` in a child process (its temporary
+name, its check and sidecar, its rename: what the upload queue calls), interleaved, the order
+swapped each round, ``--repeat`` rounds. Reported: throughput of each (best and median),
+their ratio, the peak RSS of siip-watcher's own process (``VmHWM`` after a reset, as above)
+and of the rclone processes it ran. Targets: at least 0.9x the plain copyto's throughput;
+siip-watcher's own peak under 100 MB.
+
 Examples (the figures in docs/benchmarks.md (part 3))::
 
     .venv/bin/python scripts/bench_upload.py --size-mib 1024 --chunk-mib 16 \
         --drop-size-mib 64 --repeat 8
     .venv/bin/python scripts/bench_upload.py --slow 40KiB:3MB --slow 1Mbit:10MB
+    .venv/bin/python scripts/bench_upload.py --rclone --archive ARCHIVE --repeat 5
     .venv/bin/python scripts/bench_upload.py --encrypt --archive ARCHIVE.tar.zst --repeat 3
 """
 
@@ -63,6 +74,8 @@ import logging
 import os
 import platform
 import re
+import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -431,6 +444,116 @@ def print_slow(results: list[dict[str, Any]]) -> None:
 
 
 # the three figures in turn, as the module docstring lists them
+def child_rclone(info: dict[str, Any]) -> None:
+    """Runs in its own process: ``RcloneDestination.put`` of the file, timed, with this
+    process's peak memory and that of the rclone processes it started."""
+    # the product imports once ROOT is on sys.path (see the top)
+    from watcher.config.settings import RcloneConfig  # noqa: PLC0415
+    from watcher.destinations.rclone.destination import RcloneDestination  # noqa: PLC0415
+
+    path = Path(info["file"])
+    dest = RcloneDestination(RcloneConfig(enabled=True, remote=info["remote"],
+                                          config_file=info["conf"]))
+    reset = _reset_peak()
+    start = time.perf_counter()
+    remote = dest.put(path, snapshot_id=info["snapshot_id"], sha256=info["sha256"])
+    elapsed = time.perf_counter() - start
+    assert remote.size == path.stat().st_size
+    print(json.dumps({"seconds": elapsed, "peak_kb": _status_kb("VmHWM") if reset else None,
+                      "rclone_peak_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                      "hash": dest.hash_type()}))
+
+
+def plain_copyto(binary: str, conf: Path, path: Path, target: str) -> tuple[float, int]:
+    """``rclone copyto`` of ``path``: (wall seconds, peak RSS in kB)."""
+    env = dict(os.environ, RCLONE_CONFIG=str(conf))
+    start = time.perf_counter()
+    proc = subprocess.Popen([binary, "copyto", str(path), target], env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"rclone copyto failed with {proc.returncode}")
+    return elapsed, usage.ru_maxrss
+
+
+def rclone_uploads(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The plain ``rclone copyto`` against siip-watcher's put, interleaved (see the top)."""
+    # the tests' servers: the same rclone serve webdav, credentials and rclone.conf
+    from scripts.rclone_servers import running_servers  # noqa: PLC0415
+    from watcher.archive.files import snapshot_id_of  # noqa: PLC0415
+    from watcher.destinations.rclone.process import find_binary  # noqa: PLC0415
+
+    path = args.archive
+    if path is None:
+        path = tmp / "bench-20260101T000000Z.tar.zst"
+        make_file(path, args.size_mib * MIB)
+    sid = snapshot_id_of(path.name) or "bench-20260101T000000Z"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(16 * MIB):
+            h.update(block)
+    binary = find_binary("")
+    plain: list[float] = []
+    ours: list[dict[str, Any]] = []
+    plain_rss: list[int] = []
+    with running_servers(tmp, ("webdav",)) as servers:
+        server, conf = servers.by_kind["webdav"], servers.conf
+        for i in range(args.repeat):
+            for contender in (("plain", "ours") if i % 2 == 0 else ("ours", "plain")):
+                if contender == "plain":
+                    seconds, rss = plain_copyto(binary, conf, path,
+                                                f"webdav:backups/plain-{i}/{path.name}")
+                    plain.append(seconds)
+                    plain_rss.append(rss)
+                else:
+                    info = {"file": str(path), "remote": f"webdav:backups/ours-{i}",
+                            "conf": str(conf), "snapshot_id": sid, "sha256": h.hexdigest()}
+                    out = subprocess.run([sys.executable, __file__, "--rclone-child",
+                                          json.dumps(info)], check=True, capture_output=True,
+                                         text=True)
+                    ours.append(json.loads(out.stdout))
+                shutil.rmtree(server.root / "backups", ignore_errors=True)
+    size = path.stat().st_size
+    ours_s = [r["seconds"] for r in ours]
+    return {"file": str(path), "size_bytes": size, "repeat": args.repeat,
+            "plain_copyto_seconds": plain, "siip_watcher_put_seconds": ours_s,
+            "plain_mb_s_median": size / statistics.median(plain) / 1e6,
+            "siip_watcher_mb_s_median": size / statistics.median(ours_s) / 1e6,
+            "ratio_median": statistics.median(plain) / statistics.median(ours_s),
+            "ratio_best": min(plain) / min(ours_s),
+            "siip_watcher_peak_kb": max((r["peak_kb"] or 0) for r in ours),
+            "siip_watcher_rclone_peak_kb": max(r["rclone_peak_kb"] for r in ours),
+            "plain_rclone_peak_kb": max(plain_rss), "hash": ours[0]["hash"] if ours else ""}
+
+
+def print_rclone(r: dict[str, Any]) -> None:
+    print(f"{r['file']}: {r['size_bytes'] / MIB:.0f} MiB to rclone serve webdav on 127.0.0.1, "
+          f"{r['repeat']} rounds interleaved (check: {r['hash'] or 'size'})")
+    print(f"  plain rclone copyto : median {r['plain_mb_s_median']:.1f} MB/s "
+          f"({', '.join(f'{s:.2f}' for s in r['plain_copyto_seconds'])} s), rclone peak "
+          f"{r['plain_rclone_peak_kb'] / 1024:.0f} MiB")
+    print(f"  siip-watcher put    : median {r['siip_watcher_mb_s_median']:.1f} MB/s "
+          f"({', '.join(f'{s:.2f}' for s in r['siip_watcher_put_seconds'])} s), own peak "
+          f"{r['siip_watcher_peak_kb'] / 1024:.0f} MiB, its rclone peak "
+          f"{r['siip_watcher_rclone_peak_kb'] / 1024:.0f} MiB")
+    print(f"  throughput ratio    : {r['ratio_median']:.3f} (medians), {r['ratio_best']:.3f} "
+          f"(best runs)")
+
+
+def rclone_mode(args: argparse.Namespace) -> None:
+    """``--rclone``: the measurement and its report (or, in the child, the put)."""
+    if args.rclone_child:
+        child_rclone(json.loads(args.rclone_child))
+        return
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-rclone-") as t:
+        result = rclone_uploads(args, Path(t))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_rclone(result)
+
+
 def main() -> None:  # noqa: PLR0915
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -453,15 +576,22 @@ def main() -> None:  # noqa: PLR0915
     ap.add_argument("--encrypt", action="store_true",
                     help="measure uploads with and without [encryption] instead (issue 11)")
     ap.add_argument("--archive", type=Path, default=None,
-                    help="with --encrypt: the file to upload (default: --size-mib of random "
-                         "bytes)")
+                    help="with --encrypt or --rclone: the file to upload (default: --size-mib "
+                         "of random bytes)")
     ap.add_argument("--uplink", type=amount, default=None, metavar="RATE",
                     help="with --encrypt: the server reads no faster than RATE (e.g. 100Mbit), "
                          "as over a real uplink (default: as fast as loopback goes)")
+    ap.add_argument("--rclone", action="store_true",
+                    help="measure the rclone destination against a plain rclone copyto "
+                         "instead (issue 12); --archive is the file to upload")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--rclone-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child_upload(args)
+        return
+    if args.rclone or args.rclone_child:
+        rclone_mode(args)
         return
     if args.encrypt:
         with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-encrypt-") as t:

@@ -8,16 +8,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scripts.fakedrive import DriveServer
+from scripts.rclone_servers import RcloneServers, running_servers
 from tests.fakes.healthchecks import Recorder
-from tests.fakes.rclone import KINDS as RCLONE_KINDS
-from tests.fakes.rclone import RcloneServer, write_conf
 from tests.fakes.service import Running
 from tests.fakes.smtp import TlsFiles, make_tls_files
 from tests.helpers import clean_env, make_config, make_siip_tree
@@ -47,27 +45,12 @@ def drive_server() -> Iterator[DriveServer]:
         yield server
 
 
-@dataclass(frozen=True)
-class RcloneServers:
-    """The session's rclone servers by kind, and the rclone.conf that reaches them."""
-
-    by_kind: dict[str, RcloneServer]
-    conf: Path
-
-
 @pytest.fixture(scope="session")
 def rclone_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneServers]:
     """`rclone serve webdav`, `sftp` and `s3` on 127.0.0.1, with credentials, for the whole
     run (each test works in a folder of its own; a test that stops one starts it again)."""
-    base = tmp_path_factory.mktemp("rclone")
-    servers = {kind: RcloneServer(kind, base / kind / "root") for kind in RCLONE_KINDS}
-    try:
-        for server in servers.values():
-            server.start()
-        yield RcloneServers(servers, write_conf(list(servers.values()), base / "rclone.conf"))
-    finally:
-        for server in servers.values():
-            server.kill()
+    with running_servers(tmp_path_factory.mktemp("rclone")) as servers:
+        yield servers
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import pytest
 from pyrage import x25519
 
 from scripts.fakedrive import DriveServer
-from tests.conftest import RcloneServers
+from scripts.rclone_servers import RcloneServers
 from tests.fakes.drive import (
     CHUNK,
     drive_config,

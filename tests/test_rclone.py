@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RcloneServers
+from scripts.rclone_servers import PASSWORD, SECRET_KEY, RcloneServers
 from tests.fakes.drive import make_archive
-from tests.fakes.rclone import PASSWORD, SECRET_KEY
 from tests.helpers import write_config
 from watcher.cli import main
 from watcher.config.settings import ConfigError, RcloneConfig, from_mapping

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RcloneServers
-from tests.fakes.rclone import RcloneServer
+from scripts.rclone_servers import RcloneServer, RcloneServers
 from tests.helpers import assert_restored, write_config
 from watcher.cli import main
 from watcher.encryption.keys import write_new_identity

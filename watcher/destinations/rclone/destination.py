@@ -31,6 +31,7 @@ import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -211,8 +212,8 @@ class RcloneDestination(Destination):
         listing = self._listing()
         if name in listing:
             [existing] = self._with_sidecars(listing, [name])
-            if existing.stored_sha256 == content_sha and \
-                    self._problem(name, archive, size, content_sha) is None:
+            if existing.stored_sha256 == content_sha and self._problem(
+                    name, size, self._expected_hash(archive, content_sha)) is None:
                 return existing
             log.warning("%s: the copy of %s in %s does not match the local archive; "
                         "replacing it", self.name, snapshot_id, self.folder)
@@ -220,27 +221,32 @@ class RcloneDestination(Destination):
         self._remove_leftovers(listing)
 
         partial = name + PARTIAL_SUFFIX
-        problem: str | None = None
-        for _attempt in range(MAX_MISMATCHES):
-            self._upload(archive, partial, size, progress)
-            problem = self._problem(partial, archive, size, content_sha)
-            if problem is None:
-                break
-            log.warning("%s: the upload of %s %s; sending it again", self.name, snapshot_id,
-                        problem)
-            self._delete_names([partial], doing=f"delete the bad upload of {name}")
-        else:
-            raise DestinationError(f"the copy of {snapshot_id} in {self.folder} did not match "
-                                   f"the local archive {MAX_MISMATCHES} times (last: it "
-                                   f"{problem}); it stays queued")
-        # the sidecars first: an archive under its final name always has them
+        sidecars = [(name + SIDECAR_SUFFIX, sidecar_line(content_sha, name))]
         if sealed is not None:
-            self._run(["rcat", self._path(name + RECIPIENTS_SUFFIX)],
-                      data=recipients_text(name, sealed.recipients, sha256).encode(),
-                      doing=f"write {name}{RECIPIENTS_SUFFIX}")
-        self._run(["rcat", self._path(name + SIDECAR_SUFFIX)],
-                  data=sidecar_line(content_sha, name).encode(),
-                  doing=f"write {name}{SIDECAR_SUFFIX}")
+            sidecars.append((name + RECIPIENTS_SUFFIX,
+                             recipients_text(name, sealed.recipients, sha256)))
+        problem: str | None = None
+        # each rclone call costs a process start and a round trip: what does not need the
+        # upload's result runs beside it. The sidecars may land first, because only a name
+        # listed as an archive counts (and the next put writes them again).
+        with ThreadPoolExecutor(max_workers=1 + len(sidecars)) as beside:
+            written = [beside.submit(self._run, ["rcat", self._path(n)], data=text.encode(),
+                                     doing=f"write {n}") for n, text in sidecars]
+            expected = beside.submit(self._expected_hash, archive, content_sha)
+            for _attempt in range(MAX_MISMATCHES):
+                self._upload(archive, partial, size, progress)
+                problem = self._problem(partial, size, expected.result())
+                if problem is None:
+                    break
+                log.warning("%s: the upload of %s %s; sending it again", self.name,
+                            snapshot_id, problem)
+                self._delete_names([partial], doing=f"delete the bad upload of {name}")
+            else:
+                raise DestinationError(f"the copy of {snapshot_id} in {self.folder} did not "
+                                       f"match the local archive {MAX_MISMATCHES} times (last: "
+                                       f"it {problem}); it stays queued")
+            for future in written:
+                future.result()
         self._run(["moveto", self._path(partial), self._path(name)],
                   doing=f"rename {partial} to {name}")
         if save_state:
@@ -277,9 +283,10 @@ class RcloneDestination(Destination):
             self._delete_names(leftovers, doing="remove interrupted uploads")
         self._leftovers_checked = True
 
-    def _problem(self, name: str, archive: Path, size: int, sha256: str) -> str | None:
-        """How the file ``name`` in the folder differs from ``archive``, or None."""
-        kind = self.hash_type()
+    def _problem(self, name: str, size: int, expected: tuple[str, str]) -> str | None:
+        """How the file ``name`` in the folder differs from the local file of ``size`` bytes
+        whose hash of kind ``expected[0]`` is ``expected[1]``, or None."""
+        kind, local = expected
         args = ["lsjson", *LIST_FLAGS, *(("--hash-type", kind) if kind else ()),
                 self._path(name)]
         entries = json.loads(self._run(args, doing=f"check {name}", missing_ok=True) or "[]")
@@ -287,10 +294,10 @@ class RcloneDestination(Destination):
             return "is missing after the upload"
         if int(entries[0].get("Size", -1)) != size:
             return f"has {entries[0].get('Size')} bytes instead of {size}"
-        remote = str((entries[0].get("Hashes") or {}).get(kind or "", "")).lower()
+        remote = str((entries[0].get("Hashes") or {}).get(kind, "")).lower()
         # a backend may not know a file's hash (an S3 object uploaded in parts by another
         # tool): the size then, and the sidecar's sha256 on download
-        if kind and remote and remote != self._local_hash(kind, archive, sha256):
+        if kind and remote and remote != local:
             return f"has a different {kind} hash"
         return None
 
@@ -304,12 +311,15 @@ class RcloneDestination(Destination):
                                    offered[0] if offered else "")
         return self._hash_type
 
-    def _local_hash(self, kind: str, archive: Path, sha256: str) -> str:
-        if kind == "sha256":
-            return sha256
+    def _expected_hash(self, archive: Path, sha256: str) -> tuple[str, str]:
+        """(the hash the backend reports, that hash of ``archive``); ("", "") when it has
+        none. sha256 is the snapshot's own; rclone computes the others from the file."""
+        kind = self.hash_type()
+        if kind in ("", "sha256"):
+            return kind, sha256 if kind else ""
         out = self._run(["hashsum", kind, str(archive)],
                         doing=f"compute the {kind} hash of {archive.name}") or ""
-        return out.split()[0].lower() if out.split() else ""
+        return kind, out.split()[0].lower() if out.split() else ""
 
     # --- get and delete -------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-"""rclone's own servers on 127.0.0.1 for the rclone destination's tests: ``rclone serve
-webdav``, ``rclone serve sftp`` and ``rclone serve s3``, each serving a temporary folder
-and asking for credentials, and an rclone.conf that reaches them.
+"""rclone's own servers on 127.0.0.1 for the rclone destination's tests and benchmark:
+``rclone serve webdav``, ``rclone serve sftp`` and ``rclone serve s3``, each serving a
+temporary folder and asking for credentials, and an rclone.conf that reaches them.
 
 The servers get their credentials through the environment (``RCLONE_USER``,
 ``RCLONE_PASS``, ``RCLONE_AUTH_KEY``), as siip-watcher passes its own secrets, so no
@@ -10,19 +10,23 @@ which the tests read, count and damage behind the destination's back.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers import wait_until
 from watcher.destinations.rclone.process import find_binary
 
 USER, PASSWORD = "siip", "s3cret-test-pass"
 ACCESS_KEY, SECRET_KEY = "SIIPTESTKEY", "siip-test-secret-key"
 BUCKET = "backups"
 KINDS = ("webdav", "sftp", "s3")
+#: how long a server may take to answer after it starts
+START_SECONDS = 20
 
 
 def free_port() -> int:
@@ -63,7 +67,12 @@ class RcloneServer:
              "--addr", f"127.0.0.1:{self.port}"], env=env, stdout=log, stderr=log,
             stdin=subprocess.DEVNULL)
         log.close()
-        wait_until(self._answers, f"rclone serve {self.kind} on port {self.port}", timeout=20)
+        deadline = time.monotonic() + START_SECONDS
+        while not self._answers():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rclone serve {self.kind} on port {self.port} did not "
+                                     f"answer in {START_SECONDS} s")
+            time.sleep(0.05)
 
     def _answers(self) -> bool:
         assert self.proc is not None
@@ -112,3 +121,24 @@ def write_conf(servers: list[RcloneServer], path: Path) -> Path:
     path.write_text("\n".join(sections), encoding="utf-8")
     path.chmod(0o600)
     return path
+
+
+@dataclass(frozen=True)
+class RcloneServers:
+    """Servers by kind, and the rclone.conf that reaches them."""
+
+    by_kind: dict[str, RcloneServer]
+    conf: Path
+
+
+@contextlib.contextmanager
+def running_servers(base: Path, kinds: tuple[str, ...] = KINDS) -> Iterator[RcloneServers]:
+    """One server of each of ``kinds`` under ``base`` for as long as the block lasts."""
+    servers = {kind: RcloneServer(kind, base / kind / "root") for kind in kinds}
+    try:
+        for server in servers.values():
+            server.start()
+        yield RcloneServers(servers, write_conf(list(servers.values()), base / "rclone.conf"))
+    finally:
+        for server in servers.values():
+            server.kill()
