@@ -83,6 +83,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -541,17 +542,16 @@ def print_rclone(r: dict[str, Any]) -> None:
           f"(best runs)")
 
 
-def rclone_mode(args: argparse.Namespace) -> None:
-    """``--rclone``: the measurement and its report (or, in the child, the put)."""
-    if args.rclone_child:
-        child_rclone(json.loads(args.rclone_child))
-        return
-    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-rclone-") as t:
-        result = rclone_uploads(args, Path(t))
+def measure_and_report(args: argparse.Namespace, prefix: str,
+                       measure: Callable[[argparse.Namespace, Path], dict[str, Any]],
+                       show: Callable[[dict[str, Any]], None]) -> None:
+    """One measurement in a temporary folder, reported as JSON (``--json``) or text."""
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix=prefix) as t:
+        result = measure(args, Path(t))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print_rclone(result)
+        show(result)
 
 
 def main() -> None:  # noqa: PLR0915
@@ -590,16 +590,14 @@ def main() -> None:  # noqa: PLR0915
     if args.child:
         child_upload(args)
         return
-    if args.rclone or args.rclone_child:
-        rclone_mode(args)
+    if args.rclone_child:
+        child_rclone(json.loads(args.rclone_child))
+        return
+    if args.rclone:
+        measure_and_report(args, "bench-rclone-", rclone_uploads, print_rclone)
         return
     if args.encrypt:
-        with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-encrypt-") as t:
-            result = encrypted_uploads(args, Path(t))
-        if args.json:
-            print(json.dumps(result, indent=2))
-        else:
-            print_encrypted(result)
+        measure_and_report(args, "bench-encrypt-", encrypted_uploads, print_encrypted)
         return
     if args.slow:
         small_send_buffers(args.client_sndbuf)
