@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import tarfile
 from pathlib import Path
@@ -20,8 +22,10 @@ import zstandard
 
 from tests.helpers import make_config, make_siip_tree
 from watcher.backup.run import run_backup
+from watcher.snapshot import take
 from watcher.snapshot.compressibility import (
     SNIFF_MIN_SIZE,
+    frames_for_samples,
     incompressible_name,
     incompressible_sample,
     looks_incompressible,
@@ -29,6 +33,9 @@ from watcher.snapshot.compressibility import (
 from watcher.snapshot.take import _Later, _later_record, _read_later
 from watcher.snapshot.tarstream import (
     BLOCK,
+    FAST,
+    LEVEL,
+    STORED,
     STORED_BLOCK,
     WRITEBACK_EVERY,
     CompressedSink,
@@ -169,12 +176,12 @@ def test_gnu_tar_lists_and_extracts_long_and_utf8_names(tmp_path: Path) -> None:
             assert path.is_dir()
 
 
-def write_with_switches(path: Path, parts: list[tuple[bool, str, bytes]],
+def write_with_switches(path: Path, parts: list[tuple[str, str, bytes]],
                         threads: int = 0) -> CompressedSink:
     sink = CompressedSink(path, level=3, threads=threads)
     producer = TarProducer(sink)
-    for incompressible, name, data in parts:
-        producer.set_incompressible(incompressible)
+    for frames, name, data in parts:
+        producer.set_frames(frames)
         producer.add_bytes(name, data, 0o644, 1_700_000_000)
     producer.set_incompressible(False)
     producer.add_bytes("manifest.json", b"{}", 0o600, 1_700_000_000)
@@ -183,14 +190,14 @@ def write_with_switches(path: Path, parts: list[tuple[bool, str, bytes]],
     return sink
 
 
-def frame_parts() -> list[tuple[bool, str, bytes]]:
+def frame_parts() -> list[tuple[str, str, bytes]]:
     rnd = random.Random(7)
     text = b"".join(f"line {i}: hola mundo, fotografía\n".encode() for i in range(20_000))
-    return [(False, "files/a.txt", text), (False, "files/b.txt", text[:1000]),
-            (True, "files/foto 1.jpg", rnd.randbytes(300_000)),
-            (True, "files/foto 2.jpg", rnd.randbytes(3_000_000)),
-            (False, "databases/siip.db", text * 3),
-            (True, "files/foto 3.jpg", rnd.randbytes(1000))]
+    return [(LEVEL, "files/a.txt", text), (LEVEL, "files/b.txt", text[:1000]),
+            (STORED, "files/foto 1.jpg", rnd.randbytes(300_000)),
+            (STORED, "files/foto 2.jpg", rnd.randbytes(3_000_000)),
+            (FAST, "databases/siip.db", text * 3),
+            (STORED, "files/foto 3.jpg", rnd.randbytes(1000))]
 
 
 @pytest.mark.parametrize("threads", [0, 1])
@@ -198,7 +205,7 @@ def test_frame_switches_round_trip_through_our_reader(tmp_path: Path, threads: i
     parts = frame_parts()
     archive = tmp_path / "a.tar.zst"
     sink = write_with_switches(archive, parts, threads)
-    # text | photos | database | photo | manifest: one frame per run of a class
+    # text | photos | database (fastest level) | photo | manifest: a frame per run of a class
     assert sink.frames == 5
     with open(archive, "rb") as fh, \
             zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as zr, \
@@ -216,8 +223,8 @@ def test_the_archive_holds_several_frames_and_photos_are_not_recompressed(
     magic = (0xFD2FB528).to_bytes(4, "little")
     assert raw.startswith(magic) and raw.count(magic) >= 5
     # the frames hold the photos (random bytes) at about their own size, the text far smaller
-    photos = sum(len(d) for inc, _, d in parts if inc)
-    text = sum(len(d) for inc, _, d in parts if not inc)
+    photos = sum(len(d) for frames, _, d in parts if frames == STORED)
+    text = sum(len(d) for frames, _, d in parts if frames != STORED)
     assert photos < len(raw) < photos + text / 4
 
 
@@ -269,6 +276,80 @@ def test_compressibility_by_name_and_by_content(tmp_path: Path) -> None:
     walked = big_random.lstat()
     big_random.unlink()
     assert not looks_incompressible(str(big_random), "blob.bin", walked)  # gone since the walk
+
+
+def test_frames_for_samples_judges_the_whole_file_not_its_start(tmp_path: Path) -> None:
+    rnd = random.Random(5)
+    page = 4096
+    text_page = (b"persona Mu\xc3\xb1oz, calle Ju\xc3\xa1rez 12, Oaxaca; " * 80)[:page]
+    # like a database of photo attachments: text pages first (the schema, a table of names),
+    # then mostly attachments with a text page now and then
+    pages = [text_page] * 40 + [text_page if i % 10 == 0 else rnd.randbytes(page)
+                                for i in range(1000)]
+    cases = {"attachments.db": (b"".join(pages), FAST),
+             "text.db": (text_page * 1000, LEVEL),
+             "photos.db": (rnd.randbytes(4 << 20), STORED),
+             "tiny.db": (b"SQLite format 3\0", LEVEL),
+             "empty.db": (b"", LEVEL)}
+    for name, (data, want) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.lseek(fd, 7, os.SEEK_SET)
+            assert frames_for_samples(fd, len(data)) == want, name
+            assert os.lseek(fd, 0, os.SEEK_CUR) == 7  # the position is left alone
+        finally:
+            os.close(fd)
+    # its first 64 KiB alone would have said "compress it at the configured level"
+    assert not incompressible_sample(b"".join(pages)[:65536])
+
+
+def _frame_count(archive: Path) -> int:
+    raw, frames = archive.read_bytes(), 0
+    while raw:
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        dobj.decompress(raw)
+        raw, frames = dobj.unused_data, frames + 1
+    return frames
+
+
+def _contents(archive: Path) -> tuple[set[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Every member's header fields and data digest, and the manifest's member records."""
+    members: set[tuple[object, ...]] = set()
+    with open(archive, "rb") as fh, \
+            zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as zr, \
+            tarfile.open(fileobj=zr, mode="r|") as tar:
+        for m in tar:
+            data = tar.extractfile(m).read() if m.isfile() else b""  # type: ignore[union-attr]
+            if m.name == "manifest.json":
+                manifest = json.loads(data)["members"]
+                continue
+            members.add((m.name, m.type, m.size, m.mode, m.mtime, m.uid, m.gid, m.uname,
+                         m.gname, m.linkname, tuple(sorted(m.pax_headers.items())),
+                         hashlib.sha256(data).hexdigest()))
+    return members, sorted(tuple(sorted(r.items())) for r in manifest)
+
+
+def test_a_database_of_attachments_goes_in_fast_frames_with_the_same_content(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_siip_tree(tmp_path / "siip")
+    rnd = random.Random(9)
+    db = sqlite3.connect(root / "siip_database.db")
+    with db:
+        db.execute("CREATE TABLE adjuntos (id INTEGER PRIMARY KEY, datos BLOB)")
+        db.executemany("INSERT INTO adjuntos (datos) VALUES (?)",
+                       [(rnd.randbytes(rnd.randint(2000, 20000)),) for _ in range(400)])
+    db.close()
+    fast = run_backup(make_config(root, tmp_path / "fast"), trigger="manual", email=False)
+    # the same tree with the database at the configured level, as before FAST frames existed
+    monkeypatch.setattr(take, "frames_for_samples", lambda fd, size: LEVEL)
+    level = run_backup(make_config(root, tmp_path / "level"), trigger="manual", email=False)
+    assert fast.status == level.status == "ok", (fast.errors, level.errors)
+    fast_file = Path(fast.snapshot.file)  # type: ignore[union-attr]
+    level_file = Path(level.snapshot.file)  # type: ignore[union-attr]
+    assert _frame_count(fast_file) > _frame_count(level_file)
+    assert _contents(fast_file) == _contents(level_file)
 
 
 def test_deferred_entries_round_trip_across_block_boundaries(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ Member order inside the archive is free (the manifest lists everything), so it i
 speed: links and compressible files in walk order first, then the incompressible files
 (photos) in frames of stored zstd blocks, then the folders (last, so that ``tar -x`` sets
 their mode and mtime once their contents exist), then the manifest. What the first pass holds
-back is spooled to a file, not held in memory.
+back is spooled to a file, not held in memory. A database member goes into the frames its
+sampled compressibility calls for (watcher/snapshot/compressibility.py).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from watcher.archive.manifest import (
 )
 from watcher.backup.report import DatabaseResult, Problem, SnapshotInfo
 from watcher.config.settings import Config
-from watcher.snapshot.compressibility import looks_incompressible
+from watcher.snapshot.compressibility import frames_for_samples, looks_incompressible
 from watcher.snapshot.sqlite_copy import (
     CopyInterrupted,
     DatabaseCopy,
@@ -366,11 +367,11 @@ class _Databases:
             self._add_plain(job.found, exc)
             return
         self.copies.append(copy)
-        was = producer.incompressible
-        producer.set_incompressible(False)
+        was = producer.frames
         src_st = os.stat(copy.source)
         with open(copy.copy, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
+            producer.set_frames(frames_for_samples(fh.fileno(), size))
             sha, _ = producer.add_stream(job.member, fh, size, src_st.st_mode, src_st.st_mtime,
                                          src_st.st_uid, src_st.st_gid)
         spool.add(member_entry(job.member, "file", size, src_st.st_mode, src_st.st_mtime_ns,
@@ -379,7 +380,7 @@ class _Databases:
             path=job.path, member=job.member, pages=copy.pages, page_size=copy.page_size,
             size=size, check=copy.check, check_pragma=copy.check_pragma,
             discovered=job.found is not None))
-        producer.set_incompressible(was)
+        producer.set_frames(was)
 
     def _add_plain(self, found: Entry, exc: DatabaseCopyError) -> None:
         """A found database that could not be copied: as plain files, as before discovery.
