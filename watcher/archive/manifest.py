@@ -45,12 +45,18 @@ def dump_json(value: Any) -> str:
     UTF-8 cannot carry a lone surrogate, so such a record is written with ``\\udcXY`` escapes,
     which ``json.loads`` turns back into the same name, byte for byte.
     """
-    text = json.dumps(value, ensure_ascii=False)
+    text = _UTF8_JSON.encode(value)
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return json.dumps(value, ensure_ascii=True)
     return text
+
+
+#: json.dumps with a keyword argument builds an encoder per call: one record per member
+_UTF8_JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 class ManifestSpool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import queue
@@ -118,8 +119,14 @@ def tar_header(name: str, kind: str, *, size: int = 0, mode: int = 0o644, mtime:
                    uname, gname)
     if not records:
         return block
-    return (_ustar("././@PaxHeader", tarfile.XHDTYPE, len(records), 0, 0, 0, 0, "", "", "")
-            + records + padding(len(records)) + block)
+    return _pax_header_block(len(records)) + records + padding(len(records)) + block
+
+
+@functools.cache
+def _pax_header_block(size: int) -> bytes:
+    """The ustar block that announces a pax record of ``size`` bytes. Only the size varies
+    (most of a Spanish tree's names need a record), so each is built once."""
+    return _ustar("././@PaxHeader", tarfile.XHDTYPE, size, 0, 0, 0, 0, "", "", "")
 
 
 # the ustar header's fields, in the header's order
