@@ -161,3 +161,22 @@ def test_with_encryption_only_age_files_reach_the_remote(
     assert main(["-c", str(config_b), "restore", "latest", "--from", "rclone", "--to",
                  str(target), "--identity", str(identity)]) == 0
     assert_restored(target, siip)
+
+
+def test_retention_prunes_at_the_remote_too(
+        rclone_servers: RcloneServers, siip: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    server = rclone_servers.by_kind["s3"]
+    remote = server.remote()
+    stored = server.folder(remote.split(":", 1)[1])
+    section = (rclone_toml(remote, rclone_servers.conf) + "[retention]\nkeep_last = 1\n"
+               "keep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\n")
+    config = write_config(tmp_path / "c.toml", siip, tmp_path / "backups", section)
+    code, first = once(config, capsys)
+    assert code == 0, first
+    (siip / "app" / "later.py").write_text("x = 2\n")
+    code, second = once(config, capsys)
+    assert code == 0, second
+    sid = second["snapshot"]["id"]
+    assert sid != first["snapshot"]["id"]
+    assert sorted(p.name for p in stored.iterdir()) == [f"{sid}.tar.zst", f"{sid}.tar.zst.sha256"]
