@@ -10,6 +10,7 @@ builds from an [rclone] section, driving the bundled rclone against `rclone serv
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -276,3 +277,21 @@ def test_an_encrypted_copy_is_stored_listed_and_fetched_as_such(backend: Backend
         backend.dest.get(remote, tmp_path / "damaged.tar.zst.age")
     backend.dest.delete(remote)
     assert backend.dest.list() == []
+
+
+def test_a_delta_keeps_its_name_and_kind(backend: Backend, tmp_path: Path) -> None:
+    """A delta archive (issue 9) is stored, found and listed under its own name."""
+    full, full_sha = archive(tmp_path, IDS[0], size=1000)
+    src = tmp_path / "local"
+    delta = src / f"{IDS[1]}.delta.tar.zst"
+    delta.write_bytes(b"delta " * 200)
+    delta_sha = hashlib.sha256(delta.read_bytes()).hexdigest()
+    backend.dest.put(full, snapshot_id=IDS[0], sha256=full_sha)
+    stored = backend.dest.put(delta, snapshot_id=IDS[1], sha256=delta_sha)
+    assert (stored.name, stored.kind, stored.sha256) == (delta.name, "delta", delta_sha)
+    assert backend.dest.find(IDS[1]) == stored
+    assert [(r.snapshot_id, r.kind) for r in backend.dest.list()] == [(IDS[1], "delta"),
+                                                                     (IDS[0], "full")]
+    target = tmp_path / "delta-copy"
+    backend.dest.get(stored, target)
+    assert target.read_bytes() == delta.read_bytes()
