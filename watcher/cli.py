@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher import __version__
 from watcher.actions import Tick, UsageError
@@ -32,6 +32,9 @@ from watcher.destinations.registry import (
     inspect_enabled,
     unencrypted_warnings,
 )
+
+if TYPE_CHECKING:
+    from watcher.actions.unseal import Identity
 
 log = logging.getLogger("watcher")
 
@@ -143,7 +146,7 @@ def _bars(desc: str) -> AbstractContextManager[tuple[Tick | None, Tick | None]]:
     return _progress(True, desc)
 
 
-def _identity(args: argparse.Namespace) -> Any:
+def _identity(args: argparse.Namespace) -> Identity | None:
     """The identity named by ``--identity`` or SIIP_WATCHER_IDENTITY_FILE, loaded (None when
     neither is set); an unusable one is a usage error. Its text is never printed."""
     from watcher.actions.unseal import load_identity  # noqa: PLC0415 - start-up time, see the top

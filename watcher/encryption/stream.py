@@ -117,8 +117,3 @@ def decrypt_file(source: Path, target: Path, identities: list[x25519.Identity], 
     os.close(fd)
     return out.sha256.hexdigest()
 
-
-def is_age_file(path: Path) -> bool:
-    """Whether ``path`` starts with the age header."""
-    with open(path, "rb") as f:
-        return f.read(len(AGE_HEADER)) == AGE_HEADER
