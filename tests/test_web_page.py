@@ -113,3 +113,10 @@ def test_metrics_from_a_view() -> None:
     assert names["siip_watcher_last_snapshot_bytes"].samples[0].value == 2_500_000
     runs = {s.labels["result"]: s.value for s in names["siip_watcher_runs"].samples}
     assert runs == {"ok": 1, "failed": 1, "warning": 1}
+
+
+def test_a_long_history_says_how_many_are_not_listed() -> None:
+    view = _view()
+    long = View(**{**view.__dict__, "snapshot_total": 1000})
+    assert "y 998 más antiguas" in render_main(long, "es")
+    assert "and 998 older ones" in render_main(long, "en")

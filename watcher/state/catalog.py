@@ -332,11 +332,11 @@ class Catalog:
                  info.bytes_in, dbs, duration, trigger, fingerprint, info.kind, info.base),
             )
 
-    def snapshots(self) -> list[SnapshotRow]:
-        """Every known snapshot, newest first."""
+    def snapshots(self, limit: int | None = None) -> list[SnapshotRow]:
+        """Every known snapshot (the newest ``limit`` ones), newest first."""
         with self._read() as db:
-            rows = db.execute("SELECT * FROM snapshots ORDER BY created_at DESC, id DESC"
-                              ).fetchall()
+            rows = db.execute("SELECT * FROM snapshots ORDER BY created_at DESC, id DESC "
+                              "LIMIT ?", (-1 if limit is None else limit,)).fetchall()
         return [_snapshot_row(r) for r in rows]
 
     def newest_snapshot(self) -> SnapshotRow | None:

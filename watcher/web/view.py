@@ -75,6 +75,7 @@ def collect_view(cfg: Config, *, now: datetime | None = None) -> View:
     now = now or utcnow()
     status = collect_status(cfg, now=now)
     snapshots: list[SnapshotLine] = []
+    total = 0
     runs: list[RunPoint] = []
     problems: list[Problem] = []
     counts: dict[str, int] = {}
@@ -82,6 +83,7 @@ def collect_view(cfg: Config, *, now: datetime | None = None) -> View:
         catalog = Catalog.read_only(cfg.local.dir)
         if catalog is not None:
             snapshots = _snapshot_lines(catalog)
+            total = catalog.snapshot_count()
             runs = catalog.run_history(CHART_SLOTS)
             counts = catalog.run_counts()
             problems = _last_problems(catalog)
@@ -90,8 +92,8 @@ def collect_view(cfg: Config, *, now: datetime | None = None) -> View:
     items = status["uploads"]["items"]
     destinations = [DestinationLine(name, [i for i in items if i["destination"] == name])
                     for name in enabled_names(cfg)]
-    return View(name=cfg.name, status=status, snapshots=snapshots[:TABLE_SNAPSHOTS],
-                snapshot_total=len(snapshots), runs=runs, destinations=destinations,
+    return View(name=cfg.name, status=status, snapshots=snapshots, snapshot_total=total,
+                runs=runs, destinations=destinations,
                 problems=problems, run_counts=counts, now=now)
 
 
@@ -101,7 +103,7 @@ def _snapshot_lines(catalog: Catalog) -> list[SnapshotLine]:
         stored.setdefault(copy.snapshot_id, []).append(copy.destination)
     return [SnapshotLine(id=row.id, created_at=row.created_at, kind=row.kind, size=row.size,
                          where=(["local"] if row.local else []) + sorted(stored.get(row.id, [])))
-            for row in catalog.snapshots()]
+            for row in catalog.snapshots(TABLE_SNAPSHOTS)]
 
 
 def _last_problems(catalog: Catalog) -> list[Problem]:
