@@ -12,6 +12,7 @@ from pathlib import Path
 from watcher.actions import ProgressBars, UsageError, no_progress
 from watcher.actions.unseal import Identity, decrypt_copy, require_identity
 from watcher.archive.files import (
+    DELTA,
     archive_kind_of,
     archive_name,
     copy_name,
@@ -19,6 +20,7 @@ from watcher.archive.files import (
     parse_snapshot_id,
     sidecar_line,
 )
+from watcher.archive.read import ArchiveError, read_manifest
 from watcher.config.settings import Config
 from watcher.destinations.base import RemoteFile
 from watcher.destinations.registry import NAMES, open_destination
@@ -135,3 +137,23 @@ def _opened(cfg: Config, chosen: RemoteFile, source: str, opener: Identity | Non
             target.with_name(target.name + ".sha256").write_text(
                 sidecar_line(expected, target.name))
         yield Fetched(sid, target, expected)
+
+
+@contextmanager
+def fetched_base(cfg: Config, source: str, archive: Fetched, *,
+                 bars: ProgressBars = no_progress,
+                 identity: Identity | None = None) -> Iterator[Fetched | None]:
+    """The base full that the delta ``archive`` needs, from the same ``source``; None for a
+    full, or when the local dir no longer holds the base (verify then names it)."""
+    if archive_kind_of(archive.path.name) != DELTA:
+        yield None
+        return
+    try:
+        base_id = read_manifest(archive.path).base
+    except ArchiveError:
+        base_id = None  # the delta itself is damaged: verify and restore say so
+    if base_id is None or (source == "local" and LocalStore(cfg).find(base_id) is None):
+        yield None
+        return
+    with fetched(cfg, source, base_id, bars=bars, identity=identity) as base:
+        yield base

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watcher.actions import ProgressBars, UsageError, no_progress
-from watcher.actions.fetch import fetched
+from watcher.actions.fetch import fetched, fetched_base
 from watcher.actions.unseal import Identity
 from watcher.archive.restore import RestoreResult, restore, target_problem
 from watcher.config.settings import Config
@@ -32,9 +32,12 @@ def restore_snapshot(cfg: Config, source: str, ident: str, target: Path, *,
     if problem:
         raise UsageError(problem)
     with fetched(cfg, source, ident, bars=bars, identity=identity) as archive, \
+            fetched_base(cfg, source, archive, bars=bars, identity=identity) as base, \
             bars(f"restore {archive.snapshot_id}") as (update, total):
         if total:
-            total(archive.path.stat().st_size)
+            total(archive.path.stat().st_size + (base.path.stat().st_size if base else 0))
         result = restore(archive.path, target, only=only, force=force, progress=update,
-                         expected_sha256=archive.sha256)
+                         expected_sha256=archive.sha256,
+                         base=base.path if base else None,
+                         base_sha256=base.sha256 if base else None)
     return Restored(archive.snapshot_id, result)

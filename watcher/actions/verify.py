@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from watcher.actions import ProgressBars, UsageError, no_progress
-from watcher.actions.fetch import fetched, remote_files
+from watcher.actions.fetch import fetched, fetched_base, remote_files
 from watcher.actions.unseal import Identity
 from watcher.archive.read import VerifyResult, verify
 from watcher.config.settings import Config
@@ -41,8 +41,10 @@ def verify_snapshots(cfg: Config, source: str, ident: str | None, *, every: bool
     work = LocalStore(cfg).scratch_dir()
     for one in idents:
         with fetched(cfg, source, one, bars=bars, identity=identity) as archive, \
+                fetched_base(cfg, source, archive, bars=bars, identity=identity) as base, \
                 bars(f"verify {archive.snapshot_id}") as (update, total):
             if total:
-                total(archive.path.stat().st_size)
-            result = verify(archive.path, work_dir=work, progress=update)
+                total(archive.path.stat().st_size + (base.path.stat().st_size if base else 0))
+            result = verify(archive.path, base=base.path if base else None, work_dir=work,
+                            progress=update)
         yield Verified(archive.snapshot_id, result)

@@ -20,6 +20,12 @@ DATABASES_PREFIX = "databases/"
 FORMAT_VERSION = 1
 #: header keys of a delta's manifest only (README, "Deltas")
 KIND_KEY, BASE_KEY = "kind", "base"
+#: a delta's stdlib-only rebuild script (watcher/archive/rebuild.py), at the archive's root
+REBUILD_MEMBER = "rebuild.py"
+#: a delta's database member holding its changed pages: ``databases/<name>.pages``
+PAGES_SUFFIX = ".pages"
+#: a delta's manifest key listing the files it takes unchanged from its base
+REFERENCED_KEY = "referenced"
 
 
 def member_entry(path: str, kind: str, size: int, mode: int, mtime_ns: int, *,
@@ -69,6 +75,8 @@ class ManifestSpool:
         # the members list goes last so it can be streamed; the header keys stay readable
         self._fh.write(head[:-1] + ', "members": [\n')
         self._first = True
+        self._side = path.with_name(path.name + ".referenced")
+        self._referenced: IO[str] | None = None
 
     def add(self, entry: dict[str, Any]) -> None:
         """Append one member record."""
@@ -77,9 +85,26 @@ class ManifestSpool:
         self._first = False
         self._fh.write(dump_json(entry))
 
+    def add_referenced(self, entry: dict[str, Any]) -> None:
+        """Record a file a delta takes unchanged from its base (spooled to a side file, and
+        written as the ``referenced`` list after the members)."""
+        if self._referenced is None:
+            self._referenced = open(  # noqa: SIM115 - closed in finish or discard
+                self._side, "w+", encoding="utf-8")
+        else:
+            self._referenced.write(",\n")
+        self._referenced.write(dump_json(entry))
+
     def finish(self, trailer: dict[str, Any]) -> int:
         """Close the members list, add ``trailer`` keys, and return the file's size."""
         self._fh.write("\n]")
+        if self._referenced is not None:
+            self._fh.write(f', "{REFERENCED_KEY}": [\n')
+            self._referenced.seek(0)
+            while block := self._referenced.read(1 << 16):
+                self._fh.write(block)
+            self._fh.write("\n]")
+            self._close_referenced()
         for key, value in trailer.items():
             self._fh.write(f", {json.dumps(key)}: {dump_json(value)}")
         self._fh.write("}\n")
@@ -89,7 +114,14 @@ class ManifestSpool:
     def discard(self) -> None:
         if not self._fh.closed:
             self._fh.close()
+        self._close_referenced()
         self.path.unlink(missing_ok=True)
+
+    def _close_referenced(self) -> None:
+        if self._referenced is not None:
+            self._referenced.close()
+            self._referenced = None
+        self._side.unlink(missing_ok=True)
 
 
 @dataclass
@@ -97,7 +129,10 @@ class Manifest:
     """A parsed manifest."""
 
     data: dict[str, Any]
+    #: the members this archive holds
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a delta's files taken unchanged from its base archive (same member names)
+    referenced: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: bytes) -> Manifest:
@@ -106,11 +141,25 @@ class Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
             raise ValueError("not a siip-watcher manifest (unknown format)")
         members = {m["path"]: m for m in data.get("members", [])}
-        return cls(data=data, members=members)
+        referenced = {m["path"]: m for m in data.get(REFERENCED_KEY, [])}
+        return cls(data=data, members=members, referenced=referenced)
 
     @property
     def databases(self) -> list[dict[str, Any]]:
         return list(self.data.get("databases", []))
+
+    def entry(self, member: str) -> dict[str, Any] | None:
+        """What the snapshot records about ``member``, wherever its content is: in this
+        archive, in a delta's base, or rebuilt from a page delta (the database's record)."""
+        found = self.members.get(member) or self.referenced.get(member)
+        if found is not None:
+            return found
+        for db in self.databases:
+            if db.get("member") == member and db.get("pages_member"):
+                return {"path": member, "type": "file", "size": db.get("size"),
+                        "sha256": db.get("sha256"), "mode": db.get("mode", 0o600),
+                        "mtime_ns": db.get("mtime_ns")}
+        return None
 
     @property
     def kind(self) -> str:

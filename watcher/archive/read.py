@@ -20,8 +20,9 @@ from typing import IO, Any
 
 import zstandard
 
-from watcher.archive.files import file_sha256, read_sidecar
+from watcher.archive.files import DELTA, archive_kind_of, file_sha256, read_sidecar
 from watcher.archive.manifest import DATABASES_PREFIX, MANIFEST_MEMBER, Manifest
+from watcher.archive.rebuild import apply_pages
 
 READ_CHUNK = 1 << 20
 ProgressFn = Callable[[int], None]
@@ -191,6 +192,42 @@ def compare_with_manifest(manifest: Manifest, seen: dict[str, MemberSeen]) -> li
     return problems
 
 
+def compare_referenced(manifest: Manifest, base_seen: dict[str, MemberSeen]) -> list[str]:
+    """What a delta takes from its base but the base does not hold as recorded."""
+    problems: list[str] = []
+    for path, entry in manifest.referenced.items():
+        got = base_seen.get(path)
+        if got is None or got.kind != "file" or got.sha256 != entry.get("sha256"):
+            problems.append(f"{path}: not in the base as the delta recorded it")
+    return problems
+
+
+def page_deltas(manifest: Manifest) -> list[dict[str, Any]]:
+    """The databases a delta stores as changed pages (the others it holds whole)."""
+    return [db for db in manifest.databases if db.get("pages_member")]
+
+
+def rebuild_database(db: dict[str, Any], base_copy: Path, pages: Path) -> str | None:
+    """Apply a delta's pages to ``base_copy`` (a copy of the base's database, changed in
+    place) and check the result: None when it is the snapshot's copy byte for byte and
+    passes integrity_check, else what is wrong."""
+    member = db.get("member", "")
+    fd = os.open(base_copy, os.O_RDWR | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        with open(pages, "rb") as fh:
+            apply_pages(fd, fh, page_size=int(db["page_size"]), page_count=int(db["pages"]))
+        os.fsync(fd)
+    except ValueError as exc:
+        return f"{member}: {exc}"
+    finally:
+        os.close(fd)
+    if file_sha256(base_copy) != db.get("sha256"):
+        return (f"{member}: the database rebuilt from the base and the delta does not match "
+                f"the sha256 of the snapshot's copy")
+    check = integrity_check(base_copy)
+    return None if check == "ok" else f"{member}: integrity_check failed: {check}"
+
+
 def read_manifest(path: Path) -> Manifest:
     """The manifest of an archive (reads the whole archive: the manifest is its last member)."""
     return scan(path).manifest
@@ -210,9 +247,14 @@ class VerifyResult:
     databases: list[dict[str, Any]] = field(default_factory=list)
 
 
-def verify(archive: Path, *, work_dir: Path | None = None,
+def verify(archive: Path, *, base: Path | None = None, work_dir: Path | None = None,
            progress: ProgressFn | None = None) -> VerifyResult:
-    """Check sidecar, sha256, decompression, every manifest hash and each database copy."""
+    """Check sidecar, sha256, decompression, every manifest hash and each database copy.
+
+    A delta is checked with its ``base`` full (None when it is not at hand, which is a
+    problem naming it): the base's own checks, every file the delta takes from it, and each
+    database rebuilt from the base's copy and the delta's pages (sha256 and integrity_check).
+    """
     problems: list[str] = []
     sidecar = archive.with_name(archive.name + ".sha256")
     try:
@@ -243,7 +285,10 @@ def verify(archive: Path, *, work_dir: Path | None = None,
             problems.append(f"{archive.name} does not match the sha256 in {sidecar.name}")
         problems.extend(result.problems)
         dbs: list[dict[str, Any]] = []
+        deltas = page_deltas(result.manifest)
         for db in result.manifest.databases:
+            if db in deltas:
+                continue
             member = db.get("member", "")
             copy = db_files.get(member)
             if copy is None:
@@ -253,7 +298,56 @@ def verify(archive: Path, *, work_dir: Path | None = None,
             dbs.append({"path": db.get("path"), "member": member, "check": check})
             if check != "ok":
                 problems.append(f"{member}: integrity_check failed: {check}")
+        if result.manifest.kind == DELTA or archive_kind_of(archive.name) == DELTA:
+            problems.extend(_verify_with_base(result.manifest, base, db_files, Path(tmp), dbs,
+                                              progress))
     return VerifyResult(archive, not problems, problems, len(result.members), dbs)
+
+
+# internal, called once with all it needs
+def _verify_with_base(manifest: Manifest, base: Path | None, db_files: dict[str, Path],  # noqa: PLR0917
+                      tmp: Path, dbs: list[dict[str, Any]],
+                      progress: ProgressFn | None) -> list[str]:
+    """The problems of a delta that only its base shows, each naming the base."""
+    base_id = manifest.base or "(unnamed)"
+    if base is None or not base.is_file():
+        return [f"its base full {base_id} is missing, so this delta cannot be restored; "
+                f"restore another snapshot, or get {base_id} back from a destination"]
+    base_files: dict[str, Path] = {}
+    needed = {db.get("base_member") for db in page_deltas(manifest)}
+
+    def handler(info: tarfile.TarInfo, data: IO[bytes] | None) -> tuple[MemberSeen, bool]:
+        if info.name in needed and data is not None:
+            target = tmp / f"base{len(base_files)}.sqlite3"
+            base_files[info.name] = target
+            return _copy_member(data, target), True
+        return hash_member(info, data), True
+
+    try:
+        base_sha = check_sidecar(base)
+        result = scan(base, handler, progress)
+    except ArchiveError as exc:
+        return [f"its base full {base_id} is damaged: {exc}"]
+    recorded = manifest.data.get("base_sha256")
+    if recorded and base_sha != recorded:
+        return [f"its base full {base_id} is not the archive this delta was taken against "
+                f"(another sha256); restore another snapshot"]
+    problems = [f"its base full {base_id}: {p}" for p in result.problems]
+    problems += [f"{p} (base {base_id})" for p in compare_referenced(manifest, result.members)]
+    for db in page_deltas(manifest):
+        member = db.get("member", "")
+        base_copy, pages = base_files.get(db.get("base_member", "")), \
+            db_files.get(db.get("pages_member", ""))
+        if base_copy is None or pages is None:
+            problems.append(f"{member}: its pages or its copy in the base full {base_id} are "
+                            f"missing")
+            continue
+        problem = rebuild_database(db, base_copy, pages)
+        dbs.append({"path": db.get("path"), "member": member,
+                    "check": "ok" if problem is None else problem})
+        if problem is not None:
+            problems.append(f"{problem} (base {base_id})")
+    return problems
 
 
 def integrity_check(db_path: Path) -> str:

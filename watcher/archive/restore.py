@@ -24,20 +24,23 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from watcher.archive.files import file_sha256
+from watcher.archive.files import DELTA, archive_kind_of, file_sha256
 from watcher.archive.manifest import DATABASES_PREFIX, FILES_PREFIX, Manifest
 from watcher.archive.read import (
     ArchiveError,
     MemberSeen,
     ProgressFn,
     check_sidecar,
+    compare_referenced,
     copy_stream,
     hash_member,
+    page_deltas,
+    rebuild_database,
     scan,
 )
 
@@ -103,9 +106,9 @@ def safe_rel(rel: str) -> tuple[str, ...] | None:
     return p.parts
 
 
-def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: bool = False,
-            progress: ProgressFn | None = None,
-            expected_sha256: str | None = None) -> RestoreResult:
+def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: bool = False,  # noqa: PLR0913
+            progress: ProgressFn | None = None, expected_sha256: str | None = None,
+            base: Path | None = None, base_sha256: str | None = None) -> RestoreResult:
     """Extract ``archive`` into ``target`` as a runnable project folder.
 
     Checks the archive's sha256 first (against ``expected_sha256`` or the sidecar), then
@@ -113,16 +116,23 @@ def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: boo
     and moves the result into place only when all of it is written and checked. Databases go
     back to their relative paths (absolute ones under ``databases/``). A new target folder is
     created 0700; the project inside keeps the archive's modes (and owners, as root).
+
+    A delta needs its ``base`` full (checked against ``base_sha256`` or its sidecar): the
+    files it did not store come from the base in a second pass into the same staging folder,
+    and each database is the base's copy with the delta's pages written over it, checked
+    against the snapshot's sha256 and with integrity_check, before anything is moved.
     """
     patterns = list(only)
     problem = target_problem(target, force)
     if problem:
         raise ArchiveError(problem)
-    if expected_sha256 is None:
-        check_sidecar(archive)
-    elif file_sha256(archive) != expected_sha256:
-        raise ArchiveError(f"{archive.name} does not match its recorded sha256; it is "
-                           f"damaged: use another snapshot")
+    _check_archive(archive, expected_sha256)
+    if archive_kind_of(archive.name) == DELTA:
+        if base is None:
+            raise ArchiveError(f"{archive.name} is a delta and its base full is missing; "
+                               f"restore another snapshot (`siip-watcher list` shows each "
+                               f"one's base)")
+        _check_archive(base, base_sha256, what="its base full ")
     try:
         _make_target(target)
         root = _Dir.open_root(target)
@@ -130,9 +140,25 @@ def restore(archive: Path, target: Path, *, only: Iterable[str] = (), force: boo
         raise _write_error(exc, target, target) from None
     try:
         _remove_leftovers(root)
-        return _restore_into(archive, target, root, patterns, progress)
+        return _restore_into(archive, base, target, root, patterns, progress)
     finally:
         root.close()
+
+
+def _check_archive(archive: Path, expected: str | None, what: str = "") -> None:
+    try:
+        if expected is None:
+            check_sidecar(archive)
+            return
+        actual = file_sha256(archive)
+    except ArchiveError as exc:
+        raise ArchiveError(f"{what}{exc}") from None
+    except OSError as exc:
+        raise ArchiveError(f"{what}{archive.name} cannot be read: {exc.strerror or exc}") \
+            from None
+    if actual != expected:
+        raise ArchiveError(f"{what}{archive.name} does not match its recorded sha256; it is "
+                           f"damaged: use another snapshot")
 
 
 def _make_target(target: Path) -> None:
@@ -154,8 +180,8 @@ def _remove_leftovers(root: _Dir) -> None:
             root.rmtree(name)
 
 
-def _restore_into(archive: Path, target: Path, root: _Dir, patterns: list[str],
-                  progress: ProgressFn | None) -> RestoreResult:
+def _restore_into(archive: Path, base: Path | None, target: Path, root: _Dir,  # noqa: PLR0917
+                  patterns: list[str], progress: ProgressFn | None) -> RestoreResult:
     staging_name = STAGING_PREFIX + os.urandom(6).hex()
     try:
         root.mkdir(staging_name)
@@ -170,7 +196,8 @@ def _restore_into(archive: Path, target: Path, root: _Dir, patterns: list[str],
         except OSError as exc:
             raise _write_error(exc, target, target) from None
         try:
-            return _extract_and_place(archive, target, root, tree, dbs, patterns, progress)
+            return _extract_and_place(archive, base, target, root, tree, dbs, patterns,
+                                      progress)
         finally:
             tree.close()
             dbs.close()
@@ -190,82 +217,159 @@ class _Meta:
     mtime_ns: int | None = None
 
 
-# internal, called once with all it needs
-def _extract_and_place(archive: Path, target: Path, root: _Dir, tree: _Dir, dbs: _Dir,  # noqa: PLR0917
-                       patterns: list[str], progress: ProgressFn | None) -> RestoreResult:
-    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
-    files: list[_Meta] = []
-    links: list[_Meta] = []
-    dirs: list[_Meta] = []
-    staged_dbs: dict[str, tuple[str, tuple[int, int] | None]] = {}
-    counters = {"files": 0, "bytes": 0}
-    cache = _DirCache(tree)
+class _Extractor:
+    """Writes the members of one or two archives (a delta, then its base) into the staging
+    folder, remembering what to give back to each entry once all are checked."""
 
-    def owner(info: tarfile.TarInfo) -> tuple[int, int] | None:
-        return _owner_ids(info) if as_root else None
+    def __init__(self, target: Path, tree: _Dir, dbs: _Dir, patterns: list[str]) -> None:
+        self.target, self.dbs, self.patterns = target, dbs, patterns
+        self.as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+        self.files: list[_Meta] = []
+        self.links: list[_Meta] = []
+        self.dirs: list[_Meta] = []
+        #: database members (and a delta's pages) staged aside: member -> (name, owner)
+        self.staged: dict[str, tuple[str, tuple[int, int] | None]] = {}
+        self.counters = {"files": 0, "bytes": 0}
+        self.cache = _DirCache(tree)
 
-    def handler(info: tarfile.TarInfo, data: IO[bytes] | None) -> tuple[MemberSeen, bool]:
+    def owner(self, info: tarfile.TarInfo) -> tuple[int, int] | None:
+        return _owner_ids(info) if self.as_root else None
+
+    def stage_database(self, name: str, info: tarfile.TarInfo, data: IO[bytes]) -> MemberSeen:
+        # where it goes is in the manifest, which comes last: stage it aside
+        staged = f"db{len(self.staged)}"
+        seen = self.dbs.write_file(staged, data, 0o600, None)
+        self.staged[name] = (staged, self.owner(info))
+        return seen
+
+    def member(self, info: tarfile.TarInfo, data: IO[bytes] | None,
+               wanted: Callable[[str], bool] | None = None) -> tuple[MemberSeen, bool]:
+        """Stage one member; ``wanted`` (the base pass) limits it to what the delta needs."""
         name = info.name.rstrip("/") if info.isdir() else info.name
         try:
+            if wanted is not None and not wanted(name):
+                return hash_member(info, data), True
             if name.startswith(DATABASES_PREFIX) and data is not None:
-                # where it goes is in the manifest, which comes last: stage it aside
-                staged = f"db{len(staged_dbs)}"
-                seen = dbs.write_file(staged, data, 0o600, None)
-                staged_dbs[name] = (staged, owner(info))
-                return seen, True
-            parts = safe_rel(name[len(FILES_PREFIX):]) if name.startswith(FILES_PREFIX) \
-                else None
-            if parts is None or not selected("/".join(parts), patterns):
-                return hash_member(info, data), True
-            if info.isdir():
-                cache.get(parts)
-                dirs.append(_Meta(parts, info.mode & 0o7777, owner(info)))
-                return MemberSeen("dir", 0), True
-            if info.issym():
-                cache.get(parts[:-1]).symlink(parts[-1], info.linkname, owner(info))
-                links.append(_Meta(parts, 0, None))
-                return MemberSeen("symlink", 0, target=info.linkname), True
-            if data is None:
-                return hash_member(info, data), True
-            seen = cache.get(parts[:-1]).write_file(parts[-1], data, info.mode & 0o7777,
-                                                    owner(info))
+                return self.stage_database(name, info, data), True
+            return self._tree_member(name, info, data), True
         except OSError as exc:
-            raise _write_error(exc, target, Path(*name.split("/"))) from None
-        files.append(_Meta(parts, info.mode & 0o7777, None))
-        counters["files"] += 1
-        counters["bytes"] += seen.size
-        return seen, True
+            raise _write_error(exc, self.target, Path(*name.split("/"))) from None
 
+    def _tree_member(self, name: str, info: tarfile.TarInfo,
+                     data: IO[bytes] | None) -> MemberSeen:
+        parts = safe_rel(name[len(FILES_PREFIX):]) if name.startswith(FILES_PREFIX) else None
+        if parts is None or not selected("/".join(parts), self.patterns):
+            return hash_member(info, data)
+        if info.isdir():
+            self.cache.get(parts)
+            self.dirs.append(_Meta(parts, info.mode & 0o7777, self.owner(info)))
+            return MemberSeen("dir", 0)
+        if info.issym():
+            self.cache.get(parts[:-1]).symlink(parts[-1], info.linkname, self.owner(info))
+            self.links.append(_Meta(parts, 0, None))
+            return MemberSeen("symlink", 0, target=info.linkname)
+        if data is None:
+            return hash_member(info, data)
+        seen = self.cache.get(parts[:-1]).write_file(parts[-1], data, info.mode & 0o7777,
+                                                     self.owner(info))
+        self.files.append(_Meta(parts, info.mode & 0o7777, None))
+        self.counters["files"] += 1
+        self.counters["bytes"] += seen.size
+        return seen
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _mismatch(archive: Path, problems: list[str], what: str = "") -> ArchiveError:
+    more = len(problems) - 1
+    return ArchiveError(f"{what}{archive.name} does not match its manifest ({problems[0]}"
+                        f"{f' and {more} more' if more else ''}); nothing was restored: "
+                        f"`siip-watcher verify` lists the problems")
+
+
+# internal, called once with all it needs
+def _extract_and_place(archive: Path, base: Path | None, target: Path, root: _Dir,  # noqa: PLR0917
+                       tree: _Dir, dbs: _Dir, patterns: list[str],
+                       progress: ProgressFn | None) -> RestoreResult:
+    out = _Extractor(target, tree, dbs, patterns)
     try:
-        result = scan(archive, handler, progress)
+        result = scan(archive, out.member, progress)
+        if result.problems:
+            raise _mismatch(archive, result.problems)
+        manifest = result.manifest
+        if manifest.kind == DELTA:
+            if base is None:
+                raise ArchiveError(f"{archive.name} holds a delta and its base full is "
+                                   f"missing; nothing was restored")
+            _add_from_base(manifest, base, out, progress)
     finally:
-        cache.close()
-    if result.problems:
-        more = len(result.problems) - 1
-        raise ArchiveError(f"{archive.name} does not match its manifest ({result.problems[0]}"
-                           f"{f' and {more} more' if more else ''}); nothing was restored: "
-                           f"`siip-watcher verify` lists the problems")
-    manifest = result.manifest
+        out.close()
     try:
-        databases = _place_databases(manifest, staged_dbs, dbs, tree, patterns, counters, files)
-        for meta in [*files, *links]:
+        databases = _place_databases(manifest, out.staged, dbs, tree, patterns, out.counters,
+                                     out.files)
+        for meta in [*out.files, *out.links]:
             meta.mtime_ns = _mtime(manifest, FILES_PREFIX + "/".join(meta.parts))
-        _set_times(tree, [*files, *links])
+        _set_times(tree, [*out.files, *out.links])
         _move_into_place(tree, root)
-        for meta in dirs:
+        for meta in out.dirs:
             meta.mtime_ns = _mtime(manifest, FILES_PREFIX + "/".join(meta.parts))
         # deepest first, and after the moves: entries moved into a folder change its time,
         # and a read-only folder could not have received them
-        _set_dir_meta(root, sorted(dirs, key=lambda m: len(m.parts), reverse=True))
+        _set_dir_meta(root, sorted(out.dirs, key=lambda m: len(m.parts), reverse=True))
     except OSError as exc:
         raise _write_error(exc, target, target) from None
-    return RestoreResult(target=target.resolve(), files=counters["files"],
-                         bytes=counters["bytes"], databases=list(databases.values()))
+    return RestoreResult(target=target.resolve(), files=out.counters["files"],
+                         bytes=out.counters["bytes"], databases=list(databases.values()))
+
+
+def _add_from_base(manifest: Manifest, base: Path, out: _Extractor,
+                   progress: ProgressFn | None) -> None:
+    """The base pass of a delta: the files it references, then each database rebuilt from
+    the base's copy and the delta's pages, all checked before anything moves."""
+    base_id = manifest.base or base.name
+    deltas = page_deltas(manifest)
+    needed = {str(db.get("base_member")) for db in deltas}
+    pages = {str(db.get("pages_member")): out.staged.pop(str(db.get("pages_member")), None)
+             for db in deltas}
+    for_base: dict[str, str] = {}
+
+    def wanted(name: str) -> bool:
+        return name in manifest.referenced or name in needed
+
+    def member(info: tarfile.TarInfo, data: IO[bytes] | None) -> tuple[MemberSeen, bool]:
+        if info.name in needed and data is not None:
+            staged = f"base{len(for_base)}"
+            for_base[info.name] = staged
+            return out.dbs.write_file(staged, data, 0o600, None), True
+        return out.member(info, data, wanted)
+
+    base_result = scan(base, member, progress)
+    recorded = manifest.data.get("base_sha256")
+    if recorded and base_result.sha256 != recorded:
+        raise ArchiveError(f"its base full {base.name} is not the archive this delta was "
+                           f"taken against (another sha256); nothing was restored")
+    problems = base_result.problems + compare_referenced(manifest, base_result.members)
+    if problems:
+        raise _mismatch(base, problems, f"its base full {base_id}: ")
+    for db in deltas:
+        member_name = str(db.get("member"))
+        staged_pages = pages.get(str(db.get("pages_member")))
+        base_copy = for_base.get(str(db.get("base_member")))
+        if staged_pages is None or base_copy is None:
+            raise ArchiveError(f"{member_name}: its pages or its copy in the base full "
+                               f"{base_id} are missing; nothing was restored")
+        problem = rebuild_database(db, Path(out.dbs.path) / base_copy,
+                                   Path(out.dbs.path) / staged_pages[0])
+        out.dbs.remove(staged_pages[0])
+        if problem is not None:
+            raise ArchiveError(f"{problem} (base {base_id}); nothing was restored")
+        out.staged[member_name] = (base_copy, staged_pages[1])
 
 
 def _mtime(manifest: Manifest, member: str) -> int | None:
-    entry = manifest.members.get(member)
-    return int(entry["mtime_ns"]) if entry and "mtime_ns" in entry else None
+    entry = manifest.entry(member)
+    return int(entry["mtime_ns"]) if entry and entry.get("mtime_ns") is not None else None
 
 
 # internal, called once with all it needs
@@ -287,7 +391,7 @@ def _place_databases(manifest: Manifest, staged: dict[str, tuple[str, tuple[int,
             if folder.is_real_dir(parts[-1]):
                 raise ArchiveError(f"{'/'.join(parts)}: the archive has a folder where its "
                                    f"database goes; it is damaged: use another snapshot")
-            entry = manifest.members.get(member, {})
+            entry = manifest.entry(member) or {}
             mode = int(entry.get("mode", 0o600)) & 0o7777
             dbs.set_file_meta(staged_name, mode, owner)
             dbs.move(staged_name, folder, parts[-1])

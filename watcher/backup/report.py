@@ -139,6 +139,19 @@ class DatabaseResult:
     check_pragma: str = "integrity_check"   # which PRAGMA checked the copy
     #: found under source.root by its header, not listed in source.databases
     discovered: bool = False
+    #: a delta's page delta against its base full (None in a full, whose manifest keeps
+    #: exactly the keys above): the sha256, mode and mtime of the snapshot's consistent copy,
+    #: the member holding the changed pages, the base's member they apply to, and how many
+    sha256: str | None = None
+    mode: int | None = None
+    mtime_ns: int | None = None
+    pages_member: str | None = None
+    base_member: str | None = None
+    changed_pages: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The manifest's and the catalog's form: a full's keys, plus a page delta's."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass

@@ -93,6 +93,16 @@ class CompressionConfig:
 
 
 @dataclass(frozen=True)
+class SnapshotConfig:
+    """Full and delta snapshots (README.md, "Deltas")."""
+
+    #: a full archive at least this often (days); 0: every snapshot is a full
+    full_every_days: int = 7
+    #: a delta bigger than this share of its base full's archive is taken as a full instead
+    max_delta_ratio: float = 0.5
+
+
+@dataclass(frozen=True)
 class DriveConfig:
     enabled: bool = False
     folder_id: str = ""
@@ -195,6 +205,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+    snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
     drive: DriveConfig = field(default_factory=DriveConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
     rclone: RcloneConfig = field(default_factory=RcloneConfig)
@@ -214,6 +225,7 @@ SECTIONS: dict[str, type] = {
     "retention": RetentionConfig,
     "canary": CanaryConfig,
     "compression": CompressionConfig,
+    "snapshot": SnapshotConfig,
     "drive": DriveConfig,
     "folder": FolderConfig,
     "rclone": RcloneConfig,
@@ -278,6 +290,10 @@ NUMBER_RANGES: dict[str, NumberRange] = {
         0, 365, "0 to 365 days (0: only `siip-watcher ack` releases a hold)"),
     "compression.level": NumberRange(-7, 22, "a zstd level from -7 to 22 (3 is a good default)"),
     "compression.threads": NumberRange(0, 256, "0 (all cores) or 1 to 256 threads"),
+    "snapshot.full_every_days": NumberRange(
+        0, 365, "0 to 365 days (0: every snapshot is a full archive)"),
+    "snapshot.max_delta_ratio": NumberRange(
+        0.01, 1, "a share from 0.01 to 1 (0.5: a delta over half its full's size is a full)"),
     "drive.chunk_mib": NumberRange(1, 1024, "1 to 1024 MiB"),
     "email.smtp_port": NumberRange(1, 65_535, "a TCP port (587 for starttls, 465 for ssl)"),
     "email.timeout_seconds": NumberRange(0.1, 3600, "0.1 to 3600 seconds"),

@@ -67,6 +67,11 @@ release_after_days = 7            # while an alert holds, nothing is pruned; `si
 level = 3                         # zstd level, -7 to 22; 3 is fast, higher is slow for little gain
 threads = 0                       # 0 = all cores; at most 256
 
+[snapshot]
+full_every_days = 7               # a full archive at least every N days, deltas in between;
+                                  # 0 to 365; 0 = every snapshot is a full archive
+max_delta_ratio = 0.5             # 0.01 to 1: a delta over this share of its full is a full
+
 [drive]
 enabled = false
 folder_id = ""                    # old BACKUP_DRIVE_FOLDER_ID: the last part of the folder URL

@@ -30,6 +30,7 @@ import os
 import platform
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,18 +38,31 @@ from pathlib import Path
 from typing import Any
 
 from watcher import __version__
-from watcher.archive.files import PARTIAL_SUFFIX
+from watcher.archive.files import DELTA, FULL, PARTIAL_SUFFIX
 from watcher.archive.manifest import (
+    BASE_KEY,
     DATABASES_PREFIX,
     FILES_PREFIX,
     FORMAT_VERSION,
+    KIND_KEY,
     MANIFEST_MEMBER,
+    PAGES_SUFFIX,
+    REBUILD_MEMBER,
     ManifestSpool,
     member_entry,
 )
 from watcher.backup.report import DatabaseResult, Problem, SnapshotInfo
 from watcher.config.settings import Config
+from watcher.snapshot.base_state import (
+    BaseDatabase,
+    BaseState,
+    PageDigests,
+    StateWriter,
+    diff_pages,
+    latest_full,
+)
 from watcher.snapshot.compressibility import frames_for_samples, looks_incompressible
+from watcher.snapshot.plan import Plan, delta_too_big, plan_snapshot
 from watcher.snapshot.sqlite_copy import (
     CopyInterrupted,
     DatabaseCopy,
@@ -106,8 +120,11 @@ class SnapshotResult:
     manifest_file: Path | None = None
 
 
-# the snapshot's steps in order, each already a call
-def take_snapshot(  # noqa: PLR0915
+class DeltaTooBig(Exception):
+    """The delta outgrew ``snapshot.max_delta_ratio`` of its base: take a full instead."""
+
+
+def take_snapshot(  # noqa: PLR0913
     cfg: Config,
     store: LocalStore,
     *,
@@ -115,14 +132,40 @@ def take_snapshot(  # noqa: PLR0915
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    force_full: bool = False,
 ) -> SnapshotResult:
     """Write a complete snapshot of ``cfg`` into ``store`` and return what was stored.
 
-    ``now`` is the run's start; the snapshot is named after the moment its databases were
-    copied, which is later when a locked database kept the run waiting. Raises
-    :class:`SnapshotError` (nothing stored), or :class:`Aborted` when ``stop`` is set.
-    Either way no partial file is left behind.
+    It is a full archive, or a delta against the latest full as watcher/snapshot/plan.py
+    decides (``force_full``: `once --full`). ``now`` is the run's start; the snapshot is
+    named after the moment its databases were copied, which is later when a locked database
+    kept the run waiting. Raises :class:`SnapshotError` (nothing stored), or
+    :class:`Aborted` when ``stop`` is set. Either way no partial file is left behind.
     """
+    plan = plan_snapshot(full_every_days=cfg.snapshot.full_every_days, forced=force_full,
+                         latest_full=latest_full(store), now=now)
+    log.info("snapshot: %s (%s)", plan.kind, plan.reason)
+    if plan.kind == DELTA:
+        try:
+            return _take(cfg, store, plan, now=now, progress=progress, on_total=on_total,
+                         stop=stop)
+        except DeltaTooBig as exc:
+            log.info("snapshot: a full instead (%s)", exc)
+            plan = Plan(FULL, None, str(exc))
+    return _take(cfg, store, plan, now=now, progress=progress, on_total=on_total, stop=stop)
+
+
+# the snapshot's steps in order, each already a call
+def _take(  # noqa: PLR0912,PLR0913,PLR0915
+    cfg: Config,
+    store: LocalStore,
+    plan: Plan,
+    *,
+    now: datetime,
+    progress: Callable[[int], None] | None,
+    on_total: Callable[[int], None] | None,
+    stop: threading.Event | None,
+) -> SnapshotResult:
     root = cfg.source.root
     if not root.is_dir():
         raise SnapshotError(f"source.root {root} is not a folder; fix source.root in the "
@@ -145,8 +188,12 @@ def take_snapshot(  # noqa: PLR0915
     later_path = store.dir / f".{stem}.later.partial"
     warnings: list[Problem] = []
 
+    base = BaseState(store, plan.base.id) if plan.base else None
+    # a full keeps what the next deltas compare against, unless deltas are off
+    state = StateWriter(store, stem) if base is None and cfg.snapshot.full_every_days else None
+    limit = _delta_limit(cfg, plan)
     # the database copies start at once: every commit made before the run began is in them
-    databases = _Databases(cfg, store, stem, stop)
+    databases = _Databases(cfg, store, stem, stop, base=base, state=state)
     sink: CompressedSink | None = None
     spool: ManifestSpool | None = None
     try:
@@ -157,23 +204,37 @@ def take_snapshot(  # noqa: PLR0915
         sink = CompressedSink(partial, level=cfg.compression.level,
                               threads=cfg.compression.threads, stop=stop)
         producer = TarProducer(sink, progress=progress, stop=stop)
-        spool = ManifestSpool(spool_path, {
+        header: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "tool": "siip-watcher",
             "version": __version__,
             "name": cfg.name,
             "host": platform.node(),
             "source_root": str(root),
-        })
+        }
+        if plan.base is not None:
+            header.update({KIND_KEY: DELTA, BASE_KEY: plan.base.id,
+                           "base_sha256": plan.base.sha256})
+        spool = ManifestSpool(spool_path, header)
         databases.attach(producer, spool, warnings)
+        if plan.base is not None:
+            _add_rebuild_script(producer, spool)
+
+        def between() -> None:
+            databases.poll()
+            if limit is not None and delta_too_big(sink.size if sink else 0, *limit):
+                raise DeltaTooBig(f"the delta outgrew {cfg.snapshot.max_delta_ratio:g} of "
+                                  f"{plan.base.id if plan.base else ''}'s size")
+
         files, bytes_in = _add_tree(cfg.source.root, tree_filter, producer, spool, warnings,
-                                    later_path, between=databases.poll,
-                                    on_database=databases.found)
+                                    later_path, between=between,
+                                    on_database=databases.found,
+                                    base_members=base.members() if base else None)
         db_results = databases.wait()
         # not the run's start: a database locked for minutes holds what was committed then
         created = max([now, *(c.copied_at for c in databases.copies)])
         snapshot_id = store.new_snapshot_id(created)
-        archive = store.archive_path(snapshot_id)
+        archive = store.archive_path(snapshot_id, plan.kind)
         # a found database that could not be copied went in as plain files
         files += databases.plain_files
         bytes_in += databases.plain_bytes + sum(d.size for d in db_results)
@@ -182,7 +243,7 @@ def take_snapshot(  # noqa: PLR0915
         manifest_size = spool.finish({
             "id": snapshot_id,
             "created_at": created.isoformat(),
-            "databases": [d.__dict__ for d in db_results],
+            "databases": [d.record() for d in db_results],
             "totals": {"files": files, "bytes": bytes_in},
             "warnings": [w.message for w in warnings],
         })
@@ -193,9 +254,15 @@ def take_snapshot(  # noqa: PLR0915
         producer.end()
         size, sha256 = sink.close()
         sink = None
+        if limit is not None and delta_too_big(size, *limit):
+            raise DeltaTooBig(f"the delta is {size:,} bytes, over "
+                              f"{cfg.snapshot.max_delta_ratio:g} of its base's")
         store.commit(partial, archive, sha256)
         kept_manifest = store.dir / f".{snapshot_id}.manifest.json{PARTIAL_SUFFIX}"
         os.replace(spool_path, kept_manifest)
+        if state is not None:
+            state.commit(snapshot_id, kept_manifest)
+            state = None
     except DatabaseCopyError as exc:
         raise SnapshotError(str(exc), exc.cause) from None
     except CopyInterrupted:
@@ -215,14 +282,34 @@ def take_snapshot(  # noqa: PLR0915
             sink.abort()
         if spool is not None:
             spool.discard()
+        if state is not None:
+            state.discard()
         databases.close()
         partial.unlink(missing_ok=True)
         later_path.unlink(missing_ok=True)
 
     info = SnapshotInfo(id=snapshot_id, file=str(archive), created_at=created, size=size,
-                        sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results)
+                        sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results,
+                        kind=plan.kind, base=plan.base.id if plan.base else None)
     return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint,
                           manifest_file=kept_manifest)
+
+
+def _delta_limit(cfg: Config, plan: Plan) -> tuple[int, float] | None:
+    """(base size, max ratio) for :func:`delta_too_big`, or None for a full."""
+    if plan.base is None:
+        return None
+    return plan.base.size, cfg.snapshot.max_delta_ratio
+
+
+def _add_rebuild_script(producer: TarProducer, spool: ManifestSpool) -> None:
+    """Every delta carries the stdlib-only script that rebuilds it (README.md, "Rebuilding a
+    delta without siip-watcher"), at the archive's root beside the manifest."""
+    source = (Path(__file__).resolve().parent.parent / "archive" / "rebuild.py").read_bytes()
+    now = time.time()
+    producer.add_bytes(REBUILD_MEMBER, source, 0o644, now)
+    spool.add(member_entry(REBUILD_MEMBER, "file", len(source), 0o644, int(now * 1e9),
+                           sha256=hashlib.sha256(source).hexdigest()))
 
 
 def _check_free_space(folder: Path, needed: int) -> None:
@@ -273,8 +360,11 @@ class _Databases:
     added to the archive in the order they were started, each as soon as it is checked."""
 
     def __init__(self, cfg: Config, store: LocalStore, stem: str,
-                 stop: threading.Event | None) -> None:
+                 stop: threading.Event | None, *, base: BaseState | None,
+                 state: StateWriter | None) -> None:
         self.cfg, self.store, self.stem, self.stop = cfg, store, stem, stop
+        #: a delta's base (its pages are compared) or a full's state (its pages digested)
+        self.base, self.state = base, state
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-copy")
         self.jobs: list[_DatabaseJob] = []
         self.done = 0                  # jobs[:done] are in the archive (or left out)
@@ -369,11 +459,24 @@ class _Databases:
         self.copies.append(copy)
         was = producer.frames
         src_st = os.stat(copy.source)
+        based = self.base.databases.get(job.path) if self.base else None
+        if based is not None and based.page_size == copy.page_size:
+            self.results.append(self._add_pages(job, copy, src_st, based))
+            producer.set_frames(was)
+            return
         with open(copy.copy, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
             producer.set_frames(frames_for_samples(fh.fileno(), size))
-            sha, _ = producer.add_stream(job.member, fh, size, src_st.st_mode, src_st.st_mtime,
-                                         src_st.st_uid, src_st.st_gid)
+            if self.state is None:
+                sha, _ = producer.add_stream(job.member, fh, size, src_st.st_mode,
+                                             src_st.st_mtime, src_st.st_uid, src_st.st_gid)
+            else:
+                with self.state.digests_file(job.path, job.member, copy.page_size,
+                                             copy.pages) as out:
+                    sha, _ = producer.add_stream(job.member, PageDigests(fh, out,
+                                                                         copy.page_size),
+                                                 size, src_st.st_mode, src_st.st_mtime,
+                                                 src_st.st_uid, src_st.st_gid)
         spool.add(member_entry(job.member, "file", size, src_st.st_mode, src_st.st_mtime_ns,
                                sha256=sha))
         self.results.append(DatabaseResult(
@@ -381,6 +484,31 @@ class _Databases:
             size=size, check=copy.check, check_pragma=copy.check_pragma,
             discovered=job.found is not None))
         producer.set_frames(was)
+
+    def _add_pages(self, job: _DatabaseJob, copy: DatabaseCopy, src_st: os.stat_result,
+                   based: BaseDatabase) -> DatabaseResult:
+        """A delta's database: only the pages that differ from the base full's copy."""
+        assert self._out is not None
+        producer, spool, _ = self._out
+        pages_path = job.target.with_name(job.target.name + ".pages")
+        member = job.member + PAGES_SUFFIX
+        try:
+            with open(pages_path, "w+b") as out:
+                diff = diff_pages(copy.copy, based, out)
+                size = out.tell()
+                out.seek(0)
+                producer.set_frames(frames_for_samples(out.fileno(), size))
+                sha, _ = producer.add_stream(member, out, size, 0o600, src_st.st_mtime,
+                                             src_st.st_uid, src_st.st_gid)
+        finally:
+            pages_path.unlink(missing_ok=True)
+        spool.add(member_entry(member, "file", size, 0o600, src_st.st_mtime_ns, sha256=sha))
+        return DatabaseResult(
+            path=job.path, member=job.member, pages=diff.pages, page_size=copy.page_size,
+            size=diff.pages * copy.page_size, check=copy.check, check_pragma=copy.check_pragma,
+            discovered=job.found is not None, sha256=diff.sha256,
+            mode=src_st.st_mode & 0o7777, mtime_ns=src_st.st_mtime_ns, pages_member=member,
+            base_member=based.member, changed_pages=diff.changed)
 
     def _add_plain(self, found: Entry, exc: DatabaseCopyError) -> None:
         """A found database that could not be copied: as plain files, as before discovery.
@@ -413,10 +541,15 @@ class _Databases:
 
 
 # internal, called once with all it needs
-def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool: ManifestSpool,  # noqa: PLR0917
+def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool: ManifestSpool,  # noqa: PLR0913,PLR0917
               warnings: list[Problem], later_path: Path, between: Callable[[], None],
-              on_database: Callable[[Entry], None]) -> tuple[int, int]:
+              on_database: Callable[[Entry], None],
+              base_members: dict[str, dict[str, Any]] | None = None) -> tuple[int, int]:
     """Stream every kept entry of the tree; returns (members, bytes of file content).
+
+    For a delta, ``base_members`` are the base full's file records: a file that matches its
+    record is referenced in the manifest, never read (see :func:`_unchanged`); the counts
+    still describe the whole tree.
 
     Three passes over one walk: the first adds links and compressible files and spools the
     rest to ``later_path``; the second adds the incompressible files, so the archive switches
@@ -428,7 +561,7 @@ def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool:
     """
     with open(later_path, "w+b") as later:
         members, content = _add_first_pass(root, tree_filter, producer, spool, warnings, later,
-                                           between, on_database)
+                                           between, on_database, base_members)
         later.seek(0)
         producer.set_incompressible(True)
         for rec in _read_later(later):
@@ -504,10 +637,11 @@ def _read_later(fh: Any) -> Iterator[_Later]:
 
 
 # internal, called once with all it needs
-def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer,  # noqa: PLR0917
+def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer,  # noqa: PLR0913,PLR0917
                     spool: ManifestSpool, warnings: list[Problem], later: Any,
                     between: Callable[[], None],
-                    on_database: Callable[[Entry], None]) -> tuple[int, int]:
+                    on_database: Callable[[Entry], None],
+                    base_members: dict[str, dict[str, Any]] | None) -> tuple[int, int]:
     members = content = 0
     for entry in walk(root, tree_filter):
         producer.check_stop()
@@ -546,6 +680,11 @@ def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer, 
             spool.add(member_entry(name, "symlink", 0, st.st_mode, st.st_mtime_ns,
                                    target=target))
             members += 1
+            continue
+        if base_members is not None and _unchanged(base_members.get(name), st):
+            spool.add_referenced(base_members[name])
+            members += 1
+            content += st.st_size
             continue
         if looks_incompressible(entry.path, entry.rel, st):
             later.write(_later_record(_Later("f", entry.rel, entry.path, st.st_mode,
@@ -614,6 +753,15 @@ def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProduce
                                     key="file_shrank" if zeros else "file_changed",
                                     params={"path": path, "bytes": zeros}))
         return size
+
+
+def _unchanged(base: dict[str, Any] | None, st: os.stat_result) -> bool:
+    """Whether a regular file is as the base full recorded it: same size, mtime (ns) and
+    mode, and the base read it whole (no warning). Only its stat is looked at."""
+    return (base is not None and base.get("type") == "file" and "sha256" in base
+            and not base.get("warning") and base.get("size") == st.st_size
+            and base.get("mtime_ns") == st.st_mtime_ns
+            and base.get("mode") == st.st_mode & 0o7777)
 
 
 def _changed_problem(exc: MemberChanged) -> Problem:

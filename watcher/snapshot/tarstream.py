@@ -404,6 +404,11 @@ class CompressedSink:
         self.bytes_in += len(data)
         self._queue.put(data)
 
+    @property
+    def size(self) -> int:
+        """Compressed bytes written so far (a delta checks it against its limit)."""
+        return self._size
+
     def close(self) -> tuple[int, str]:
         """Finish the frame, fsync, and return (compressed size, sha256 hex)."""
         self._finish_thread()

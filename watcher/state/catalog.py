@@ -322,7 +322,7 @@ class Catalog:
         ``fingerprint`` is the tree's (see :func:`watcher.snapshot.tree.summarize`) when it was
         taken.
         """
-        dbs = json.dumps([d.__dict__ for d in info.databases])
+        dbs = json.dumps([d.record() for d in info.databases])
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO snapshots (id, file, created_at, size, sha256, files, "
