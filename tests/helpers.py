@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcher.config.settings import Config, from_mapping
+from watcher.config.settings import Config, SnapshotConfig, from_mapping
 
 REPO = Path(__file__).resolve().parent.parent
 #: upper bound for things that normally take well under a second
@@ -79,6 +79,11 @@ def make_config(root: Path, local: Path, *, databases: Sequence[str] = (DATABASE
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return from_mapping(raw, environ={}, check_paths=check_paths)
+
+
+#: every snapshot a full archive, as before deltas: for tests of what happens to fulls
+#: (retention counting archives, a damaged archive); deltas have tests/test_delta.py
+FULLS_ONLY = SnapshotConfig(full_every_days=0)
 
 
 def toml_table(name: str, values: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from scripts.fakedrive import DriveServer
 from tests.fakes.drive import FAST_RETRY, drive_config
+from tests.helpers import FULLS_ONLY
 from watcher.actions import UsageError
 from watcher.actions import fetch as fetch_module
 from watcher.actions.ack import acknowledge
@@ -77,6 +78,7 @@ def test_list_joins_the_local_dir_and_each_destination(
 
 
 def test_verify_yields_each_outcome_and_refuses_nothing_to_verify(cfg: Config) -> None:
+    cfg = replace(cfg, snapshot=FULLS_ONLY)  # damages a full's file by name
     cfg.local.dir.mkdir()
     with pytest.raises(UsageError, match="no snapshots to verify"):
         next(verify_snapshots(cfg, "local", None, every=True))
@@ -139,6 +141,7 @@ def test_fetch_never_downloads_a_file_whose_id_is_not_a_snapshot_id(
 def test_prune_keeps_locally_what_a_destination_still_waits_for(
         drive: tuple[Config, DriveServer]) -> None:
     cfg, server = drive
+    cfg = replace(cfg, snapshot=FULLS_ONLY)  # no delta keeping its base besides
     server.stop()  # Drive down: every copy stays queued
     queued = snapshots(cfg, 3)
     # the newest is kept by the policy; the others only because Drive still waits for them

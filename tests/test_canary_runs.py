@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import write_config
+from tests.helpers import FULLS_ONLY, write_config
 from watcher.backup.report import RunReport
 from watcher.backup.run import run_backup
 from watcher.config.settings import CanaryConfig, Config, FolderConfig, RetentionConfig
@@ -26,10 +26,11 @@ KEEP_ONE = RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthl
 
 @pytest.fixture
 def tight(cfg: Config, siip: Path) -> Config:
-    """keep_last = 1, so any prune that is not held back shows at once; plus 30 code files."""
+    """keep_last = 1 and full archives only (no delta keeps its base), so any prune that is
+    not held back shows at once; plus 30 code files."""
     for i in range(30):
         (siip / "app" / f"modulo_{i}.py").write_text(f"def f{i}():\n    return {i}\n" * 40)
-    return dataclasses.replace(cfg, retention=KEEP_ONE)
+    return dataclasses.replace(cfg, retention=KEEP_ONE, snapshot=FULLS_ONLY)
 
 
 def run(cfg: Config) -> RunReport:

@@ -28,7 +28,7 @@ from tests.fakes.drive import (
     make_drive,
     shared_drive_config,
 )
-from tests.helpers import make_config, toml_table, write_config
+from tests.helpers import FULLS_ONLY, make_config, toml_table, write_config
 from watcher.backup.run import run_backup
 from watcher.config.settings import Config, RetentionConfig
 from watcher.destinations.base import DestinationError
@@ -123,7 +123,7 @@ def test_a_run_pruning_as_content_manager_warns_once_in_the_report_and_the_email
     creds.mkdir()
     with DriveServer() as server:
         drive = shared_drive_config(server, creds, role="fileOrganizer")
-        keep_all = replace(cfg, drive=drive)
+        keep_all = replace(cfg, drive=drive, snapshot=FULLS_ONLY)  # two fulls to prune
         for _ in range(2):
             assert run_backup(keep_all, trigger="manual", email=False).status == "ok"
         report = run_backup(replace(keep_all, retention=KEEP_ONE), trigger="manual",

@@ -81,7 +81,9 @@ def test_queued_upload_retry_waits_while_once_holds_the_run_lock(
 
 def test_a_rebuilt_catalog_queues_waiting_uploads_and_keeps_them_from_pruning(
         siip: Path, tmp_path: Path, drive_server: DriveServer) -> None:
-    cfg = drive_cfg(siip, tmp_path, drive_server, retention=KEEP_ONE)
+    # full archives only: the first is pruned at last, not kept as the others' base
+    cfg = drive_cfg(siip, tmp_path, drive_server, retention=KEEP_ONE,
+                    snapshot={"full_every_days": 0})
     first = run_backup(cfg, trigger="manual", upload=False, email=False).snapshot
     assert first is not None and copies(cfg) == {first.id: "pending"}
     lose_catalog(cfg)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from watcher import __version__
 from watcher.actions import Tick, UsageError
-from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, printable
+from watcher.backup.report import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, describe_kind, printable
 from watcher.config.settings import Config, ConfigError, config_file_from, load, to_toml
 from watcher.destinations.base import DestinationError, SetupError
 from watcher.destinations.registry import (
@@ -98,7 +98,8 @@ def cmd_once(args: argparse.Namespace) -> int:
     with _progress(not args.json, "snapshot") as (update, total):
         try:
             report = run_backup(cfg, trigger="manual", upload=not args.no_upload,
-                                email=not args.no_email, progress=update, on_total=total)
+                                email=not args.no_email, progress=update, on_total=total,
+                                full=args.full)
         except RunBusy as exc:
             log.error("%s", exc)
             return EXIT_RUN_FAILED
@@ -122,6 +123,7 @@ def _print_report(report: Any) -> None:
     s = report.snapshot
     out.write(f"Snapshot {s.id} stored ({report.status}).\n")
     out.write(f"  archive : {s.file}\n")
+    out.write(f"  kind    : {describe_kind(s)}\n")
     out.write(f"  size    : {s.size:,} bytes from {s.bytes_in:,} (ratio {s.ratio:.2f}), "
               f"{s.files:,} files, {seconds(report.duration)}\n")
     for db in s.databases:
@@ -388,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("once", help="one full run now")
+    s.add_argument("--full", action="store_true",
+                   help="a full archive even when a delta is due (see snapshot.full_every_days)")
     s.add_argument("--no-upload", action="store_true", help="store locally only (queued)")
     s.add_argument("--no-email", action="store_true", help="send no email for this run")
     s.add_argument("--json", action="store_true", help="print the run report as JSON")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from watcher.archive.manifest import FILES_PREFIX
+from watcher.archive.manifest import FILES_PREFIX, REFERENCED_KEY
 from watcher.config.settings import CanaryConfig
 
 #: below this many files touched, a share says nothing (a tiny tree changes 30% in one edit)
@@ -38,8 +38,9 @@ class SnapshotFacts:
     @classmethod
     def from_manifest(cls, data: dict[str, Any]) -> SnapshotFacts:
         """The facts of a parsed manifest document."""
+        # a delta's unchanged files are in "referenced": the snapshot is both lists
         files = {m["path"][len(FILES_PREFIX):]: str(m.get("sha256", ""))
-                 for m in data.get("members", [])
+                 for m in [*data.get("members", []), *data.get(REFERENCED_KEY, [])]
                  if m.get("type") == "file" and str(m.get("path", "")).startswith(FILES_PREFIX)}
         databases = {str(d.get("path")): int(d.get("pages", 0))
                      for d in data.get("databases", [])}

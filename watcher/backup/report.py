@@ -170,6 +170,10 @@ class SnapshotInfo:
     base: str | None = None        # a delta's full snapshot id; None for a full
 
     @property
+    def is_delta(self) -> bool:
+        return self.kind == "delta"
+
+    @property
     def ratio(self) -> float:
         """Uncompressed over compressed size (2.0 means half the size)."""
         return self.bytes_in / self.size if self.size else 0.0
@@ -256,6 +260,12 @@ class RunReport:
         if self.snapshot:
             data["snapshot"]["ratio"] = round(self.snapshot.ratio, 3)
         return _jsonable(data)
+
+
+def describe_kind(snapshot: SnapshotInfo) -> str:
+    """"full", or "delta of <base id>", for logs and the command line (the email says it in
+    the admin's language: watcher/notify/texts.py)."""
+    return f"delta of {snapshot.base}" if snapshot.is_delta else "full"
 
 
 def destination_states(destinations: list[DestinationResult]) -> list[str]:

@@ -22,6 +22,7 @@ from watcher.backup.report import (
     DestinationResult,
     Problem,
     RunReport,
+    describe_kind,
     destination_states,
     human_size,
 )
@@ -68,8 +69,12 @@ def run_backup(  # noqa: PLR0913
     stop: threading.Event | None = None,
     lock_timeout: float = 3600.0,
     next_run: Callable[[], datetime | None] | None = None,
+    full: bool = False,
 ) -> RunReport:
     """Take one snapshot and carry it through every later step; return the report.
+
+    ``full`` forces a full archive (`once --full`); otherwise the snapshot is a delta when
+    watcher/snapshot/plan.py says so.
 
     Waits up to ``lock_timeout`` seconds for a snapshot already running (the service, or
     another `once`) and raises :class:`RunBusy` after that, once the admin has been told.
@@ -101,7 +106,7 @@ def run_backup(  # noqa: PLR0913
         return _failed_early(cfg, report, problem_for(exc, store.dir), email=email, stop=stop)
     try:
         return _run_locked(cfg, store, report, upload=upload, email=email, progress=progress,
-                           on_total=on_total, stop=stop, next_run=next_run)
+                           on_total=on_total, stop=stop, next_run=next_run, full=full)
     finally:
         lock.release()
 
@@ -119,7 +124,7 @@ def _failed_early(cfg: Config, report: RunReport, problem: Problem, *, email: bo
 def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bool,  # noqa: PLR0913
                 email: bool, progress: Callable[[int], None] | None,
                 on_total: Callable[[int], None] | None, stop: threading.Event | None,
-                next_run: Callable[[], datetime | None] | None) -> RunReport:
+                next_run: Callable[[], datetime | None] | None, full: bool) -> RunReport:
     catalog: Catalog | None = None
     run_id: int | None = None
     try:
@@ -143,7 +148,7 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
             run_id = catalog.start_run(report.trigger, report.started_at)
             log.info("run %d started (trigger: %s)", run_id, report.trigger)
             _snapshot(cfg, store, catalog, report, progress=progress, on_total=on_total,
-                      stop=stop)
+                      stop=stop, full=full)
             # before the copies: they are then sent from the very file kept here
             report.warnings.extend(encrypt_local_archives(cfg, store))
             destinations = [opened.enter_context(d) for d in _destinations(cfg, report)]
@@ -171,10 +176,10 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
 
 def _snapshot(cfg: Config, store: LocalStore, catalog: Catalog, report: RunReport, *,
               progress: Callable[[int], None] | None, on_total: Callable[[int], None] | None,
-              stop: threading.Event | None) -> None:
+              stop: threading.Event | None, full: bool) -> None:
     try:
         result = take_snapshot(cfg, store, now=report.started_at, progress=progress,
-                               on_total=on_total, stop=stop)
+                               on_total=on_total, stop=stop, force_full=full)
     except SnapshotError as exc:
         report.errors.append(Problem(str(exc), cause=exc.cause))
         return
@@ -193,7 +198,8 @@ def _snapshot(cfg: Config, store: LocalStore, catalog: Catalog, report: RunRepor
     catalog.add_snapshot(result.info, trigger=report.trigger,
                          duration=(utcnow() - report.started_at).total_seconds(),
                          fingerprint=result.fingerprint)
-    log.info("stored %s (%s, %d files, %d databases checked ok)", Path(result.info.file).name,
+    log.info("stored %s (%s, %s, %d files, %d databases checked ok)",
+             Path(result.info.file).name, describe_kind(result.info),
              human_size(result.info.size), result.info.files, len(result.info.databases))
     _check_canaries(cfg, store, report, result.manifest_file)
 

@@ -268,11 +268,18 @@ def _archive(lang: str, report: RunReport) -> Section:
     if s is None:
         section.rows.append(Row(text(lang, "no_archive"), alert=True))
         return section
+    kind = (text(lang, "kind_delta", base=s.base) if s.is_delta else
+            text(lang, "kind_full"))
+    # a delta's size against the whole tree says how much it saved, not how well it packs
+    packed = (text(lang, "stored_value", stored=fmt_bytes(s.size, lang),
+                   original=fmt_bytes(s.bytes_in, lang), base=s.base) if s.is_delta else
+              text(lang, "ratio_value", ratio=fmt_number(s.ratio, lang, 2),
+                   original=fmt_bytes(s.bytes_in, lang)))
     section.rows += [
         Row(Path(s.file).name or s.id, text(lang, "archive")),
+        Row(kind, text(lang, "kind")),
         Row(fmt_bytes(s.size, lang), text(lang, "size")),
-        Row(text(lang, "ratio_value", ratio=fmt_number(s.ratio, lang, 2),
-                 original=fmt_bytes(s.bytes_in, lang)), text(lang, "ratio")),
+        Row(packed, text(lang, "ratio")),
         Row(s.sha256, text(lang, "sha256")),
         Row(text(lang, "files_value", files=fmt_number(s.files, lang),
                  bytes=fmt_bytes(s.bytes_in, lang)), text(lang, "files")),
@@ -289,6 +296,9 @@ def _databases(lang: str, report: RunReport) -> Section:
                  text(lang, "db_bad", pragma=db.check_pragma))
         detail = text(lang, "db_detail", size=fmt_bytes(db.size, lang),
                       pages=fmt_number(db.pages, lang))
+        if db.changed_pages is not None:
+            detail += "; " + text(lang, "db_pages", changed=fmt_number(db.changed_pages, lang),
+                                  base=report.snapshot.base)
         if db.discovered:
             detail += "; " + text(lang, "db_found")
         # what SQLite said about a damaged copy is its own English

@@ -90,6 +90,11 @@ TEXTS: dict[str, dict[str, str]] = {
         # the archive
         "section_archive": "Archivo de copia",
         "archive": "Archivo",
+        "kind": "Tipo",
+        "kind_full": "copia completa (se restaura sola)",
+        "kind_delta": "copia diferencial: solo los cambios desde la copia completa {base}, "
+                      "que se necesita para restaurarla",
+        "stored_value": "{stored} guardados de {original} (el resto está en {base})",
         "size": "Tamaño",
         "ratio": "Compresión",
         "ratio_value": "{ratio} veces más pequeño ({original} sin comprimir)",
@@ -102,6 +107,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "db_ok": "íntegra ({pragma}: ok)",
         "db_bad": "DAÑADA ({pragma})",
         "db_detail": "{size}, {pages} páginas",
+        "db_pages": "{changed} páginas cambiadas desde {base}",
         "db_found": "encontrada automáticamente en la carpeta del proyecto (no figura en "
                     "source.databases) y copiada igual que las configuradas",
         # destinations
@@ -349,6 +355,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "host": "Server",
         "section_archive": "Backup archive",
         "archive": "Archive",
+        "kind": "Kind",
+        "kind_full": "full (restores on its own)",
+        "kind_delta": "delta: only the changes since the full {base}, which its restore "
+                      "needs",
+        "stored_value": "{stored} stored out of {original} (the rest is in {base})",
         "size": "Size",
         "ratio": "Compression",
         "ratio_value": "{ratio} times smaller ({original} uncompressed)",
@@ -360,6 +371,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "db_ok": "intact ({pragma}: ok)",
         "db_bad": "DAMAGED ({pragma})",
         "db_detail": "{size}, {pages} pages",
+        "db_pages": "{changed} pages changed since {base}",
         "db_found": "found automatically in the project folder (not in source.databases) and "
                     "copied like the configured ones",
         "section_destinations": "Destinations",

@@ -126,11 +126,14 @@ def _read_catalog(local: Path) -> dict[str, Any]:
                     "result": run.status, "trigger": run.trigger,
                     "archive": run.snapshot_id,
                     "size": run_snapshot.size if run_snapshot else None,
+                    "kind": run_snapshot.kind if run_snapshot else None,
+                    "base": run_snapshot.base if run_snapshot else None,
                     "duration_seconds": duration, "summary": run.summary}
     last_snapshot = None
     if snap is not None:
         last_snapshot = {"id": snap.id, "created_at": _iso(snap.created_at),
-                         "size": snap.size, "trigger": snap.trigger}
+                         "size": snap.size, "trigger": snap.trigger, "kind": snap.kind,
+                         "base": snap.base}
     items = [{"snapshot": c.snapshot_id, "destination": c.destination,
               "state": c.state, "attempts": c.attempts, "last_error": c.last_error,
               "next_try_at": _opt_iso(c.next_try_at)} for c in copies]
@@ -177,6 +180,8 @@ def format_status(data: dict[str, Any], *, now: datetime | None = None) -> str: 
         parts = [_when(run["started_at"], now), run["result"], f"trigger {run['trigger']}"]
         if run.get("archive"):
             parts.append(run["archive"])
+        if run.get("kind"):
+            parts.append(f"delta of {run['base']}" if run["kind"] == "delta" else "full")
         if run.get("size") is not None:
             parts.append(human_size(run["size"]))
         if run.get("duration_seconds") is not None:

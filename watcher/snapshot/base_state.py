@@ -12,6 +12,7 @@ full.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -142,8 +143,11 @@ class StateWriter:
         fsync_dir(self.root)
 
     def discard(self) -> None:
-        """Remove the unfinished state (the full failed or was stopped)."""
+        """Remove the unfinished state (the full failed or was stopped), and the state
+        folder too when nothing else is in it (a first snapshot that failed)."""
         shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
 
 
 @dataclass

@@ -183,7 +183,7 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
 
     # names the work files only: the snapshot's own id waits for its data's moment
     stem = store.new_snapshot_id(now)
-    partial = store.partial_path(store.archive_path(stem))
+    partial = store.partial_path(store.archive_path(stem, plan.kind))
     spool_path = store.dir / f".{stem}.manifest.partial"
     later_path = store.dir / f".{stem}.later.partial"
     warnings: list[Problem] = []
