@@ -261,7 +261,7 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
         kept_manifest = store.dir / f".{snapshot_id}.manifest.json{PARTIAL_SUFFIX}"
         os.replace(spool_path, kept_manifest)
         if state is not None:
-            state.commit(snapshot_id, kept_manifest)
+            _keep_state(state, snapshot_id, kept_manifest)
             state = None
     except DatabaseCopyError as exc:
         raise SnapshotError(str(exc), exc.cause) from None
@@ -293,6 +293,17 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
                         kind=plan.kind, base=plan.base.id if plan.base else None)
     return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint,
                           manifest_file=kept_manifest)
+
+
+def _keep_state(state: StateWriter, snapshot_id: str, manifest: Path) -> None:
+    """Publish a full's delta state; the full is stored already, so a failure here only
+    costs the next snapshot being a full as well."""
+    try:
+        state.commit(snapshot_id, manifest)
+    except OSError as exc:
+        state.discard()
+        log.warning("could not keep the page digests of %s (%s); the next snapshot is a full "
+                    "too", snapshot_id, exc)
 
 
 def _delta_limit(cfg: Config, plan: Plan) -> tuple[int, float] | None:
