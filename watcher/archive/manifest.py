@@ -7,6 +7,7 @@ many files the tree holds; the finished document is ordinary JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,14 +113,17 @@ class ManifestSpool:
         return self.path.stat().st_size
 
     def discard(self) -> None:
+        """Drop the spool; closing may fail on a full disk, which is why it is dropped."""
         if not self._fh.closed:
-            self._fh.close()
+            with contextlib.suppress(OSError):
+                self._fh.close()
         self._close_referenced()
         self.path.unlink(missing_ok=True)
 
     def _close_referenced(self) -> None:
         if self._referenced is not None:
-            self._referenced.close()
+            with contextlib.suppress(OSError):
+                self._referenced.close()
             self._referenced = None
         self._side.unlink(missing_ok=True)
 
