@@ -34,7 +34,6 @@ from watcher.actions.restore import restore_snapshot
 from watcher.actions.verify import verify_snapshots
 from watcher.archive.read import integrity_check
 from watcher.backup.report import RunReport
-from watcher.backup.retention import select
 from watcher.backup.run import run_backup
 from watcher.config.settings import Config, RetentionConfig
 from watcher.notify.message import build_report_message
@@ -129,16 +128,6 @@ def test_plan(every: int, forced: bool, latest: BaseFull | None, kind: str) -> N
 def test_a_delta_over_the_ratio_is_too_big() -> None:
     assert not delta_too_big(500, 1000, 0.5)
     assert delta_too_big(501, 1000, 0.5)
-
-
-def test_retention_keeps_the_base_of_every_kept_delta() -> None:
-    keep_one = RetentionConfig(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
-    snaps = [("full-a", NOW - timedelta(hours=3)), ("delta-b", NOW - timedelta(hours=2)),
-             ("full-c", NOW - timedelta(hours=1)), ("delta-d", NOW)]
-    decision = select(snaps, keep_one, now=NOW, bases={"delta-b": "full-a",
-                                                       "delta-d": "full-c"})
-    assert sorted(decision.keep) == ["delta-d", "full-c"]
-    assert decision.delete == ["full-a", "delta-b"]
 
 
 # --- a working day, end to end -------------------------------------------------------------
