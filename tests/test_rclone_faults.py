@@ -83,6 +83,7 @@ def test_killed_mid_upload_queued_then_sent_and_restored_on_a_new_machine(
     assert dest["name"] == "rclone" and dest["state"] == "pending"
     assert "cannot reach" in dest["error"]
     first = report["snapshot"]["id"]
+    first_name = Path(report["snapshot"]["file"]).name
     assert Path(report["snapshot"]["file"]).exists()
     assert not list(stored.glob("*.tar.zst"))        # nothing under a final name
     assert list(stored.glob("*.partial"))            # what the kill left
@@ -93,10 +94,13 @@ def test_killed_mid_upload_queued_then_sent_and_restored_on_a_new_machine(
     code, report = once(config, capsys)
     assert code == 0, report
     second = report["snapshot"]["id"]
+    # a delta of the first: the new machine's restore below fetches both
+    second_name = Path(report["snapshot"]["file"]).name
+    assert second_name == f"{second}.delta.tar.zst"
     assert {(d["snapshot_id"], d["state"]) for d in report["destinations"]} == {
         (first, "uploaded"), (second, "uploaded")}
     assert sorted(p.name for p in stored.iterdir()) == sorted(
-        f"{sid}.tar.zst{ext}" for sid in (first, second) for ext in ("", ".sha256"))
+        f"{name}{ext}" for name in (first_name, second_name) for ext in ("", ".sha256"))
 
     # a new machine: the configuration and the rclone.conf, nothing else
     fresh = tmp_path / "new" / "siip"
@@ -110,7 +114,7 @@ def test_killed_mid_upload_queued_then_sent_and_restored_on_a_new_machine(
     assert_restored(target, siip)
 
     # a stored copy damaged behind our back: verify says so
-    with open(stored / f"{second}.tar.zst", "r+b") as f:
+    with open(stored / second_name, "r+b") as f:
         f.seek(200)
         f.write(b"\x00rot\x00")
     capsys.readouterr()
