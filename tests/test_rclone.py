@@ -66,6 +66,8 @@ CAUSES = [
      "network", True, "stays queued"),
     ("couldn't connect SSH: ssh: handshake failed: ssh: unable to authenticate, attempted "
      "methods [none password]", "refused", False, "password"),
+    ('Failed to create file system for "nas:siip": couldn\'t connect to ssh-agent: SSH agent '
+     'requested but SSH_AUTH_SOCK not-specified', "refused", False, "keys"),
     ("something nobody foresaw", "other", True, "tried again later"),
 ]
 

@@ -59,7 +59,10 @@ CAUSES: tuple[Cause, ...] = (
     Cause("refused", ("401 unauthorized", "403 forbidden", "accessdenied", "access denied",
                       "invalidaccesskeyid", "signaturedoesnotmatch", "unable to authenticate",
                       "permission denied", "authentication failed", "status code: 401",
-                      "statuscode: 401", "statuscode: 403", "login failed"),
+                      "statuscode: 401", "statuscode: 403", "login failed",
+                      # an SFTP remote with neither password nor key falls back to an agent
+                      # that a service does not have
+                      "ssh agent requested"),
           "{remote} refused the credentials or the permission to write",
           "check the remote's user and password or keys, and its rights on the folder, "
           "with `rclone config`", retryable=False),
