@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.monitor import MonitorService, free_port, http
+from tests.fakes.monitor import MonitorService, free_port, http, monitor_with_folder
 from tests.fakes.service import FakeRun, Running
 from tests.helpers import clean_env, make_config, toml_table, wait_until, write_config
 from watcher.config.settings import ConfigError
@@ -30,14 +30,8 @@ TOKEN = "correct-horse-battery-staple-7f3a9c"
 @pytest.fixture(scope="module")
 def open_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitorService]:
     """The service with the page on loopback and no token, after its first snapshot."""
-    base = tmp_path_factory.mktemp("web-open")
-    folder = base / "nas"
-    folder.mkdir()
-    svc = MonitorService(base, extra=toml_table("folder", {"enabled": True,
-                                                           "path": str(folder)}))
-    svc.wait_ready()
-    yield svc
-    assert svc.stop() == 0, svc.log()
+    with monitor_with_folder(tmp_path_factory.mktemp("web-open")) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-from tests.fakes.monitor import MonitorService
-from tests.helpers import toml_table
+from tests.fakes.monitor import MonitorService, monitor_with_folder
 from watcher.state.catalog import Catalog
 
 CHROMIUM = "/usr/bin/chromium"   # Debian's package; ./scripts/test installs it
@@ -40,14 +39,8 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitorService]:
-    base = tmp_path_factory.mktemp("web-browser")
-    folder = base / "nas"
-    folder.mkdir()
-    svc = MonitorService(base, extra=toml_table("folder", {"enabled": True,
-                                                           "path": str(folder)}))
-    svc.wait_ready()
-    yield svc
-    assert svc.stop() == 0, svc.log()
+    with monitor_with_folder(tmp_path_factory.mktemp("web-browser")) as svc:
+        yield svc
 
 
 class Watched:

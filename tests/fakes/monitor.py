@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -101,3 +103,19 @@ class MonitorService:
             return self.proc.wait(60)
         finally:
             self._reader.join(5)
+
+
+@contextlib.contextmanager
+def monitor_with_folder(base: Path) -> Iterator[MonitorService]:
+    """A :class:`MonitorService` copying to a folder destination, after its first snapshot;
+    it must stop cleanly (exit 0) at the end."""
+    folder = base / "nas"
+    folder.mkdir()
+    svc = MonitorService(base, extra=toml_table("folder", {"enabled": True,
+                                                           "path": str(folder)}))
+    try:
+        svc.wait_ready()
+        yield svc
+    finally:
+        code = svc.stop()
+    assert code == 0, svc.log()
