@@ -68,21 +68,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fill_catalog(local: Path, count: int, name: str) -> None:
-    """``count`` past snapshots, each copied to the folder destination, each with its run."""
+def fill_catalog(local: Path, count: int, name: str, *, delta_every: int = 0,  # noqa: PLR0913
+                 failed_every: int = 0, copied_to: str = "folder", size: int = SNAPSHOT_BYTES,
+                 seconds: float = 40.0) -> None:
+    """``count`` past snapshots an hour apart, each copied to ``copied_to`` and each with its
+    finished run; with ``delta_every`` N, all but every Nth are deltas of the full before
+    them (a tenth of its size); with ``failed_every`` N, every Nth run failed instead. A
+    full snapshot is about ``size`` bytes and its run takes about ``seconds``."""
     catalog = Catalog(local)
     now = datetime.now(UTC).replace(microsecond=0)
+    base: str | None = None
     for i in range(count, 0, -1):
         at = now - timedelta(hours=i)
-        info = SnapshotInfo(id=f"{name}-{at:%Y%m%dT%H%M%SZ}", file=str(local / "gone"),
-                            created_at=at, size=SNAPSHOT_BYTES + i * 1000, sha256="0" * 64,
-                            files=TREE_FILES, bytes_in=SNAPSHOT_BYTES * 2)
-        catalog.add_snapshot(info, trigger="interval", duration=40.0)
-        catalog.set_copy(info.id, "folder", "uploaded")
         run_id = catalog.start_run("interval", at)
-        report = RunReport(name=name, trigger="interval", started_at=at, snapshot=info)
-        report.finish(at + timedelta(seconds=40 + i % 20))
-        catalog.finish_run(run_id, report, "ok")
+        report = RunReport(name=name, trigger="interval", started_at=at)
+        if not (failed_every and i % failed_every == 0):
+            delta = bool(delta_every) and base is not None and i % delta_every != 0
+            stored = (size + i * 1000) // (10 if delta else 1)
+            info = SnapshotInfo(id=f"{name}-{at:%Y%m%dT%H%M%SZ}", file=str(local / "gone"),
+                                created_at=at, size=stored, sha256="0" * 64, files=TREE_FILES,
+                                bytes_in=size * 2, kind="delta" if delta else "full",
+                                base=base if delta else None)
+            base = base if delta else info.id
+            catalog.add_snapshot(info, trigger="interval", duration=seconds)
+            catalog.set_copy(info.id, copied_to, "uploaded")
+            report.snapshot = info
+        took = seconds * (0.2 if report.snapshot is None else 1) * (1 + i % 20 / 20)
+        report.finish(at + timedelta(seconds=took))
+        catalog.finish_run(run_id, report, report.status)
 
 
 def write_config(path: Path, root: Path, local: Path, folder: Path, *, web: bool,

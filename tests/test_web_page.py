@@ -64,7 +64,7 @@ def test_spanish_page_says_it_in_spanish() -> None:
     assert "Con avisos" in html and "programada (intervalo)" in html
     assert "incremental" in html and "completa" in html
     assert "este servidor, drive, folder" in html
-    assert "drive: falló" in html and "1 con error" in html
+    assert "drive: falló" in html and "con error: 1" in html
     assert "app/views.py cambió mientras se leía" in html
     assert "storageQuotaExceeded &lt;b&gt;" in html and "<b>" not in html   # escaped
 

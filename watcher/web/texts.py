@@ -40,7 +40,7 @@ WEB_TEXTS: dict[str, dict[str, str]] = {
         "section_destinations": "Destinos",
         "dest_local": "este servidor",
         "dest_up_to_date": "al día",
-        "dest_queue": "{pending} pendientes, {failed} con error",
+        "dest_queue": "pendientes: {pending} · con error: {failed}",
         "dest_none": "Solo se guardan en este servidor (no hay destinos configurados).",
         "section_warnings": "Qué revisar",
         "all_well": "Todo en orden: no hay nada que revisar.",
@@ -54,7 +54,7 @@ WEB_TEXTS: dict[str, dict[str, str]] = {
         "warn_copy": "{snapshot} → {dest}: {state}",
         "section_chart": "Últimas ejecuciones",
         "chart_caption": "Tamaño (barras) y duración (línea) de las últimas {n} ejecuciones; "
-                         "las barras rojas son copias fallidas.",
+                         "en amarillo, las que tuvieron avisos; en rojo, las que fallaron.",
         "chart_empty": "Todavía no hay ejecuciones que mostrar.",
         "section_snapshots": "Copias guardadas",
         "col_id": "Copia",
@@ -110,7 +110,7 @@ WEB_TEXTS: dict[str, dict[str, str]] = {
         "section_destinations": "Destinations",
         "dest_local": "this server",
         "dest_up_to_date": "up to date",
-        "dest_queue": "{pending} pending, {failed} failed",
+        "dest_queue": "pending: {pending} · failed: {failed}",
         "dest_none": "Kept on this server only (no destination is configured).",
         "section_warnings": "What to check",
         "all_well": "All is well: there is nothing to check.",
@@ -123,8 +123,8 @@ WEB_TEXTS: dict[str, dict[str, str]] = {
         "warn_last_failed": "The last backup ({when}) failed: no new snapshot was made.",
         "warn_copy": "{snapshot} → {dest}: {state}",
         "section_chart": "Recent runs",
-        "chart_caption": "Size (bars) and duration (line) of the last {n} runs; red bars are "
-                         "failed runs.",
+        "chart_caption": "Size (bars) and duration (line) of the last {n} runs; yellow: with "
+                         "warnings; red: failed.",
         "chart_empty": "No runs to show yet.",
         "section_snapshots": "Snapshots",
         "col_id": "Snapshot",
