@@ -366,7 +366,9 @@ def test_local_archives_encrypted_in_place_restore_only_with_the_identity(
     (local / "catalog.sqlite3").unlink()
     listed = cli("-c", str(config(False)), "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert len(json.loads(listed.stdout)) == 2 and kept.exists()
+    rows = json.loads(listed.stdout)
+    assert [(r["encrypted"], r["file"]) for r in rows][1] == (True, str(kept))
+    assert len(rows) == 2 and not rows[0]["encrypted"] and kept.exists()
     assert len(list(local.glob("*.tar.zst"))) == 1
     verified = cli("-c", str(config(False)), "verify", "--all", "--identity",
                    str(keys["office"].file))

@@ -159,6 +159,8 @@ def _identity(args: argparse.Namespace) -> Identity | None:
 
 def _stored_at(row: Any) -> str:
     where = ", ".join(row.stored_at)
+    if getattr(row, "encrypted", False):
+        return f"{where} (encrypted)"
     encrypted_for = getattr(row, "encrypted_for", None)
     if encrypted_for is None:
         return where

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,13 +36,15 @@ class LocalSnapshot:
     #: "full" or "delta"; a delta's ``base`` is the full it needs (None for a full)
     kind: str = "full"
     base: str | None = None
+    #: the local archive is encrypted ([encryption] local = true): reading it needs --identity
+    encrypted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The `list --json` form."""
         return {"id": self.id, "created_at": self.created_at.isoformat(), "size": self.size,
                 "files": self.files, "sha256": self.sha256, "trigger": self.trigger,
                 "stored_at": self.stored_at, "file": self.file, "kind": self.kind,
-                "base": self.base}
+                "base": self.base, "encrypted": self.encrypted}
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,15 @@ def list_snapshots(cfg: Config, source: str, *,
         return _list_read_only(store)
     catalog = Catalog(cfg.local.dir)
     reconcile(catalog, store)
-    return _rows(catalog, {})
+    return _marked_encrypted(_rows(catalog, {}), store)
+
+
+def _marked_encrypted(rows: list[LocalSnapshot], store: LocalStore) -> list[LocalSnapshot]:
+    """The rows whose local archive is encrypted in place, marked so and named by the file
+    that is there (the catalog keeps the plain archive's name)."""
+    sealed = {a.id: str(a.path) for a in store.archives() if a.sealed}
+    return [replace(r, encrypted=True, file=sealed[r.id]) if r.id in sealed and r.file else r
+            for r in rows]
 
 
 def _known_bases(cfg: Config) -> dict[str, str]:
@@ -144,4 +154,4 @@ def _list_read_only(store: LocalStore) -> list[LocalSnapshot]:
                                    sha256=a.sha256 or "", trigger=None, stored_at=["local"],
                                    file=str(a.path), kind=a.kind)
                for a in store.archives()}
-    return _rows(catalog, present)
+    return _marked_encrypted(_rows(catalog, present), store)
