@@ -61,6 +61,18 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
             for name in ("office", "owner", "stranger")}
 
 
+def snapshot_in(catalog: Catalog, local: Path, sid: str, size: int) -> tuple[Path, str]:
+    """An archive-like file of ``size`` bytes in ``local``, known to ``catalog`` as ``sid``:
+    (its path, its sha256)."""
+    archive, sha = make_archive(local, sid, size)
+    created = snapshot_time(sid)
+    assert created is not None
+    catalog.add_snapshot(SnapshotInfo(id=sid, file=str(archive), created_at=created, size=size,
+                                      sha256=sha, files=1, bytes_in=size),
+                         trigger="manual", duration=1.0)
+    return archive, sha
+
+
 def one_line_refusal(proc: CompletedProcess[str], code: int, *needles: str) -> None:
     assert proc.returncode == code, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -244,12 +256,7 @@ def test_a_resumed_upload_sends_the_ciphertext_it_started_with(
                       drive=drive_settings(drive_config(drive_server, creds)),
                       encryption={"recipients": [keys["office"].public]})
     sid = "siip-20260101T000000Z"
-    archive, sha = make_archive(local, sid, 3 * CHUNK + 77)
-    created = snapshot_time(sid)
-    assert created is not None
-    Catalog(local).add_snapshot(SnapshotInfo(id=sid, file=str(archive), created_at=created,
-                                             size=archive.stat().st_size, sha256=sha, files=1,
-                                             bytes_in=1), trigger="manual", duration=1.0)
+    archive, _ = snapshot_in(Catalog(local), local, sid, 3 * CHUNK + 77)
 
     def send() -> str:
         # a new catalog and destination each time, as after a restart
@@ -282,17 +289,34 @@ def test_no_copy_leaves_when_the_public_keys_cannot_be_read(
     cfg = make_config(tmp_path, local, check_paths=False,
                       encryption={"recipients_file": str(pub)})
     sid = "siip-20260101T000000Z"
-    archive, sha = make_archive(local, sid, 5000)
-    created = snapshot_time(sid)
-    assert created is not None
     catalog = Catalog(local)
-    catalog.add_snapshot(SnapshotInfo(id=sid, file=str(archive), created_at=created,
-                                      size=5000, sha256=sha, files=1, bytes_in=1),
-                         trigger="manual", duration=1.0)
+    snapshot_in(catalog, local, sid, 5000)
     pub.unlink()          # gone since the configuration was loaded
     [result] = send_copies(cfg, catalog, [LocalFolderDestination(nas, name="usb")], [sid])
     assert result.state == "failed" and "would leave unencrypted" in (result.error or "")
     assert list(nas.iterdir()) == []
+
+
+def test_an_encrypted_file_goes_once_no_enabled_destination_waits_for_it(
+        tmp_path: Path, keys: dict[str, Key]) -> None:
+    local, nas = tmp_path / "backups", tmp_path / "nas"
+    local.mkdir()
+    nas.mkdir()
+    cfg = make_config(tmp_path, local, check_paths=False,
+                      encryption={"recipients": [keys["office"].public]})
+    catalog = Catalog(local)
+    sid = "siip-20260101T000000Z"
+    archive, sha = snapshot_in(catalog, local, sid, 5000)
+    usb = LocalFolderDestination(nas, name="usb")
+    [result] = send_copies(cfg, catalog, [usb], [sid])
+    assert result.state == "uploaded" and not sealed_path(archive).exists()
+
+    # one left by a crash right after its copy, and a copy queued at a destination that is
+    # no longer enabled: the next pass, with nothing to send, removes it all the same
+    sealed_archive(archive, sha, [keys["office"].public])
+    catalog.set_copy(sid, "old-nas", "pending")
+    assert send_copies(cfg, catalog, [usb]) == []
+    assert not sealed_path(archive).exists() and archive.exists()
 
 
 def test_leftovers_of_encryption_go_and_an_encrypted_archive_stays(

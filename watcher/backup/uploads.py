@@ -29,11 +29,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from watcher.archive.files import AGE_SUFFIX, ARCHIVE_SUFFIX, parse_snapshot_id, snapshot_id_of
 from watcher.backup.report import DestinationResult
 from watcher.backup.sealing import discard, sealed_archive, sealed_path
 from watcher.config.settings import Config
@@ -162,7 +163,7 @@ def send_copies(
             down[dest.name] = (result.error or "error",
                                failed[0].next_try_at if failed else None)
         results.append(result)
-    _discard_sent(cfg, catalog, snapshots.values())
+    _discard_sent(cfg, catalog, destinations)
     return results
 
 
@@ -176,19 +177,20 @@ def _recipients(cfg: Config) -> list[str] | KeyFileError:
         return exc
 
 
-def _discard_sent(cfg: Config, catalog: Catalog,
-                  snapshots: Iterable[SnapshotRow | None]) -> None:
-    """Remove the encrypted file of each snapshot whose copies have all been confirmed
-    (every destination, enabled or not: a disabled one's queued copy may be sent again),
-    unless it is the local archive itself (``[encryption] local = true``)."""
-    for snap in snapshots:
-        if snap is None:
+def _discard_sent(cfg: Config, catalog: Catalog, destinations: Sequence[Destination]) -> None:
+    """Remove each encrypted file beside its archive once no copy at an enabled destination
+    waits for it (one at a destination enabled again later is encrypted anew), whichever
+    pass sent the last copy. An encrypted file without its archive is the archive itself
+    (``[encryption] local = true``) and stays."""
+    names = set(_names(destinations))
+    for path in cfg.local.dir.glob(f"*{ARCHIVE_SUFFIX}{AGE_SUFFIX}"):
+        archive = path.with_name(path.name[: -len(AGE_SUFFIX)])
+        sid = snapshot_id_of(path.name)
+        parsed = parse_snapshot_id(sid) if sid else None
+        if sid is None or parsed is None or parsed[0] != cfg.name or not archive.is_file():
             continue
-        path = archive_path(cfg, snap)
-        if path is None or not path.is_file() or not sealed_path(path).exists():
-            continue
-        if all(c.state == "uploaded" for c in catalog.copies(snap.id)):
-            discard(path)
+        if all(c.state == "uploaded" for c in catalog.copies(sid) if c.destination in names):
+            discard(archive)
 
 
 def queue_bases(catalog: Catalog, destinations: Sequence[Destination | str]) -> None:
