@@ -15,8 +15,9 @@ Issue 2, section Performance. The script
    check would cost), ``tar``
    (``tar | zstd -T0 -3``) and ``old`` (the old routine); on request also ``nodiscover``
    (``once`` with ``source.discover_databases = false``, to show what looking for databases
-   nobody listed costs) and ``sniffall`` (``once`` reading the first bytes of every file for
-   the SQLite header, not only those named like a database: the rule it does not use);
+   nobody listed costs), ``sniffall`` (``once`` reading the first bytes of every file for
+   the SQLite header, not only those named like a database: the rule it does not use) and
+   ``base`` (``once`` of the checkout ``--baseline`` names, for before and after in one run);
 3. prints a table with the issue's ratios and targets, or one JSON document with ``--json``.
 
 ``--stat-pass`` times instead, in one process, only the stat pass that starts every snapshot
@@ -105,7 +106,7 @@ MESSAGE_PER_PERSON = 0.5           # the chance that a person has a chat message
 #: gitignore-syntax excludes written to the config; tar and the old way get the same list
 EXCLUDES = ["__pycache__/", "*.pyc", ".git/", "venv/", ".venv/", OLD_BACKUP_DIR + "/"]
 
-CONTENDERS = ("once", "full", "tar", "old", "nodiscover", "sniffall")
+CONTENDERS = ("once", "full", "tar", "old", "nodiscover", "sniffall", "base")
 #: --working-day's contenders (scripts/bench_workday.py), in their default order
 WORKING_DAY_CONTENDERS = ("delta", "restic", "borg", "full")
 #: what runs without --contenders
@@ -820,6 +821,13 @@ def watcher_command(override: str | None) -> list[str]:
     return [str(python if python.exists() else sys.executable), "-m", "watcher"]
 
 
+def baseline_command() -> list[str]:
+    """``once`` of the checkout that PYTHONPATH names: ``-P`` keeps Python from putting the
+    working directory (this repository, where contenders run) before it."""
+    python = REPO / ".venv" / "bin" / "python"
+    return [str(python if python.exists() else sys.executable), "-P", "-m", "watcher"]
+
+
 def helper_command(name: str) -> list[str]:
     """``once`` started through this script's helper ``name`` (``_once-full``, ...)."""
     return [sys.executable, str(Path(__file__).resolve()), name]
@@ -1108,11 +1116,12 @@ def _files_state(ds: Dataset) -> dict[str, int]:
             for suffix in ("", "-wal") if Path(f"{ds.db}{suffix}").exists()}
 
 
-def bench_scale(ds: Dataset, contenders: Sequence[str], repeat: int, old_repeat: int,
-                watcher: list[str]) -> dict[str, Any]:
+def bench_scale(ds: Dataset, contenders: Sequence[str], repeat: int, old_repeat: int,  # noqa: PLR0913
+                watcher: list[str], baseline: Path | None = None) -> dict[str, Any]:
     """Warm the cache, then run the contenders interleaved ``repeat`` times; medians and peaks.
 
     The old way runs only in the first ``old_repeat`` rounds: it is slow and the machine shared.
+    ``baseline`` is the checkout whose ``once`` the contender "base" runs.
     """
     logs = ds.home / "logs"
     logs.mkdir(exist_ok=True)
@@ -1126,6 +1135,7 @@ def bench_scale(ds: Dataset, contenders: Sequence[str], repeat: int, old_repeat:
         "nodiscover": lambda: run_once(ds, watcher, logs,
                                        {"SIIP_WATCHER_SOURCE_DISCOVER_DATABASES": "false"}),
         "sniffall": lambda: run_once(ds, helper_command("_once-sniff-all"), logs),
+        "base": lambda: run_once(ds, baseline_command(), logs, {"PYTHONPATH": str(baseline)}),
         "tar": lambda: run_tar(ds, logs),
         "old": lambda: run_old(ds, logs),
     }
@@ -1189,7 +1199,8 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's ratios for one scale, each with its target and whether it is met."""
     c = result["contenders"]
     out: dict[str, Any] = {}
-    for me in ("once", "full"):  # the same targets, with quick_check and integrity_check
+    # the same targets, with quick_check, with integrity_check and for another checkout
+    for me in ("once", "full", "base"):
         if me in c and "tar" in c:
             wall = c[me]["wall_s"] / c["tar"]["wall_s"]
             synced = c["tar"]["wall_s"] + statistics.median(
@@ -1212,6 +1223,11 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
             rss = c[me]["peak_rss_mb"]
             out[f"peak_rss_{me}_mb"] = {"value": rss, "target": "< 200",
                                         "met": rss < TARGETS["peak_rss_once_mb_max"]}
+    if "once" in c and "base" in c:  # this checkout against --baseline's
+        for what in ("wall", "cpu"):
+            out[f"once_over_base_{what}"] = {
+                "value": round(c["once"][f"{what}_s"] / c["base"][f"{what}_s"], 3),
+                "target": "(information)", "met": None}
     # what looking for unlisted databases costs, with the rule used and with every file read
     for me in ("once", "sniffall"):
         if me in c and "nodiscover" in c:
@@ -1226,7 +1242,8 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
 
 LABELS = {"once": "siip-watcher once", "full": "once, full integrity_check",
           "tar": "tar | zstd -T0 -3", "old": "old: copy + zip",
-          "nodiscover": "once, discover_databases off", "sniffall": "once, every file sniffed"}
+          "nodiscover": "once, discover_databases off", "sniffall": "once, every file sniffed",
+          "base": "once of --baseline"}
 
 
 def machine() -> dict[str, Any]:
@@ -1318,6 +1335,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         f"{','.join(DEFAULT_CONTENDERS)}); with --working-day from "
                         f"{','.join(WORKING_DAY_CONTENDERS)} (default: all)")
     p.add_argument("--watcher", help="command that starts siip-watcher (default: the repo's .venv)")
+    p.add_argument("--baseline", type=Path,
+                   help="another checkout of this repository (a git worktree at an earlier "
+                        "commit, say): the contender base runs its once, for before and after "
+                        "in one run")
     p.add_argument("--generate-only", action="store_true", help="generate the dataset(s) and stop")
     p.add_argument("--stat-pass", action="store_true",
                    help="time only the stat pass, per rule for finding unlisted databases")
@@ -1335,6 +1356,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     bad = [c for c in args.contenders if c not in allowed]
     if bad or not args.contenders:
         p.error(f"--contenders takes a comma-separated subset of {','.join(allowed)}")
+    if ("base" in args.contenders) != (args.baseline is not None):
+        p.error("the contender base and --baseline DIR go together")
+    if args.baseline is not None and not (args.baseline / "watcher" / "__init__.py").is_file():
+        p.error(f"--baseline {args.baseline} is not a checkout of this repository (no "
+                f"watcher/__init__.py there)")
     args.old_repeat = args.old_repeat or args.repeat
     if min(args.repeat, args.old_repeat, *args.scale) < 1:
         p.error("--repeat, --old-repeat and --scale must be at least 1")
@@ -1398,7 +1424,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911,PLR0912
             print_machine(machine())
             bench_workday.print_working_day(days, args.repeat)
         return 1 if any(not c["ok"] for r in days for c in r["contenders"].values()) else 0
-    results = [bench_scale(ds, args.contenders, args.repeat, args.old_repeat, watcher)
+    results = [bench_scale(ds, args.contenders, args.repeat, args.old_repeat, watcher,
+                           args.baseline.resolve() if args.baseline else None)
                for ds in datasets]
     for res in results:
         res["ratios"] = ratios(res)
