@@ -19,6 +19,7 @@ import zstandard
 from tests.helpers import make_config
 from watcher.backup.report import RunReport
 from watcher.backup.run import run_backup
+from watcher.snapshot.readahead import AHEAD_FILES
 
 SECRET = b"outside-secret-" + random.Random(15).randbytes(48).hex().encode()
 
@@ -99,10 +100,13 @@ def test_folder_swapped_for_a_link_before_it_is_listed_is_not_entered(tmp_path: 
     root = tmp_path / "siip"
     (root / "fotos").mkdir(parents=True)
     (root / "fotos" / "a.txt").write_text("a\n")
-    (root / "zz.txt").write_text("hola\n" * 100)
+    # the walk runs ahead of the archive by up to AHEAD_FILES files: with more than that in
+    # the root, fotos/ is still unlisted when the first member is in
+    for i in range(AHEAD_FILES + 10):
+        (root / f"zz{i:03d}.txt").write_text("hola\n" * 100)
 
     def swap() -> None:
-        # the root's listing saw fotos/ as a folder; it is entered only after zz.txt
+        # the root's listing saw fotos/ as a folder; it is entered only after the zz files
         (root / "fotos").rename(tmp_path / "fotos-moved")
         os.symlink(outside, root / "fotos")
 

@@ -63,6 +63,7 @@ from watcher.snapshot.base_state import (
 )
 from watcher.snapshot.compressibility import frames_for_samples, looks_incompressible
 from watcher.snapshot.plan import Plan, delta_too_big, plan_snapshot
+from watcher.snapshot.readahead import SMALL_FILE, Outcome, ReadAhead, read_member
 from watcher.snapshot.sqlite_copy import (
     CopyInterrupted,
     DatabaseCopy,
@@ -85,9 +86,6 @@ __all__ = ["SnapshotError", "SnapshotResult", "take_snapshot", "tree_fingerprint
 
 log = logging.getLogger(__name__)
 
-#: files up to this size are read whole before their header is written, so their member is
-#: always internally consistent even when the app rewrites them mid-read
-SMALL_FILE = 4 << 20
 #: room left free beyond the estimate, for the filesystem and the catalog: a share of the
 #: estimate (a fixed 64 MB refused an 8 KB project on a disk with 25 MB free), at least 1 MiB
 FREE_SPACE_SHARE = 0.1
@@ -570,23 +568,25 @@ def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool:
     ``between()`` runs between members (it adds the databases when they are ready);
     ``on_database(entry)`` gets each database the walk finds, which is not a tree member.
     """
+    ahead = ReadAhead()
     with open(later_path, "w+b") as later:
-        members, content = _add_first_pass(root, tree_filter, producer, spool, warnings, later,
-                                           between, on_database, base_members)
-        later.seek(0)
-        producer.set_incompressible(True)
-        for rec in _read_later(later):
-            if rec.kind != "f":
-                continue
-            producer.check_stop()
-            between()
-            # the walk's type and identity of the file, all open_member looks at
-            walked = os.stat_result((rec.mode, rec.ino, rec.dev, 0, 0, 0, 0, 0, 0, 0))
-            added = _add_file(rec.path, FILES_PREFIX + rec.rel, walked, producer, spool,
-                              warnings)
-            if added is not None:
-                members += 1
-                content += added
+        try:
+            members, content = _add_first_pass(root, tree_filter, producer, spool, warnings,
+                                               later, between, on_database, base_members,
+                                               ahead)
+            later.seek(0)
+            producer.set_incompressible(True)
+            files = (rec for rec in _read_later(later) if rec.kind == "f")
+            for rec, outcome in ahead.in_order(files, _later_file):
+                producer.check_stop()
+                between()
+                added = _add_file(rec.path, FILES_PREFIX + rec.rel, _walked(rec), producer,
+                                  spool, warnings, outcome)
+                if added is not None:
+                    members += 1
+                    content += added
+        finally:
+            ahead.close()
         later.seek(0)
         producer.set_incompressible(False)
         for rec in _read_later(later):
@@ -606,7 +606,8 @@ class _Later:
     """An entry held back for a later pass: "f" (incompressible file) or "d" (folder).
 
     A file keeps the walk's mode, device and inode, so that the later pass reads the very
-    file the walk saw and nothing swapped in for it since.
+    file the walk saw and nothing swapped in for it since, and its size, which bounds how
+    far that pass reads ahead.
     """
 
     kind: str
@@ -618,9 +619,10 @@ class _Later:
     gid: int = 0
     dev: int = 0
     ino: int = 0
+    size: int = 0
 
 
-_LATER_FIELDS = 9
+_LATER_FIELDS = 10
 
 
 def _later_record(rec: _Later) -> bytes:
@@ -628,7 +630,7 @@ def _later_record(rec: _Later) -> bytes:
     that are not valid UTF-8). A folder keeps the stat of the first pass, so its member
     says what the walk saw."""
     fields = (rec.kind, rec.rel, rec.path, str(rec.mode), str(rec.mtime_ns), str(rec.uid),
-              str(rec.gid), str(rec.dev), str(rec.ino))
+              str(rec.gid), str(rec.dev), str(rec.ino), str(rec.size))
     return "".join(f + "\0" for f in fields).encode("utf-8", "surrogateescape")
 
 
@@ -643,8 +645,26 @@ def _read_later(fh: Any) -> Iterator[_Later]:
         for i in range(0, whole, _LATER_FIELDS):
             kind, rel, path, *numbers = (f.decode("utf-8", "surrogateescape")
                                          for f in fields[i:i + _LATER_FIELDS])
-            mode, mtime_ns, uid, gid, dev, ino = (int(n) for n in numbers)
-            yield _Later(kind, rel, path, mode, mtime_ns, uid, gid, dev, ino)
+            mode, mtime_ns, uid, gid, dev, ino, size = (int(n) for n in numbers)
+            yield _Later(kind, rel, path, mode, mtime_ns, uid, gid, dev, ino, size)
+
+
+def _walked(rec: _Later) -> os.stat_result:
+    """The walk's type, identity and size of a held-back file: all open_member looks at."""
+    return os.stat_result((rec.mode, rec.ino, rec.dev, 0, 0, 0, rec.size, 0, 0, 0))
+
+
+def _later_file(rec: _Later) -> tuple[str, os.stat_result] | None:
+    """A held-back file the reader reads ahead: every one that was small when walked."""
+    return (rec.path, _walked(rec)) if rec.size <= SMALL_FILE else None
+
+
+def _first_pass_file(entry: Entry) -> tuple[str, os.stat_result] | None:
+    """A walked entry the reader reads ahead: a small regular file that goes in now."""
+    if (entry.kind != "file" or entry.st.st_size > SMALL_FILE
+            or looks_incompressible(entry.path, entry.rel, entry.st)):
+        return None
+    return entry.path, entry.st
 
 
 # internal, called once with all it needs
@@ -652,9 +672,17 @@ def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer, 
                     spool: ManifestSpool, warnings: list[Problem], later: Any,
                     between: Callable[[], None],
                     on_database: Callable[[Entry], None],
-                    base_members: dict[str, dict[str, Any]] | None) -> tuple[int, int]:
+                    base_members: dict[str, dict[str, Any]] | None,
+                    ahead: ReadAhead) -> tuple[int, int]:
     members = content = 0
-    for entry in walk(root, tree_filter):
+    def to_read(entry: Entry) -> tuple[str, os.stat_result] | None:
+        # a delta's unchanged files are referenced, never read
+        if base_members is not None and entry.kind == "file" and _unchanged(
+                base_members.get(FILES_PREFIX + entry.rel), entry.st):
+            return None
+        return _first_pass_file(entry)
+
+    for entry, outcome in ahead.in_order(walk(root, tree_filter), to_read):
         producer.check_stop()
         between()
         st = entry.st
@@ -697,72 +725,70 @@ def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer, 
             members += 1
             content += st.st_size
             continue
-        if looks_incompressible(entry.path, entry.rel, st):
+        if outcome is None and looks_incompressible(entry.path, entry.rel, st):
             later.write(_later_record(_Later("f", entry.rel, entry.path, st.st_mode,
-                                             dev=st.st_dev, ino=st.st_ino)))
+                                             dev=st.st_dev, ino=st.st_ino, size=st.st_size)))
             continue
-        added = _add_file(entry.path, name, st, producer, spool, warnings)
+        added = _add_file(entry.path, name, st, producer, spool, warnings, outcome)
         if added is not None:
             members += 1
             content += added
     return members, content
 
 
-def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProducer,
-              spool: ManifestSpool, warnings: list[Problem]) -> int | None:
+def _add_file(path: str, name: str, walked: os.stat_result, producer: TarProducer,  # noqa: PLR0913,PLR0917
+              spool: ManifestSpool, warnings: list[Problem],
+              outcome: Outcome | None = None) -> int | None:
     """Add one regular file, the one the walk saw as ``walked``; returns its size, or None
-    when it vanished or changed into something else (a link, a FIFO) before reading."""
+    when it vanished or changed into something else (a link, a FIFO) before reading.
+
+    ``outcome`` is what a :class:`ReadAhead` made of it; without one it is read here.
+    """
+    if outcome is None:
+        outcome = read_member(path, walked)
+    if outcome.failure is not None:
+        raise outcome.failure  # reading an opened file failed: the run fails, as it says
+    if outcome.error is not None:
+        warnings.append(_unreadable_problem(path, outcome.error))
+        return None
+    if outcome.read is None:
+        return _add_big_file(path, name, walked, producer, spool, warnings)
+    read = outcome.read
+    producer.add_bytes(name, read.data, read.before.st_mode, read.before.st_mtime,
+                       read.before.st_uid, read.before.st_gid)
+    warning = "changed while being read" if read.changed else None
+    spool.add(member_entry(name, "file", len(read.data), read.before.st_mode,
+                           read.before.st_mtime_ns, sha256=read.sha256, warning=warning))
+    if warning:
+        warnings.append(_file_warning(path, warning, 0))
+    return len(read.data)
+
+
+def _add_big_file(path: str, name: str, walked: os.stat_result, producer: TarProducer,  # noqa: PLR0917
+                  spool: ManifestSpool, warnings: list[Problem]) -> int | None:
+    """A file over SMALL_FILE, streamed: it may change while it is read, and says so."""
     try:
-        # os-level calls: a file object costs more than the read itself for small files
         fd, before = open_member(path, walked)
-    except FileNotFoundError:
-        warnings.append(Problem(f"{path} vanished while the snapshot was taken; it is not in "
-                                f"this snapshot", "nothing to do if the app deleted it",
-                                key="vanished", params={"path": path}))
-        return None
-    except MemberChanged as exc:
-        warnings.append(_changed_problem(exc))
-        return None
     except OSError as exc:
-        reason = str(exc.strerror or exc)
-        warnings.append(Problem(f"could not read {path}: {reason}",
-                                "give the service user read access to it, or exclude it "
-                                "in source.exclude", key="read_failed", params={"path": path},
-                                detail=reason))
+        warnings.append(_unreadable_problem(path, exc))
         return None
     with open(fd, "rb", buffering=0) as fh:
         warning = None
         zeros = 0
-        if before.st_size <= SMALL_FILE:
-            data = _read_small(fd, before.st_size)
-            after = os.fstat(fd)
-            size = len(data)
-            sha = hashlib.sha256(data).hexdigest()
-            producer.add_bytes(name, data, before.st_mode, before.st_mtime, before.st_uid,
-                               before.st_gid)
-            if _changed(before, after) or size != before.st_size:
-                warning = "changed while being read"
-        else:
-            size = before.st_size
-            sha, got = producer.add_stream(name, fh, size, before.st_mode, before.st_mtime,
-                                           before.st_uid, before.st_gid)
-            after = os.fstat(fd)
-            if got < size:
-                zeros = size - got
-                warning = (f"shrank while being read: the last {zeros} bytes of the "
-                           f"member are zeros")
-            elif _changed(before, after):
-                warning = "changed while being read"
-        entry = member_entry(name, "file", size, before.st_mode, before.st_mtime_ns,
-                             sha256=sha, warning=warning)
-        spool.add(entry)
+        size = before.st_size
+        sha, got = producer.add_stream(name, fh, size, before.st_mode, before.st_mtime,
+                                       before.st_uid, before.st_gid)
+        after = os.fstat(fd)
+        if got < size:
+            zeros = size - got
+            warning = (f"shrank while being read: the last {zeros} bytes of the "
+                       f"member are zeros")
+        elif _changed(before, after):
+            warning = "changed while being read"
+        spool.add(member_entry(name, "file", size, before.st_mode, before.st_mtime_ns,
+                               sha256=sha, warning=warning))
         if warning:
-            warnings.append(Problem(f"{path} {warning}; this snapshot may hold a mix of old "
-                                    f"and new content for it",
-                                    "the next snapshot will hold it whole; nothing to do "
-                                    "unless it keeps happening",
-                                    key="file_shrank" if zeros else "file_changed",
-                                    params={"path": path, "bytes": zeros}))
+            warnings.append(_file_warning(path, warning, zeros))
         return size
 
 
@@ -775,6 +801,30 @@ def _unchanged(base: dict[str, Any] | None, st: os.stat_result) -> bool:
             and base.get("mode") == st.st_mode & 0o7777)
 
 
+def _unreadable_problem(path: str, exc: BaseException) -> Problem:
+    """The warning for a file that vanished, was swapped, or could not be opened."""
+    if isinstance(exc, FileNotFoundError):
+        return Problem(f"{path} vanished while the snapshot was taken; it is not in this "
+                       f"snapshot", "nothing to do if the app deleted it",
+                       key="vanished", params={"path": path})
+    if isinstance(exc, MemberChanged):
+        return _changed_problem(exc)
+    if not isinstance(exc, OSError):
+        raise exc
+    reason = str(exc.strerror or exc)
+    return Problem(f"could not read {path}: {reason}",
+                   "give the service user read access to it, or exclude it in source.exclude",
+                   key="read_failed", params={"path": path}, detail=reason)
+
+
+def _file_warning(path: str, warning: str, zeros: int) -> Problem:
+    """The warning for a file that changed or shrank while it was read."""
+    return Problem(f"{path} {warning}; this snapshot may hold a mix of old and new content "
+                   f"for it", "the next snapshot will hold it whole; nothing to do unless it "
+                   "keeps happening", key="file_shrank" if zeros else "file_changed",
+                   params={"path": path, "bytes": zeros})
+
+
 def _changed_problem(exc: MemberChanged) -> Problem:
     """The warning for a member swapped for something else since the walk: it is left out,
     and nothing it may point to is read in its place."""
@@ -782,27 +832,6 @@ def _changed_problem(exc: MemberChanged) -> Problem:
                    "nothing to do if the app replaced it (the next snapshot holds it as it is "
                    "then); if nobody should, find out who changes files under source.root",
                    key="file_replaced", params={"path": exc.path}, detail=str(exc))
-
-
-def _read_small(fd: int, expected: int) -> bytes:
-    """Up to ``expected`` bytes of the file, usually in one read.
-
-    One byte more is asked for, so a file that grew shows at once; a file that grows or
-    changes after the read is caught by the caller's second fstat. Reading on to confirm the
-    end would cost a second system call per file, 15,000 of them on a typical tree.
-    """
-    data = os.read(fd, expected + 1)
-    if len(data) < expected:  # a short read, or the file shrank: read on until the end
-        parts = [data]
-        got = len(data)
-        while got <= expected:
-            more = os.read(fd, expected + 1 - got)
-            if not more:
-                break
-            parts.append(more)
-            got += len(more)
-        data = b"".join(parts)
-    return data[:expected] if len(data) > expected else data
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
