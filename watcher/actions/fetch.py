@@ -3,6 +3,7 @@ destination (`verify`, `restore`)."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,12 +22,13 @@ from watcher.archive.files import (
     sidecar_line,
 )
 from watcher.archive.read import ArchiveError, read_manifest
-from watcher.config.settings import Config
-from watcher.destinations.base import RemoteFile
-from watcher.destinations.registry import NAMES, open_destination
+from watcher.config.settings import Config, ConfigError
+from watcher.destinations.base import DestinationError, RemoteFile
+from watcher.destinations.registry import NAMES, enabled_names, open_destination
 from watcher.encryption.record import read_record
 from watcher.state.store import LocalStore
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Fetched:
@@ -143,17 +145,48 @@ def _opened(cfg: Config, chosen: RemoteFile, source: str, opener: Identity | Non
 def fetched_base(cfg: Config, source: str, archive: Fetched, *,
                  bars: ProgressBars = no_progress,
                  identity: Identity | None = None) -> Iterator[Fetched | None]:
-    """The base full that the delta ``archive`` needs, from the same ``source``; None for a
-    full, or when the local dir no longer holds the base (verify then names it)."""
-    if archive_kind_of(archive.path.name) != DELTA:
+    """The base full that the delta ``archive`` needs: from ``source`` when it holds it, else
+    from the local dir, else from the first enabled destination that does (a delta kept only
+    locally whose base went to Drive, a new machine restoring from a folder that lost the
+    base). None for a full, or when no place has the base: verify and restore then name it."""
+    base_id = base_of(archive)
+    place = None if base_id is None else where_is(cfg, base_id, first=source)
+    if base_id is None or place is None:
         yield None
         return
-    try:
-        base_id = read_manifest(archive.path).base
-    except ArchiveError:
-        base_id = None  # the delta itself is damaged: verify and restore say so
-    if base_id is None or (source == "local" and LocalStore(cfg).find(base_id) is None):
-        yield None
-        return
-    with fetched(cfg, source, base_id, bars=bars, identity=identity) as base:
+    if place != source:
+        log.info("the base full %s of %s is not %s: it is read from %s", base_id,
+                 archive.snapshot_id, _at(source), _at(place))
+    with fetched(cfg, place, base_id, bars=bars, identity=identity) as base:
         yield base
+
+
+def base_of(archive: Fetched) -> str | None:
+    """The base full's snapshot id of a delta archive; None for a full, or for a delta whose
+    manifest cannot be read (verify and restore say what is wrong with it)."""
+    if archive_kind_of(archive.path.name) != DELTA:
+        return None
+    try:
+        return read_manifest(archive.path).base
+    except ArchiveError:
+        return None
+
+
+def where_is(cfg: Config, snapshot_id: str, *, first: str) -> str | None:
+    """The first place holding ``snapshot_id``: ``first``, then ``local``, then each enabled
+    destination; one that cannot be read now is passed over (and logged)."""
+    for place in dict.fromkeys([first, "local", *enabled_names(cfg)]):
+        if place == "local":
+            if LocalStore(cfg).find(snapshot_id) is not None:
+                return place
+            continue
+        try:
+            if any(r.snapshot_id == snapshot_id for r in remote_files(cfg, place)):
+                return place
+        except (ConfigError, DestinationError) as exc:
+            log.info("looking for %s: %s cannot be read now (%s)", snapshot_id, place, exc)
+    return None
+
+
+def _at(place: str) -> str:
+    return "in the local dir" if place == "local" else f"at {place}"

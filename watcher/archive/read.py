@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import tarfile
 import tempfile
@@ -237,6 +238,20 @@ def read_manifest(path: Path) -> Manifest:
 
 
 @dataclass
+class CheckedFull:
+    """What verifying a full learnt that the deltas taken against it need, so that
+    `verify --all` reads each full once: its sha256 as read (None when it could not be read
+    through), its problems, its members as seen, and its database copies, kept in a folder
+    the caller owns (a delta's pages are applied to a copy of them, never to them)."""
+
+    name: str
+    sha256: str | None
+    problems: list[str]
+    members: dict[str, MemberSeen] = field(default_factory=dict)
+    databases: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
 class VerifyResult:
     """The outcome of verifying one archive."""
 
@@ -245,15 +260,21 @@ class VerifyResult:
     problems: list[str]
     members: int = 0
     databases: list[dict[str, Any]] = field(default_factory=list)
+    #: with ``verify(..., keep=FOLDER)``, a full as its deltas need it
+    checked: CheckedFull | None = None
 
 
-def verify(archive: Path, *, base: Path | None = None, work_dir: Path | None = None,
-           progress: ProgressFn | None = None) -> VerifyResult:
+def verify(archive: Path, *, base: Path | None = None,  # noqa: PLR0913 - options, named
+           checked_base: CheckedFull | None = None, keep: Path | None = None,
+           work_dir: Path | None = None, progress: ProgressFn | None = None) -> VerifyResult:
     """Check sidecar, sha256, decompression, every manifest hash and each database copy.
 
     A delta is checked with its ``base`` full (None when it is not at hand, which is a
     problem naming it): the base's own checks, every file the delta takes from it, and each
     database rebuilt from the base's copy and the delta's pages (sha256 and integrity_check).
+    ``checked_base`` stands for a base this process verified already (not read again);
+    ``keep`` (a folder) makes the result carry a full's :class:`CheckedFull`, its database
+    copies kept there.
     """
     problems: list[str] = []
     sidecar = archive.with_name(archive.name + ".sha256")
@@ -268,7 +289,7 @@ def verify(archive: Path, *, base: Path | None = None, work_dir: Path | None = N
 
         def handler(info: tarfile.TarInfo, data: IO[bytes] | None) -> tuple[MemberSeen, bool]:
             if info.name.startswith(DATABASES_PREFIX) and data is not None:
-                target = Path(tmp) / f"db{len(db_files)}.sqlite3"
+                target = (keep or Path(tmp)) / f"db{len(db_files)}.sqlite3"
                 seen = _copy_member(data, target)
                 db_files[info.name] = target
                 return seen, True
@@ -280,7 +301,8 @@ def verify(archive: Path, *, base: Path | None = None, work_dir: Path | None = N
             problems.append(str(exc))
             if expected is not None and file_sha256(archive) != expected:
                 problems.append(f"{archive.name} does not match the sha256 in {sidecar.name}")
-            return VerifyResult(archive, False, problems)
+            unread = CheckedFull(archive.name, None, problems) if keep else None
+            return VerifyResult(archive, False, problems, checked=unread)
         if expected is not None and result.sha256 != expected:
             problems.append(f"{archive.name} does not match the sha256 in {sidecar.name}")
         problems.extend(result.problems)
@@ -298,23 +320,20 @@ def verify(archive: Path, *, base: Path | None = None, work_dir: Path | None = N
             dbs.append({"path": db.get("path"), "member": member, "check": check})
             if check != "ok":
                 problems.append(f"{member}: integrity_check failed: {check}")
+        checked = None
         if result.manifest.kind == DELTA or archive_kind_of(archive.name) == DELTA:
-            problems.extend(_verify_with_base(result.manifest, base, db_files, Path(tmp), dbs,
-                                              progress))
-    return VerifyResult(archive, not problems, problems, len(result.members), dbs)
+            problems.extend(_verify_with_base(result.manifest, base, checked_base, db_files,
+                                              Path(tmp), dbs, progress))
+        elif keep is not None:
+            checked = CheckedFull(archive.name, result.sha256, list(problems), result.members,
+                                  dict(db_files))
+    return VerifyResult(archive, not problems, problems, len(result.members), dbs, checked)
 
 
-# internal, called once with all it needs
-def _verify_with_base(manifest: Manifest, base: Path | None, db_files: dict[str, Path],  # noqa: PLR0917
-                      tmp: Path, dbs: list[dict[str, Any]],
-                      progress: ProgressFn | None) -> list[str]:
-    """The problems of a delta that only its base shows, each naming the base."""
-    base_id = manifest.base or "(unnamed)"
-    if base is None or not base.is_file():
-        return [f"its base full {base_id} is missing, so this delta cannot be restored; "
-                f"restore another snapshot, or get {base_id} back from a destination"]
+def _read_base(base: Path, needed: set[str], tmp: Path,
+               progress: ProgressFn | None) -> CheckedFull:
+    """Read a delta's base full for it: its members, and the database copies it needs."""
     base_files: dict[str, Path] = {}
-    needed = {db.get("base_member") for db in page_deltas(manifest)}
 
     def handler(info: tarfile.TarInfo, data: IO[bytes] | None) -> tuple[MemberSeen, bool]:
         if info.name in needed and data is not None:
@@ -323,25 +342,47 @@ def _verify_with_base(manifest: Manifest, base: Path | None, db_files: dict[str,
             return _copy_member(data, target), True
         return hash_member(info, data), True
 
-    try:
-        base_sha = check_sidecar(base)
-        result = scan(base, handler, progress)
-    except ArchiveError as exc:
-        return [f"its base full {base_id} is damaged: {exc}"]
+    base_sha = check_sidecar(base)
+    result = scan(base, handler, progress)
+    return CheckedFull(base.name, base_sha, result.problems, result.members, base_files)
+
+
+# internal, called once with all it needs
+def _verify_with_base(manifest: Manifest, base: Path | None,  # noqa: PLR0913,PLR0917
+                      checked: CheckedFull | None, db_files: dict[str, Path], tmp: Path,
+                      dbs: list[dict[str, Any]], progress: ProgressFn | None) -> list[str]:
+    """The problems of a delta that only its base shows, each naming the base."""
+    base_id = manifest.base or "(unnamed)"
+    if checked is None:
+        if base is None or not base.is_file():
+            return [f"its base full {base_id} is missing, so this delta cannot be restored; "
+                    f"restore another snapshot, or get {base_id} back from a destination"]
+        try:
+            checked = _read_base(base, {db.get("base_member", "") for db in
+                                        page_deltas(manifest)}, tmp, progress)
+        except ArchiveError as exc:
+            return [f"its base full {base_id} is damaged: {exc}"]
+        owned = True
+    else:
+        owned = False                  # another delta may need these copies: work on copies
+        if checked.problems:           # its own verification failed: said once, in short
+            return [f"its base full {base_id} is damaged: {checked.problems[0]}"]
     recorded = manifest.data.get("base_sha256")
-    if recorded and base_sha != recorded:
+    if recorded and checked.sha256 != recorded:
         return [f"its base full {base_id} is not the archive this delta was taken against "
                 f"(another sha256); restore another snapshot"]
-    problems = [f"its base full {base_id}: {p}" for p in result.problems]
-    problems += [f"{p} (base {base_id})" for p in compare_referenced(manifest, result.members)]
+    problems = [f"its base full {base_id}: {p}" for p in checked.problems]
+    problems += [f"{p} (base {base_id})" for p in compare_referenced(manifest, checked.members)]
     for db in page_deltas(manifest):
         member = db.get("member", "")
-        base_copy, pages = base_files.get(db.get("base_member", "")), \
+        base_copy, pages = checked.databases.get(db.get("base_member", "")), \
             db_files.get(db.get("pages_member", ""))
         if base_copy is None or pages is None:
             problems.append(f"{member}: its pages or its copy in the base full {base_id} are "
                             f"missing")
             continue
+        if not owned:
+            base_copy = Path(shutil.copyfile(base_copy, tmp / f"base-{base_copy.name}"))
         problem = rebuild_database(db, base_copy, pages)
         dbs.append({"path": db.get("path"), "member": member,
                     "check": "ok" if problem is None else problem})
