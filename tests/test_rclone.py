@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,3 +189,44 @@ def test_a_stop_request_ends_rclone(rclone_servers: RcloneServers, tmp_path: Pat
     assert err.value.retryable
     stop.clear()
     assert dest.find(SID) is None
+
+
+class Damaging(RcloneDestination):
+    """Damages the stored upload behind rclone's back after the first ``times`` uploads,
+    as a flaky disk would, keeping its size: only the hash can show it."""
+
+    def __init__(self, cfg: RcloneConfig, stored: Path, times: int) -> None:
+        super().__init__(cfg)
+        self.stored, self.times = stored, times
+
+    def _upload(self, archive: Path, partial: str, size: int, progress: Any) -> None:
+        super()._upload(archive, partial, size, progress)
+        if self.times:
+            self.times -= 1
+            with open(self.stored / partial, "r+b") as f:
+                f.seek(1000)
+                f.write(b"\x00rot\x00")
+
+
+@pytest.mark.parametrize("kind", ["sftp", "s3"])
+def test_a_bad_upload_is_deleted_and_sent_again_once(
+        rclone_servers: RcloneServers, tmp_path: Path, kind: str) -> None:
+    server = rclone_servers.by_kind[kind]
+    path, sha = make_archive(tmp_path, SID, 300_000)
+    for times, succeeds in ((1, True), (2, False)):
+        remote = server.remote()
+        stored = server.folder(remote.split(":", 1)[1])
+        dest = Damaging(RcloneConfig(remote=remote, config_file=str(rclone_servers.conf)),
+                        stored, times)
+        sent: list[int] = []
+        if succeeds:
+            copy = dest.put(path, snapshot_id=SID, sha256=sha, progress=sent.append)
+            assert sum(sent) == 2 * path.stat().st_size
+            assert (stored / copy.name).read_bytes() == path.read_bytes()
+        else:
+            with pytest.raises(DestinationError, match="did not match the local archive 2 "
+                                                       "times") as err:
+                dest.put(path, snapshot_id=SID, sha256=sha)
+            assert err.value.retryable
+            assert dest.find(SID) is None
+            assert not list(stored.glob("*.partial"))
