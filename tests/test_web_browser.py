@@ -137,3 +137,36 @@ def test_readable_on_a_phone(browser: Browser, service: MonitorService) -> None:
     box = w.page.locator("#backup").bounding_box()
     assert box is not None and box["width"] <= 390 and box["height"] >= 40
     w.page.close()
+
+
+def test_signing_in_with_the_token_then_backing_up(browser: Browser,
+                                                   tmp_path_factory: pytest.TempPathFactory
+                                                   ) -> None:
+    token = "a-long-random-monitor-token-for-the-browser"
+    svc = MonitorService(tmp_path_factory.mktemp("web-browser-token"),
+                         web={"token_env": "MONITOR_TOKEN"}, env={"MONITOR_TOKEN": token})
+    try:
+        svc.wait_ready()
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(svc.url + "/")
+        page.fill("#token", "wrong")
+        page.click("main.login button")
+        assert "Token incorrecto" in page.content()
+        page.fill("#token", token)
+        page.click("main.login button")
+        page.wait_for_selector("#backup")
+        cookie = next(c for c in context.cookies() if c["name"] == "siip_watcher_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert token not in page.content() and token not in cookie["value"]
+        newest = Catalog(svc.local).newest_snapshot()
+        assert newest is not None and _first_row(page) == newest.id
+        page.click("#backup")
+        page.wait_for_function(
+            "old => { const r = document.querySelector('table.snapshots tbody tr');"
+            " return r && r.dataset.id !== old; }", arg=newest.id, timeout=WAIT_MS)
+        page.click("nav button.link")          # sign out
+        page.wait_for_selector("#token")
+        context.close()
+    finally:
+        assert svc.stop() == 0, svc.log()

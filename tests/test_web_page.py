@@ -25,6 +25,7 @@ def _status(**over: Any) -> dict[str, Any]:
         "last_run": {"started_at": (NOW - timedelta(minutes=20)).isoformat(),
                      "finished_at": None, "result": "warning", "trigger": "interval",
                      "archive": DELTA, "size": 2_500_000, "duration_seconds": 12.5,
+                     "kind": "delta", "base": FULL,
                      "summary": ""},
         "last_snapshot": {"id": DELTA, "created_at": (NOW - timedelta(minutes=20)).isoformat(),
                           "size": 2_500_000, "trigger": "interval"},
@@ -61,7 +62,7 @@ def _view(**over: Any) -> View:
 def test_spanish_page_says_it_in_spanish() -> None:
     html = render_main(_view(), "es")
     assert "El servicio de copias está en marcha" in html
-    assert "Con avisos" in html and "programada (intervalo)" in html
+    assert "Con avisos · " in html and "programada (intervalo) · incremental · 2,5 MB" in html
     assert "incremental" in html and "completa" in html
     assert "este servidor, drive, folder" in html
     assert "drive: falló" in html and "con error: 1" in html

@@ -121,6 +121,8 @@ def _now(view: View, lang: str) -> str:
         parts = [_word(lang, f"status_{run['result']}", run["result"]),
                  when(run["started_at"], view.now, lang),
                  _word(lang, trigger_key, run["trigger"])]
+        if run.get("kind"):
+            parts.append(_word(lang, f"kind_{run['kind']}", run["kind"]))
         if run.get("size") is not None:
             parts.append(fmt_bytes(run["size"], lang))
         if run.get("duration_seconds") is not None:
