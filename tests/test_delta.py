@@ -34,7 +34,7 @@ from watcher.actions.restore import restore_snapshot
 from watcher.actions.verify import verify_snapshots
 from watcher.archive.read import integrity_check
 from watcher.backup.report import RunReport
-from watcher.backup.run import run_backup
+from watcher.backup.run import run_backup, summary_line
 from watcher.config.settings import Config, RetentionConfig
 from watcher.notify.message import build_report_message
 from watcher.snapshot.base_state import STATE_DIR
@@ -163,6 +163,7 @@ def test_a_day_of_changes_is_a_delta_that_restores_the_whole_project(
 
     snap = second.snapshot
     assert (snap.kind, snap.base) == ("delta", first.snapshot.id)
+    assert f"delta of {first.snapshot.id}" in summary_line(second)
     assert Path(snap.file).name == f"{snap.id}.delta.tar.zst"
     stored = members(snap.file)
     assert stored[0] == "rebuild.py" and stored[-1] == "manifest.json"
@@ -268,6 +269,18 @@ def test_forced_full_too_big_delta_and_missing_base(cfg: Config, siip: Path,
     assert first.kind == "full"
 
 
+def test_page_digests_of_another_kind_or_gone_make_a_full(cfg: Config) -> None:
+    first = backup(cfg).snapshot
+    state = cfg.local.dir / STATE_DIR / first.id / "databases.json"
+    doc = json.loads(state.read_text())
+    state.write_text(json.dumps({**doc, "digest": "blake2b/16"}))  # another version's
+    second = backup(cfg).snapshot
+    assert second.kind == "full"
+    assert [p.name for p in (cfg.local.dir / STATE_DIR).iterdir()] == [second.id]
+    (cfg.local.dir / STATE_DIR / second.id / "databases.json").unlink()
+    assert backup(cfg).snapshot.kind == "full"
+
+
 def test_a_damaged_base_is_named_by_verify(cfg: Config, siip: Path) -> None:
     first = backup(cfg).snapshot
     (siip / "app" / "views.py").write_text("cambio\n")
@@ -348,7 +361,7 @@ def test_full_every_days_0_writes_fulls_byte_for_byte_as_before(
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from watcher.backup.run import run_backup
+from watcher.backup.run import run_backup, summary_line
 from watcher.config.settings import load
 cfg, limit = load(Path(sys.argv[1])), int(sys.argv[2])
 done = 0

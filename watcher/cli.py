@@ -124,7 +124,8 @@ def _print_report(report: Any) -> None:
     out.write(f"Snapshot {s.id} stored ({report.status}).\n")
     out.write(f"  archive : {s.file}\n")
     out.write(f"  kind    : {describe_kind(s)}\n")
-    out.write(f"  size    : {s.size:,} bytes from {s.bytes_in:,} (ratio {s.ratio:.2f}), "
+    packed = (f"the rest is in {s.base}" if s.is_delta else f"ratio {s.ratio:.2f}")
+    out.write(f"  size    : {s.size:,} bytes from {s.bytes_in:,} ({packed}), "
               f"{s.files:,} files, {seconds(report.duration)}\n")
     for db in s.databases:
         found = ", found automatically: not in source.databases" if db.discovered else ""

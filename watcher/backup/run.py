@@ -301,8 +301,10 @@ def summary_line(report: RunReport) -> str:
         first = report.errors[0].message if report.errors else "no snapshot was stored"
         return f"backup FAILED after {seconds(report.duration)}: {first}"
     s = report.snapshot
+    # a delta's size against the whole tree is no compression ratio: say what it is instead
+    packed = describe_kind(s) if s.is_delta else f"ratio {s.ratio:.2f}"
     parts = [f"backup {report.status.upper()}: {Path(s.file).name}", human_size(s.size),
-             f"{s.files} files", f"ratio {s.ratio:.2f}", seconds(report.duration)]
+             f"{s.files} files", packed, seconds(report.duration)]
     parts.extend(destination_states(report.destinations))
     if report.warnings:
         parts.append(f"{len(report.warnings)} warning(s)")

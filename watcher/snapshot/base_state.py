@@ -35,12 +35,27 @@ STATE_DIR = "delta-base"
 MANIFEST_FILE = "manifest.json"
 DATABASES_FILE = "databases.json"
 DIGEST_BYTES = 16
+#: names :func:`page_digest` in the kept state
+DIGEST = "sha256/16"
 READ_CHUNK = 1 << 20
 
 
 def page_digest(page: bytes | memoryview) -> bytes:
-    """The digest a page is compared by (BLAKE2b: faster than sha256, 128 bits)."""
-    return hashlib.blake2b(page, digest_size=DIGEST_BYTES).digest()
+    """The digest a page is compared by: sha256 cut to 128 bits (per 4 KiB page it beat
+    BLAKE2b and MD5 here, 0.09 s against 0.14 and 0.17 for 28,000 pages, with the CPU's
+    SHA extensions)."""
+    return hashlib.sha256(page).digest()[:DIGEST_BYTES]
+
+
+def _digest_of(folder: Path) -> str | None:
+    """The page digest a kept state was made with (None: none usable), so a state made by
+    another version is never compared with digests of another kind."""
+    try:
+        with open(folder / DATABASES_FILE, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data.get("digest") if isinstance(data, dict) else None
 
 
 def _root(store: LocalStore) -> Path:
@@ -53,7 +68,7 @@ def latest_full(store: LocalStore) -> BaseFull | None:
     if full is None:
         return None
     folder = _root(store) / full.id
-    ready = (folder / MANIFEST_FILE).is_file() and (folder / DATABASES_FILE).is_file()
+    ready = (folder / MANIFEST_FILE).is_file() and _digest_of(folder) == DIGEST
     return BaseFull(id=full.id, created_at=full.created_at, size=full.size, ready=ready,
                     sha256=full.sha256)
 
@@ -79,7 +94,7 @@ class BaseState:
             self.databases = {d["path"]: BaseDatabase(d["path"], d["member"],
                                                       int(d["page_size"]), int(d["pages"]),
                                                       self.dir / d["digests"])
-                              for d in json.load(fh)}
+                              for d in json.load(fh)["databases"]}
 
     def members(self) -> dict[str, dict[str, Any]]:
         """The base's regular-file members by path (what an unchanged file is checked by)."""
@@ -131,8 +146,8 @@ class StateWriter:
     def commit(self, snapshot_id: str, manifest: Path) -> None:
         """Publish the state under the full's id and drop every older full's."""
         shutil.copyfile(manifest, self.dir / MANIFEST_FILE)
-        write_private_atomic(self.dir / DATABASES_FILE,
-                             json.dumps(self.databases).encode())
+        write_private_atomic(self.dir / DATABASES_FILE, json.dumps(
+            {"digest": DIGEST, "databases": self.databases}).encode())
         final = self.root / snapshot_id
         if final.exists():
             shutil.rmtree(final)
