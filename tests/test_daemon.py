@@ -28,7 +28,7 @@ import pytest
 
 from scripts.fakedrive import DriveServer
 from tests.fakes.drive import drive_config
-from tests.fakes.service import FakeRun
+from tests.fakes.service import FakeRun, ServiceProcess
 from tests.helpers import (
     WAIT,
     clean_env,
@@ -318,43 +318,6 @@ def test_status_reports_pending_uploads(siip: Path, tmp_path: Path) -> None:
 # --- the real command, end to end -----------------------------------------------------------
 
 
-class Service:
-    """`python -m watcher start` in a subprocess; stderr collected line by line."""
-
-    def __init__(self, config: Path, cwd: Path) -> None:
-        self.config = config
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcher", "-c", str(config), "start"], cwd=cwd,
-            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def count(self, text: str) -> int:
-        return sum(text in line for line in list(self.lines))
-
-    def wait_for(self, text: str, n: int = 1, timeout: float = 60) -> None:
-        wait_until(lambda: self.count(text) >= n or self.proc.poll() is not None,
-                   f"{text!r} x{n} in the log", timeout)
-        assert self.count(text) >= n, "\n".join(self.lines)
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._reader.join(5)
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-
 def _cli(config: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), *args],
                           cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=120,
@@ -369,17 +332,17 @@ def _schedule_toml(**values: Any) -> str:
 
 
 @pytest.fixture
-def real(tmp_path: Path) -> Iterator[Callable[..., tuple[Service, Path, Path]]]:
+def real(tmp_path: Path) -> Iterator[Callable[..., tuple[ServiceProcess, Path, Path]]]:
     """Start the real service on a fresh SIIP tree; backup dir inside the tree by default."""
-    started: list[Service] = []
+    started: list[ServiceProcess] = []
 
     def start(*, inside: bool = True, extra: str = "", tree: Path | None = None,
-              **schedule: Any) -> tuple[Service, Path, Path]:
+              **schedule: Any) -> tuple[ServiceProcess, Path, Path]:
         root = tree or make_siip_tree(tmp_path / "siip")
         local = root / "backups" if inside else tmp_path / "backups"
         config = write_config(tmp_path / "siip-watcher.toml", root, local,
                               _schedule_toml(**schedule) + extra)
-        svc = Service(config, tmp_path)
+        svc = ServiceProcess(config, tmp_path)
         started.append(svc)
         return svc, root, local
 

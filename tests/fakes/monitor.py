@@ -6,9 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +14,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import clean_env, make_siip_tree, toml_table, wait_until, write_config
+from tests.fakes.service import ServiceProcess
+from tests.helpers import make_siip_tree, toml_table, wait_until, write_config
 
 
 def free_port() -> int:
@@ -60,7 +58,7 @@ def http(url: str, *, method: str = "GET", headers: dict[str, str] | None = None
         return Answer(exc.code, exc.headers, exc.read())
 
 
-class MonitorService:
+class MonitorService(ServiceProcess):
     """`python -m watcher start` with the monitor on, in a subprocess, on a fresh tree."""
 
     def __init__(self, base: Path, *, web: dict[str, Any] | None = None,
@@ -70,39 +68,16 @@ class MonitorService:
         self.root = make_siip_tree(base / "siip")
         self.local = base / "backups"
         settings = {"listen": f"127.0.0.1:{self.port}", **(web or {})}
-        self.config = write_config(base / "siip-watcher.toml", self.root, self.local,
-                                   extra + toml_table("web", settings))
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcher", "-c", str(self.config), "start"], cwd=base,
-            env=clean_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
+        super().__init__(write_config(base / "siip-watcher.toml", self.root, self.local,
+                                      extra + toml_table("web", settings)), base, env)
 
     def wait_ready(self) -> None:
         """Until the page answers and the start run stored its snapshot."""
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"the service exited {self.proc.returncode}\n{self.log()}")
-            return any("backup OK" in line for line in list(self.lines))
+            return self.count("backup OK") > 0
         wait_until(ready, "the service's first snapshot", 60, interval=0.1, detail=self.log)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            return self.proc.wait(60)
-        finally:
-            self._reader.join(5)
 
 
 @contextlib.contextmanager

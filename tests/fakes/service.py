@@ -1,17 +1,21 @@
-"""Stand-ins for driving the service in-process: a run that stores a small archive and a
-catalog row like the real one (and can be held open or made to fail), and serve() in a
-thread."""
+"""Stand-ins for driving the service: a run that stores a small archive and a catalog row
+like the real one (and can be held open or made to fail), serve() in a thread, and the real
+`python -m watcher start` in a subprocess."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from tests.helpers import WAIT, wait_until
+from tests.helpers import WAIT, clean_env, wait_until
 from watcher.backup.report import RunReport, SnapshotInfo
 from watcher.config.settings import Config
 from watcher.service.daemon import serve
@@ -96,3 +100,41 @@ class Running:
 
     def state(self) -> dict[str, Any]:
         return read_state(self.cfg.local.dir) or {}
+
+
+class ServiceProcess:
+    """`python -m watcher start` in a subprocess; stderr collected line by line."""
+
+    def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "-c", str(config), "start"], cwd=cwd,
+            env=clean_env(**(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    def wait_for(self, text: str, n: int = 1, timeout: float = 60) -> None:
+        wait_until(lambda: self.count(text) >= n or self.proc.poll() is not None,
+                   f"{text!r} x{n} in the log", timeout)
+        assert self.count(text) >= n, "\n".join(self.lines)
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._reader.join(5)
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
