@@ -6,6 +6,7 @@ identity and refuses without it, and a resumed upload sends the very ciphertext 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -13,12 +14,15 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
 
+import pyrage
 import pytest
+from pyrage import x25519
 
 from scripts.fakedrive import DriveServer
 from tests.fakes.drive import CHUNK, drive_config, drive_section, drive_settings, make_archive
@@ -26,12 +30,13 @@ from tests.fakes.drive import make_drive as drive_destination
 from tests.helpers import assert_restored, make_config, toml_table, write_config
 from watcher.archive.files import snapshot_time
 from watcher.backup.report import SnapshotInfo
-from watcher.backup.sealing import sealed_archive, sealed_path
+from watcher.backup.sealing import discard, sealed_archive, sealed_path
 from watcher.backup.uploads import send_copies
 from watcher.cli import main
+from watcher.destinations.base import DestinationError
 from watcher.destinations.folder import LocalFolderDestination
 from watcher.encryption.keys import write_new_identity
-from watcher.encryption.stream import AGE_HEADER
+from watcher.encryption.stream import AGE_HEADER, _Written
 from watcher.state.catalog import Catalog
 from watcher.state.store import LocalStore
 
@@ -397,3 +402,51 @@ def test_local_archives_encrypted_in_place_restore_only_with_the_identity(
     verified = cli("-c", str(config(False)), "verify", "--all", "--identity",
                    str(keys["office"].file))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_hashes_taken_beside_the_encryption_are_of_the_whole_files(
+        tmp_path: Path, keys: dict[str, Key], monkeypatch: pytest.MonkeyPatch) -> None:
+    # small windows, so a small file crosses many of them and ends inside one
+    monkeypatch.setattr(_Written, "STEP", 64 * 1024)
+    local = tmp_path / "backups"
+    local.mkdir()
+    archive, sha = make_archive(local, "siip-20260101T000000Z", 40 * 64 * 1024 + 4321)
+    made = sealed_archive(archive, sha, [keys["office"].public])
+    ciphertext = made.path.read_bytes()
+    assert made.sealed.sha256 == hashlib.sha256(ciphertext).hexdigest()
+    identity = x25519.Identity.from_str(keys["office"].secret())
+    assert pyrage.decrypt(ciphertext, [identity]) == archive.read_bytes()
+    assert sorted(p.name for p in local.iterdir()) == sorted(
+        [archive.name, made.path.name, made.path.name + ".sha256",
+         made.path.name + ".recipients"])
+
+    # an archive that no longer matches its sha256 is refused, and nothing is left
+    discard(archive)
+    with pytest.raises(DestinationError, match="does not match its sha256") as refused:
+        sealed_archive(archive, "0" * 64, [keys["office"].public])
+    assert not refused.value.retryable
+    assert [p.name for p in local.iterdir()] == [archive.name]
+
+
+def test_a_disk_that_fills_mid_encryption_stops_the_hashing_and_leaves_nothing(
+        tmp_path: Path, keys: dict[str, Key]) -> None:
+    local = tmp_path / "backups"
+    local.mkdir()
+    archive, sha = make_archive(local, "siip-20260101T000000Z", 24 << 20)
+    # a real write error half-way: files may not grow past 10 MiB in the child
+    code = f"""
+import resource, signal, sys
+from pathlib import Path
+from watcher.backup.sealing import sealed_archive
+from watcher.destinations.base import DestinationError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (10 << 20, 10 << 20))
+try:
+    sealed_archive(Path({str(archive)!r}), {sha!r}, [{keys["office"].public!r}])
+except DestinationError as exc:
+    print(exc.retryable, exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.startswith("True cannot encrypt siip-20260101T000000Z.tar.zst"), out
+    assert [p.name for p in local.iterdir()] == [archive.name]

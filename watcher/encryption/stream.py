@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pyrage
 from pyrage import x25519
 
-from watcher.archive.files import open_private
+from watcher.archive.files import file_sha256, open_private
 
 #: the first line of every age file (age-encryption.org/v1)
 AGE_HEADER = b"age-encryption.org/v1\n"
@@ -53,35 +56,140 @@ class _HashingWriter:
         """Nothing is buffered here."""
 
 
-class _HashingReader:
-    """A read-only file object that hashes what it hands out."""
+class _Cancelled(Exception):
+    """The encryption failed: the thread hashing alongside it stops."""
 
-    def __init__(self, f: Any) -> None:
-        self.f = f
-        self.sha256 = hashlib.sha256()
 
-    def read(self, n: int = -1) -> bytes:
-        data: bytes = self.f.read(n)
-        self.sha256.update(data)
-        return data
+class _Written:
+    """How much of the ciphertext is on disk, shared by the thread that writes it and the
+    thread that hashes it behind the writer."""
+
+    #: the hashing thread wakes up once this much more is written (or at the end)
+    STEP = 4 << 20
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.size = 0
+        self.done = False
+        self.failed = False
+
+    def grew(self, size: int, *, done: bool = False) -> None:
+        """``size`` bytes are written (all of them, if ``done``)."""
+        with self.changed:
+            self.size, self.done = size, done
+            self.changed.notify()
+
+    def fail(self) -> None:
+        """The writer gave up: the hasher stops instead of waiting for more."""
+        with self.changed:
+            self.failed = True
+            self.changed.notify()
+
+    def wait_for(self, pos: int) -> tuple[int, bool]:
+        """Block until :attr:`STEP` bytes beyond ``pos`` are written, or all of them; return
+        how many are written and whether that is all. Raises :class:`_Cancelled`."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.failed or self.done
+                                  or self.size - pos >= self.STEP)
+            if self.failed:
+                raise _Cancelled
+            return self.size, self.done
+
+
+class _CountingWriter:
+    """A write-only file object over a descriptor that tells :class:`_Written` how far it
+    got, once per :attr:`_Written.STEP` (a notify per 64 KiB write would cost more)."""
+
+    def __init__(self, fd: int, written: _Written) -> None:
+        self.fd = fd
+        self.written = written
+        self.size = 0
+        self._told = 0
+        #: what a write raised: pyrage hands it on as an EncryptError that names no errno
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        n = len(view)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            self.error = exc
+            raise
+        self.size += n
+        if self.size - self._told >= _Written.STEP:
+            self._told = self.size
+            self.written.grew(self.size)
+        return n
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+
+def _hash_alongside(source: Path, target: Path, written: _Written) -> tuple[str, str]:
+    """The sha256 of ``source`` and then of ``target`` as it is written, read back from the
+    page cache a window at a time: on a thread of its own, beside the encryption.
+
+    pyrage holds the GIL for the whole of ``encrypt_io`` (two encryptions on two threads take
+    as long as one after the other), but hashlib and file reads drop it for each window, so
+    the hashing runs on the other core; hashing in the reader and writer pyrage calls took
+    about 45% of the encryption's time (docs/benchmarks.md, encrypted copies).
+    """
+    def stop_if_failed(_n: int) -> None:
+        if written.failed:
+            raise _Cancelled
+
+    plain = file_sha256(source, progress=stop_if_failed)
+    stored = hashlib.sha256()
+    buf = memoryview(bytearray(_Written.STEP))
+    pos = 0
+    with open(target, "rb", buffering=0) as f:
+        while True:
+            size, done = written.wait_for(pos)
+            while pos < size:
+                n = f.readinto(buf[:min(len(buf), size - pos)])
+                if not n:
+                    raise OSError(f"{target.name} became shorter while it was written")
+                stored.update(buf[:n])
+                pos += n
+            if done:
+                return plain, stored.hexdigest()
 
 
 def encrypt_file(source: Path, target: Path,
                  recipients: list[x25519.Recipient]) -> tuple[str, str]:
     """Encrypt ``source`` into ``target`` (created or truncated, mode 0600, fsynced) for
-    ``recipients``; return the sha256 of what was read and of what was written, in one pass
-    over each."""
+    ``recipients``; return the sha256 of ``source`` and of what was written.
+
+    Memory stays flat: pyrage's 64 KiB pieces, a 1 MiB read buffer, and one window of
+    :attr:`_Written.STEP` for the thread that hashes alongside (:func:`_hash_alongside`).
+    """
     fd = open_private(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        out = _HashingWriter(fd)
-        # buffered: pyrage asks for 8 KiB at a time, each a system call unbuffered
-        with open(source, "rb", buffering=1 << 20) as raw:
-            src = _HashingReader(raw)
-            pyrage.encrypt_io(src, out, recipients)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return src.sha256.hexdigest(), out.sha256.hexdigest()
+    written = _Written()
+    with ThreadPoolExecutor(1, thread_name_prefix="age-sha256") as pool:
+        hashes = pool.submit(_hash_alongside, source, target, written)
+        try:
+            out = _CountingWriter(fd, written)
+            # buffered: pyrage asks for 8 KiB at a time, each a system call unbuffered
+            with open(source, "rb", buffering=1 << 20) as src:
+                try:
+                    pyrage.encrypt_io(src, out, recipients)
+                except pyrage.EncryptError:
+                    if out.error is None:
+                        raise
+                    raise out.error from None   # a full disk, told as such by the caller
+            written.grew(out.size, done=True)
+            os.fsync(fd)
+            plain, stored = hashes.result()
+        except BaseException:
+            written.fail()
+            with suppress(Exception):  # the encryption's own error is the one to tell
+                hashes.result()
+            raise
+        finally:
+            os.close(fd)
+    return plain, stored
 
 
 def decrypt_file(source: Path, target: Path, identities: list[x25519.Identity], *,
