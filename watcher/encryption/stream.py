@@ -133,8 +133,9 @@ def _hash_alongside(source: Path, target: Path, written: _Written) -> tuple[str,
 
     pyrage holds the GIL for the whole of ``encrypt_io`` (two encryptions on two threads take
     as long as one after the other), but hashlib and file reads drop it for each window, so
-    the hashing runs on the other core; hashing in the reader and writer pyrage calls took
-    about 45% of the encryption's time (docs/benchmarks.md, encrypted copies).
+    the hashing runs on the other core. Hashed inside the reader and writer pyrage calls, the
+    two hashes took about half of the encryption's CPU time and all of it on one core
+    (docs/benchmarks.md, encrypted copies).
     """
     def stop_if_failed(_n: int) -> None:
         if written.failed:
