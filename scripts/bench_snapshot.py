@@ -1390,6 +1390,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911,PLR0912
     datasets = [ensure_dataset(data, args.seed, s, mix) for mix in args.mix for s in args.scale]
     # the working day's scenario lives in its own module beside this one, which imports this
     # one: imported here, when needed, not at the top
+    # bench_workday imports this module by name: it must find this very module, not load a
+    # second copy whose classes (Mix, Dataset) compare unequal to this one's
+    sys.modules.setdefault("bench_snapshot", sys.modules[__name__])
     import bench_workday  # noqa: PLC0415
 
     for ds in datasets:
