@@ -27,6 +27,7 @@ from pyrage import x25519
 from scripts.fakedrive import DriveServer
 from tests.fakes.drive import CHUNK, drive_config, drive_section, drive_settings, make_archive
 from tests.fakes.drive import make_drive as drive_destination
+from tests.fakes.smtp import TEST_PASSWORD, TEST_USER, SmtpTestServer, TlsFiles
 from tests.helpers import assert_restored, make_config, toml_table, write_config
 from watcher.archive.files import snapshot_time
 from watcher.backup.report import SnapshotInfo
@@ -362,22 +363,38 @@ def test_a_delta_is_encrypted_under_its_own_name(tmp_path: Path, keys: dict[str,
 
 
 def test_local_archives_encrypted_in_place_restore_only_with_the_identity(
-        siip: Path, tmp_path: Path, cli: Cli, keys: dict[str, Key]) -> None:
+        siip: Path, tmp_path: Path, cli: Cli, keys: dict[str, Key], tls: TlsFiles) -> None:
     local, nas = tmp_path / "backups", tmp_path / "nas"
     nas.mkdir()
     folder = toml_table("folder", {"enabled": True, "path": str(nas)})
 
-    def config(encrypt_locally: bool) -> Path:
-        return write_config(tmp_path / "c.toml", siip, local, folder + toml_table(
+    def config(encrypt_locally: bool, extra: str = "") -> Path:
+        return write_config(tmp_path / "c.toml", siip, local, folder + extra + toml_table(
             "encryption", {"recipients": [keys["office"].public], "local": encrypt_locally}))
 
-    first = cli("-c", str(config(True)), "once", "--no-email", "--json")
+    with SmtpTestServer(tls, "starttls") as smtp:
+        mail = toml_table("email", {
+            "enabled": True, "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
+            "username": TEST_USER, "password_env": "SIIP_TEST_SMTP_PASSWORD",
+            "sender": "watcher@example.test", "to": ["admin@example.test"],
+            "ca_file": str(tls.ca_cert), "language": "en"})
+        first = cli("-c", str(config(True, mail)), "once", "--json",
+                    env={"SIIP_TEST_SMTP_PASSWORD": TEST_PASSWORD})
+        [sent] = smtp.received
     assert first.returncode == 0, first.stderr
     assert list(local.glob("*.tar.zst")) == [] and not list(local.glob("*.tar.zst.sha256"))
     [kept] = local.glob("*.tar.zst.age")
     # encrypted once: the copy on the share is the very file kept here
     assert (nas / kept.name).read_bytes() == kept.read_bytes()
     assert kept.read_bytes().startswith(AGE_HEADER)
+    # the report names the file the run left, not the plain archive it replaced
+    assert json.loads(first.stdout)["snapshot"]["file"] == str(kept)
+    body = sent.message.get_body(("plain",)).get_content()
+    assert f"Archive: {kept.name}" in body.splitlines()
+    db = sqlite3.connect(local / "catalog.sqlite3")
+    [(summary, recorded)] = db.execute("SELECT summary, report FROM runs").fetchall()
+    db.close()
+    assert f"{kept.name}," in summary and json.loads(recorded)["snapshot"]["file"] == str(kept)
 
     target = tmp_path / "restored"
     refused = cli("-c", str(config(True)), "restore", "latest", "--to", str(target))

@@ -26,7 +26,7 @@ from watcher.backup.report import (
     destination_states,
     human_size,
 )
-from watcher.backup.sealing import encrypt_local_archives
+from watcher.backup.sealing import encrypt_local_archives, local_file
 from watcher.backup.uploads import queue_copies, send_copies
 from watcher.config.settings import Config
 from watcher.destinations.base import Destination, DestinationError
@@ -151,6 +151,9 @@ def _run_locked(cfg: Config, store: LocalStore, report: RunReport, *, upload: bo
                       stop=stop, full=full)
             # before the copies: they are then sent from the very file kept here
             report.warnings.extend(encrypt_local_archives(cfg, store))
+            if report.snapshot is not None:
+                # the catalog keeps the plain archive's name; the report names what is there
+                report.snapshot.file = str(local_file(Path(report.snapshot.file)))
             destinations = [opened.enter_context(d) for d in _destinations(cfg, report)]
             _after_snapshot(cfg, catalog, store, destinations, report, upload=upload,
                             stop=stop)

@@ -50,6 +50,13 @@ def sealed_path(archive: Path) -> Path:
     return archive.with_name(archive.name + AGE_SUFFIX)
 
 
+def local_file(archive: Path) -> Path:
+    """The file that holds ``archive`` in the local dir: the archive, or its encrypted file
+    once ``[encryption] local = true`` replaced it (what a report names, as `list` does)."""
+    sealed = sealed_path(archive)
+    return sealed if not archive.exists() and sealed.is_file() else archive
+
+
 def sealed_archive(archive: Path, sha256: str, recipients: list[str]) -> SealedArchive:
     """The encrypted file of ``archive`` (whose sha256 is ``sha256``): the one already made,
     else a new one for ``recipients``.
