@@ -6,10 +6,12 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tests.helpers import write_config
+from watcher.jsontext import json_text
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -23,9 +25,14 @@ def test_once_json_list_verify_restore_round_trip(tmp_path: Path, siip: Path, cl
     snap = report["snapshot"]
     assert snap["databases"][0]["check"] == "ok" and snap["size"] > 0
 
-    listed = json.loads(cli("-c", config, "list", "--json", check=True).stdout)
+    listing = cli("-c", config, "list", "--json", check=True).stdout
+    listed = json.loads(listing)
     assert [r["id"] for r in listed] == [snap["id"]]
     assert listed[0]["stored_at"] == ["local"]
+    # every --json command prints the one text of watcher/jsontext.py, byte for byte
+    status = cli("-c", config, "status", "--json", check=True).stdout
+    for text in (proc.stdout, listing, status):
+        assert text == json_text(json.loads(text))
 
     verified = cli("-c", config, "verify", "latest", check=True)
     assert f"{snap['id']}: OK" in verified.stdout
@@ -154,3 +161,13 @@ def test_list_verify_prune_work_when_the_source_is_gone(tmp_path: Path, siip: Pa
     cli("-c", config, "prune", "--dry-run", check=True)
     cli("-c", config, "restore", "latest", "--to", str(siip), check=True)
     assert (siip / "siip_database.db").is_file()
+
+
+def test_the_json_text_keeps_its_bytes() -> None:
+    # what scripts and /api/status readers parse: two-space indent, UTF-8 as is (not \u
+    # escapes), a datetime or a path as its str, one newline at the end
+    data = {"fotografía": "ñandú", "at": datetime(2026, 11, 28, 14, 0, tzinfo=UTC),
+            "file": Path("/b/siip.tar.zst"), "items": [1, None, True]}
+    assert json_text(data) == (
+        '{\n  "fotografía": "ñandú",\n  "at": "2026-11-28 14:00:00+00:00",\n'
+        '  "file": "/b/siip.tar.zst",\n  "items": [\n    1,\n    null,\n    true\n  ]\n}\n')

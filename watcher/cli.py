@@ -12,7 +12,6 @@ Exit codes (README.md, "Exit codes"): 0 all done; 1 the run failed; 2 usage or c
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,7 @@ from watcher.destinations.registry import (
     inspect_enabled,
     unencrypted_warnings,
 )
+from watcher.jsontext import json_text
 
 if TYPE_CHECKING:
     from watcher.actions.unseal import Identity
@@ -55,7 +55,7 @@ def _load(args: argparse.Namespace, *, check_paths: bool = True,
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(data))
 
 
 @contextmanager
@@ -363,7 +363,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from watcher.service.status import StatusError, collect_status, format_status, status_json  # noqa: PLC0415 - start-up time, see the top
+    from watcher.service.status import StatusError, collect_status, format_status  # noqa: PLC0415 - start-up time, see the top
 
     # status must answer even when the source folder is missing (that is worth seeing)
     cfg = _load(args, check_paths=False)
@@ -372,7 +372,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except StatusError as exc:
         print(f"siip-watcher: {exc}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    sys.stdout.write(status_json(data) if args.json else format_status(data))
+    sys.stdout.write(json_text(data) if args.json else format_status(data))
     return EXIT_OK
 
 

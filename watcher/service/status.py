@@ -8,7 +8,6 @@ local dir or the catalog.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from datetime import datetime, timedelta
@@ -79,12 +78,6 @@ def collect_status(cfg: Config, *, now: datetime | None = None) -> dict[str, Any
         "alert": hold.to_dict() if hold else None,
         "checked_at": _iso(now),
     }
-
-
-def status_json(data: dict[str, Any]) -> str:
-    """`status --json`'s text for :func:`collect_status`'s result (the monitor's
-    ``/api/status`` answers the same)."""
-    return json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
 
 
 def _service(local: Path) -> tuple[bool, int | None]:

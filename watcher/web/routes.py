@@ -21,7 +21,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from watcher.config.settings import Config, is_loopback_host
-from watcher.service.status import StatusError, collect_status, status_json
+from watcher.jsontext import json_text
+from watcher.service.status import StatusError, collect_status
 from watcher.web import page
 from watcher.web.auth import (
     CSRF_HEADER,
@@ -150,7 +151,7 @@ class MonitorApp:
     def on_status(self, request: Request) -> Response:
         if not self._may_read(request):
             return _unauthorized()
-        return Response(status_json(collect_status(self.cfg)),
+        return Response(json_text(collect_status(self.cfg)),
                         content_type="application/json; charset=utf-8")
 
     def on_metrics(self, request: Request) -> Response:
