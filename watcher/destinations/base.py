@@ -86,6 +86,30 @@ class RemoteFile:
         return self.sealed.sha256 if self.sealed else self.sha256
 
 
+def put_hashes(sha256: str, sealed: Sealed | None) -> tuple[str, str]:
+    """The two hashes every ``put`` works with: the archive's own sha256, lower case (its
+    sidecar's), and the sha256 the stored bytes must have (the ciphertext's for an encrypted
+    copy). An encrypted copy without the hash of its bytes could not be checked once stored,
+    so it is refused rather than stored unchecked."""
+    sha256 = sha256.lower()
+    if sealed is None:
+        return sha256, sha256
+    if not sealed.sha256:
+        raise DestinationError("an encrypted copy needs the sha256 of its bytes",
+                               retryable=False)
+    return sha256, sealed.sha256
+
+
+def archive_size(archive: Path) -> int:
+    """The size of the local file a ``put`` sends; one that cannot be read is not worth
+    retrying."""
+    try:
+        return archive.stat().st_size
+    except OSError as exc:
+        raise DestinationError(f"cannot read the local archive {archive}: "
+                               f"{exc.strerror or exc}", retryable=False) from None
+
+
 @dataclass(frozen=True)
 class Notice:
     """Something a destination did otherwise than it was asked, which the admin should hear

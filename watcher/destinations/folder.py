@@ -43,6 +43,8 @@ from watcher.destinations.base import (
     ProgressFn,
     RemoteFile,
     Sealed,
+    archive_size,
+    put_hashes,
 )
 from watcher.encryption.record import (
     RECIPIENTS_SUFFIX,
@@ -85,22 +87,14 @@ class LocalFolderDestination(Destination):
         sealed: Sealed | None = None,
     ) -> RemoteFile:
         """Copy ``archive`` here (resuming a ``.partial`` left by an interrupted copy)."""
-        sha256 = sha256.lower()
-        if sealed is not None and not sealed.sha256:
-            raise DestinationError("an encrypted copy needs the sha256 of its bytes",
-                                   retryable=False)
-        content_sha = sealed.sha256 if sealed else sha256
+        sha256, content_sha = put_hashes(sha256, sealed)
         self._ensure_dir()
         final = self.dir / copy_name(snapshot_id, archive_kind_of(archive.name),
                                      sealed=sealed is not None)
         if final.is_file() and self._is_verified_copy(final, content_sha):
             return self._remote(final)
 
-        try:
-            size = archive.stat().st_size
-        except OSError as exc:
-            raise DestinationError(f"cannot read the local archive {archive}: "
-                                   f"{exc.strerror or exc}", retryable=False) from None
+        size = archive_size(archive)
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
         self._copy_verified(archive, partial, size, content_sha, save_state=save_state,
                             progress=progress,

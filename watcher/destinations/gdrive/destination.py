@@ -51,6 +51,8 @@ from watcher.destinations.base import (
     ProgressFn,
     RemoteFile,
     Sealed,
+    archive_size,
+    put_hashes,
 )
 from watcher.destinations.gdrive.auth import load_credentials
 from watcher.destinations.gdrive.errors import (
@@ -316,15 +318,10 @@ class GoogleDriveDestination(Destination):
         sealed: Sealed | None = None,
     ) -> RemoteFile:
         """Upload ``archive`` exactly once, verify it, and return the copy on Drive."""
-        sha256 = sha256.lower()
-        if sealed is not None and not sealed.sha256:
-            raise DestinationError("an encrypted copy needs the sha256 of its bytes",
-                                   retryable=False)
-        try:
-            size = archive.stat().st_size
-        except OSError as exc:
-            raise DestinationError(f"cannot read the local archive {archive}: "
-                                   f"{exc.strerror or exc}", retryable=False) from None
+        # the upload is of content_sha's bytes: a resumed session must belong to these very
+        # bytes, and a re-encrypted copy differs
+        sha256, content_sha = put_hashes(sha256, sealed)
+        size = archive_size(archive)
         mime_type = SEALED_MIME_TYPE if sealed else MIME_TYPE
         properties = {KEY_KIND: KIND_ARCHIVE, KEY_SNAPSHOT: snapshot_id, KEY_SHA256: sha256}
         if sealed is not None:
@@ -338,8 +335,6 @@ class GoogleDriveDestination(Destination):
             "mimeType": mime_type,
             "appProperties": properties,
         }
-        # a resumed session must belong to these very bytes: a re-encrypted copy differs
-        content_sha = sealed.sha256 if sealed and sealed.sha256 else sha256
         with self._stoppable():
             http, _ = self._connect()
             self._shared_drive()         # the advice on a full drive names the right one

@@ -59,6 +59,8 @@ from watcher.destinations.base import (
     ProgressFn,
     RemoteFile,
     Sealed,
+    archive_size,
+    put_hashes,
 )
 from watcher.destinations.rclone.errors import DIR_NOT_FOUND, FILE_NOT_FOUND, explain
 from watcher.destinations.rclone.process import Rclone, RcloneFailed, find_binary
@@ -198,16 +200,8 @@ class RcloneDestination(Destination):
     ) -> RemoteFile:
         """Upload ``archive`` once, check it, and only then give it its name (an encrypted
         copy with its ``.recipients`` beside it, as the folder destination keeps it)."""
-        sha256 = sha256.lower()
-        if sealed is not None and not sealed.sha256:
-            raise DestinationError("an encrypted copy needs the sha256 of its bytes",
-                                   retryable=False)
-        content_sha = sealed.sha256 if sealed and sealed.sha256 else sha256
-        try:
-            size = archive.stat().st_size
-        except OSError as exc:
-            raise DestinationError(f"cannot read the local archive {archive}: "
-                                   f"{exc.strerror or exc}", retryable=False) from None
+        sha256, content_sha = put_hashes(sha256, sealed)
+        size = archive_size(archive)
         name = copy_name(snapshot_id, archive_kind_of(archive.name), sealed=sealed is not None)
         listing = self._listing()
         if name in listing:
