@@ -6,10 +6,11 @@ needs configured. A kind that must be set up before it can be enabled adds a com
 CLI (`siip-watcher drive login`). Nothing outside this package names a kind: the run, the
 service and the CLI ask here.
 
-Drive's builder imports its module only when called, so a configuration without Drive never
-loads the Google client libraries. Building touches neither the network nor the disk: a
-destination that cannot be reached shows up as a failed copy with its advice, never as a
-failed run.
+Drive's and rclone's builders import their modules only when called, so a configuration
+without Drive never loads the Google client libraries, and every command starts without
+rclone's modules (and the lookup of its binary among the installed packages). Building
+touches neither the network nor the disk: a destination that cannot be reached shows up as a
+failed copy with its advice, never as a failed run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from pathlib import Path
 from watcher.config.settings import Config, ConfigError
 from watcher.destinations.base import Destination, DestinationError
 from watcher.destinations.folder import LocalFolderDestination
-from watcher.destinations.rclone import setup as rclone_setup
-from watcher.destinations.rclone.destination import RcloneDestination
 
 Builder = Callable[[Config, threading.Event | None], Destination]
 
@@ -136,6 +135,9 @@ def _folder_readable(cfg: Config) -> None:
 
 
 def _build_rclone(cfg: Config, stop: threading.Event | None) -> Destination:
+    # as Drive's: loaded only when rclone is in use
+    from watcher.destinations.rclone.destination import RcloneDestination  # noqa: PLC0415
+
     return RcloneDestination(cfg.rclone, stop=stop)
 
 
@@ -146,7 +148,15 @@ def _rclone_readable(cfg: Config) -> None:
 
 
 def _rclone_inspect(cfg: Config) -> list[str]:
-    return rclone_setup.inspect_settings(cfg.rclone)
+    from watcher.destinations.rclone.setup import inspect_settings  # noqa: PLC0415 - as above
+
+    return inspect_settings(cfg.rclone)
+
+
+def _rclone_check(cfg: Config, args: argparse.Namespace) -> None:
+    from watcher.destinations.rclone.setup import rclone_check  # noqa: PLC0415 - as above
+
+    rclone_check(cfg, args)
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -169,7 +179,7 @@ KINDS: tuple[DestinationKind, ...] = (
         commands=(SetupCommand(
             action="check",
             help="list the remote folder and write, read back and delete a probe file",
-            add_arguments=lambda parser: None, run=rclone_setup.rclone_check),),
+            add_arguments=lambda parser: None, run=_rclone_check),),
         inspect=_rclone_inspect),
 )
 
