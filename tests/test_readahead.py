@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from watcher.snapshot import readahead
+from watcher.snapshot.member import MemberChanged
 from watcher.snapshot.readahead import AHEAD_FILES, ReadAhead, read_member
-from watcher.snapshot.tree import MemberChanged
 
 
 def test_outcomes_come_back_in_the_order_asked_with_the_items_that_need_no_read(

@@ -14,8 +14,8 @@ import os
 
 import zstandard
 
+from watcher.snapshot.member import open_member
 from watcher.snapshot.tarstream import FAST, LEVEL, STORED
-from watcher.snapshot.tree import open_member
 
 #: extensions of formats that are compressed already (lower case, with the dot)
 INCOMPRESSIBLE_SUFFIXES = frozenset({

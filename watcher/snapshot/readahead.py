@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from watcher.snapshot.tree import open_member
+from watcher.snapshot.member import open_member
 
 #: files up to this size are read whole before their header is written, so their member is
 #: always internally consistent even when the app rewrites them mid-read

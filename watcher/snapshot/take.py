@@ -62,6 +62,7 @@ from watcher.snapshot.base_state import (
     latest_full,
 )
 from watcher.snapshot.compressibility import frames_for_samples, looks_incompressible
+from watcher.snapshot.member import MemberChanged, open_member
 from watcher.snapshot.plan import Plan, delta_too_big, plan_snapshot
 from watcher.snapshot.readahead import SMALL_FILE, Outcome, ReadAhead, read_member
 from watcher.snapshot.sqlite_copy import (
@@ -73,9 +74,7 @@ from watcher.snapshot.sqlite_copy import (
 from watcher.snapshot.tarstream import Aborted, CompressedSink, SinkError, TarProducer
 from watcher.snapshot.tree import (
     Entry,
-    MemberChanged,
     TreeFilter,
-    open_member,
     summarize,
     tree_fingerprint,
     walk,

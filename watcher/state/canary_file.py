@@ -22,7 +22,7 @@ from watcher.snapshot.compressibility import (
     incompressible_name,
     incompressible_sample,
 )
-from watcher.snapshot.tree import MemberChanged, open_member
+from watcher.snapshot.member import MemberChanged, open_member
 
 log = logging.getLogger(__name__)
 
