@@ -222,17 +222,22 @@ def test_a_damaged_found_database_is_kept_as_files_with_a_warning(siip: Path,
     assert [d.path for d in report.snapshot.databases] == ["siip_database.db"]
 
 
-def test_a_database_that_appears_after_the_stat_pass_is_copied_too(
+def test_a_database_that_appears_after_the_run_started_is_copied_too(
         siip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = take_module.summarize
+    """The walk itself finds databases (there is no pass before it): one created after the
+    configured copies started, before the walk reached its folder, is copied like them."""
+    real = take_module._check_free_space
+    calls: list[int] = []
 
-    def summarize_then_create(cfg: Config) -> Any:
-        summary = real(cfg)
-        make_db(siip / "nueva.db", rows=5)
-        return summary
+    def check_then_create(folder: Path, needed: int) -> None:
+        real(folder, needed)
+        if not calls:  # the up-front check, before the walk
+            make_db(siip / "nueva.db", rows=5)
+        calls.append(needed)
 
-    monkeypatch.setattr(take_module, "summarize", summarize_then_create)
+    monkeypatch.setattr(take_module, "_check_free_space", check_then_create)
     report = backup(make_config(siip, tmp_path / "backups"))
+    assert len(calls) == 2, "free space is checked up front and again after the walk"
     names = members(Path(report.snapshot.file))
     assert "databases/nueva.db" in names
     assert not [n for n in names if n.startswith("files/nueva.db")]

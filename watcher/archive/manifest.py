@@ -81,10 +81,15 @@ class ManifestSpool:
 
     def add(self, entry: dict[str, Any]) -> None:
         """Append one member record."""
+        self.add_encoded(dump_json(entry))
+
+    def add_encoded(self, record: str) -> None:
+        """Append one member record already encoded by :func:`dump_json` (the tree packer
+        encodes its members' records in its own process)."""
         if not self._first:
             self._fh.write(",\n")
         self._first = False
-        self._fh.write(dump_json(entry))
+        self._fh.write(record)
 
     def add_referenced(self, entry: dict[str, Any]) -> None:
         """Record a file a delta takes unchanged from its base (spooled to a side file, and

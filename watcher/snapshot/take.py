@@ -8,9 +8,9 @@ mostly hidden; each database member is streamed as soon as its copy is checked, 
 tree members.
 
 The databases are the configured ones and, with ``source.discover_databases``, those the walk
-finds under the root (watcher/snapshot/tree.py). The stat pass that sizes the snapshot finds
-them before the copies start, so they hold every commit made before the run, as the configured
-ones do; one that appears after that pass is copied when the tree walk reaches it.
+finds under the root (watcher/snapshot/tree.py), each copied as soon as the walk reaches it
+(one walk, no stat pass before it: the walk also counts and fingerprints the tree, and the
+free space is checked again once it knows the snapshot's size).
 
 Member order inside the archive is free (the manifest lists everything), so it is chosen for
 speed: links and compressible files in walk order first, then the incompressible files
@@ -23,12 +23,15 @@ sampled compressibility calls for (watcher/snapshot/compressibility.py).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import platform
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +66,17 @@ from watcher.snapshot.base_state import (
 )
 from watcher.snapshot.compressibility import frames_for_samples, looks_incompressible
 from watcher.snapshot.member import MemberChanged, open_member
+from watcher.snapshot.packer import (
+    CHANGED,
+    FAILED,
+    MEMBER,
+    TOO_BIG,
+    UNREADABLE,
+    Packer,
+    PackerFailed,
+    rebuild_error,
+    records,
+)
 from watcher.snapshot.plan import Plan, delta_too_big, plan_snapshot
 from watcher.snapshot.readahead import SMALL_FILE, Outcome, ReadAhead, read_member
 from watcher.snapshot.sqlite_copy import (
@@ -74,8 +88,9 @@ from watcher.snapshot.sqlite_copy import (
 from watcher.snapshot.tarstream import Aborted, CompressedSink, SinkError, TarProducer
 from watcher.snapshot.tree import (
     Entry,
+    Fingerprint,
     TreeFilter,
-    summarize,
+    TreeSummary,
     tree_fingerprint,
     walk,
 )
@@ -173,10 +188,9 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
                             f"configuration (paths are relative to source.root)",
                             "database_missing")
 
-    summary = summarize(cfg)
-    if on_total:
-        on_total(summary.bytes)
-    _check_free_space(store.dir, summary.bytes)
+    # the copies of the databases come first and need their room at least; the whole
+    # snapshot's size is known once the walk is done (see after_walk)
+    _check_free_space(store.dir, _database_bytes(cfg))
 
     # names the work files only: the snapshot's own id waits for its data's moment
     stem = store.new_snapshot_id(now)
@@ -184,6 +198,10 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
     spool_path = store.dir / f".{stem}.manifest.partial"
     later_path = store.dir / f".{stem}.later.partial"
     warnings: list[Problem] = []
+    packing = _Packing(store.dir / f".{stem}.pack-jobs.partial",
+                       store.dir / f".{stem}.pack.partial",
+                       store.dir / f".{stem}.pack-records.partial",
+                       level=cfg.compression.level, threads=cfg.compression.threads)
 
     base = BaseState(store, plan.base.id) if plan.base else None
     # a full keeps what the next deltas compare against, unless deltas are off
@@ -193,11 +211,10 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
     databases = _Databases(cfg, store, stem, stop, base=base, state=state)
     sink: CompressedSink | None = None
     spool: ManifestSpool | None = None
+    counted = Fingerprint()
+    summary: TreeSummary | None = None
     try:
-        for entry in summary.databases:
-            databases.found(entry)
-        # the tree walk leaves these out with their side files, as it does the configured
-        tree_filter = TreeFilter.for_config(cfg, databases.found_paths())
+        tree_filter = TreeFilter.for_config(cfg)
         sink = CompressedSink(partial, level=cfg.compression.level,
                               threads=cfg.compression.threads, stop=stop)
         producer = TarProducer(sink, progress=progress, stop=stop)
@@ -223,9 +240,18 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
                 raise DeltaTooBig(f"the delta outgrew {cfg.snapshot.max_delta_ratio:g} of "
                                   f"{plan.base.id if plan.base else ''}'s size")
 
-        files, bytes_in = _add_tree(cfg.source.root, tree_filter, producer, spool, warnings,
-                                    later_path, between=between,
-                                    on_database=databases.found,
+        def after_walk() -> None:
+            nonlocal summary
+            summary = counted.finish(cfg)
+            if on_total:
+                on_total(summary.bytes)
+            # what is not in the archive yet still needs room
+            _check_free_space(store.dir, max(0, summary.bytes - (sink.size if sink else 0)))
+
+        files, bytes_in = _add_tree(counted.through(walk(cfg.source.root, tree_filter)),
+                                    producer, spool, warnings,
+                                    later_path, packing, between=between,
+                                    after_walk=after_walk, on_database=databases.found,
                                     base_members=base.members() if base else None)
         db_results = databases.wait()
         # not the run's start: a database locked for minutes holds what was committed then
@@ -266,6 +292,9 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
         raise Aborted("the run was asked to stop") from None
     except SinkError as exc:
         raise SnapshotError(str(exc), exc.cause) from None
+    except PackerFailed as exc:
+        raise SnapshotError(f"{exc}; run again, and report it if it happens again",
+                            "write_failed") from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             # whichever write met it first (the archive, the manifest, a work file)
@@ -282,12 +311,14 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
         if state is not None:
             state.discard()
         databases.close()
+        packing.close()
         partial.unlink(missing_ok=True)
         later_path.unlink(missing_ok=True)
 
     info = SnapshotInfo(id=snapshot_id, file=str(archive), created_at=created, size=size,
                         sha256=sha256, files=files, bytes_in=bytes_in, databases=db_results,
                         kind=plan.kind, base=plan.base.id if plan.base else None)
+    assert summary is not None  # after_walk ran
     return SnapshotResult(info=info, warnings=warnings, fingerprint=summary.fingerprint,
                           manifest_file=kept_manifest)
 
@@ -318,6 +349,16 @@ def _add_rebuild_script(producer: TarProducer, spool: ManifestSpool) -> None:
     producer.add_bytes(REBUILD_MEMBER, source, 0o644, now)
     spool.add(member_entry(REBUILD_MEMBER, "file", len(source), 0o644, int(now * 1e9),
                            sha256=hashlib.sha256(source).hexdigest()))
+
+
+def _database_bytes(cfg: Config) -> int:
+    """The configured databases' size on disk, -wal included: room their copies need."""
+    total = 0
+    for db in cfg.source.database_paths():
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(str(db) + suffix).st_size
+    return total
 
 
 def _check_free_space(folder: Path, needed: int) -> None:
@@ -548,9 +589,90 @@ class _Databases:
         producer.set_incompressible(was)
 
 
+#: small compressible files a snapshot reads in its own process before it starts a packer
+#: process for the rest (watcher/snapshot/packer.py): a small tree is done before a process
+#: would have started
+PACK_AFTER = 512
+
+
+class _Packing:
+    """The small compressible files past the first :data:`PACK_AFTER`, handed to a packer
+    process; its part is appended to the archive, its records to the manifest."""
+
+    def __init__(self, jobs: Path, part: Path, records: Path, *, level: int,
+                 threads: int) -> None:
+        self.jobs, self.part, self.records = jobs, part, records
+        # zstd's threads there: one, so reading overlaps compressing, unless told 1 in all
+        self.level, self.workers = level, 0 if threads == 1 else 1
+        self.seen = 0
+        self.packer: Packer | None = None
+
+    def take(self, path: str, name: str, walked: os.stat_result) -> bool:
+        """Whether the packer takes this file (it does past the first PACK_AFTER)."""
+        self.seen += 1
+        if self.seen <= PACK_AFTER:
+            return False
+        if self.packer is None:
+            self.packer = Packer(self.jobs, self.part, self.records, level=self.level,
+                                 workers=self.workers)
+        self.packer.add(path, name, walked)
+        return True
+
+    def finish(self, producer: TarProducer, spool: ManifestSpool, warnings: list[Problem],
+               between: Callable[[], None]) -> tuple[int, int]:
+        """Wait for the packer, append its part and records; returns (members, bytes of
+        content) it added, members streamed here included (files that grew too big)."""
+        if self.packer is None:
+            return 0, 0
+
+        def wait(proc: subprocess.Popen[bytes]) -> None:
+            while True:
+                try:
+                    proc.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    producer.check_stop()
+                    between()
+                else:
+                    return
+
+        packed = self.packer.finish(wait)
+        members, content = packed.members, packed.bytes
+        if packed.tar_bytes:
+            producer.append_frames(packed.part, packed.tar_bytes)
+        for tag, value in records(packed.records):
+            if tag == MEMBER:
+                spool.add_encoded(value)
+            elif tag == CHANGED:
+                fields = json.loads(value)
+                spool.add_encoded(fields["entry"])
+                warnings.append(_file_warning(fields["path"], "changed while being read", 0))
+            elif tag == UNREADABLE:
+                fields = json.loads(value)
+                warnings.append(_unreadable_problem(fields["path"], rebuild_error(fields)))
+            elif tag == FAILED:
+                raise rebuild_error(json.loads(value))  # as reading it here would have
+            elif tag == TOO_BIG:
+                fields = json.loads(value)
+                walked = os.stat_result((fields["mode"], fields["ino"], fields["dev"], 0, 0, 0,
+                                         fields["size"], 0, 0, 0))
+                added = _add_big_file(fields["path"], fields["name"], walked, producer, spool,
+                                      warnings)
+                if added is not None:
+                    members += 1
+                    content += added
+        return members, content
+
+    def close(self) -> None:
+        """Stop the packer if it still runs; delete its files (after the archive is closed:
+        the archive writer copies the part)."""
+        if self.packer is not None:
+            self.packer.abort()
+
+
 # internal, called once with all it needs
-def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool: ManifestSpool,  # noqa: PLR0913,PLR0917
-              warnings: list[Problem], later_path: Path, between: Callable[[], None],
+def _add_tree(entries: Iterator[Entry], producer: TarProducer, spool: ManifestSpool,  # noqa: PLR0913,PLR0917
+              warnings: list[Problem], later_path: Path, packing: _Packing,
+              between: Callable[[], None], after_walk: Callable[[], None],
               on_database: Callable[[Entry], None],
               base_members: dict[str, dict[str, Any]] | None = None) -> tuple[int, int]:
     """Stream every kept entry of the tree; returns (members, bytes of file content).
@@ -561,18 +683,22 @@ def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool:
 
     Three passes over one walk: the first adds links and compressible files and spools the
     rest to ``later_path``; the second adds the incompressible files, so the archive switches
-    zstd frames once instead of at every photo; the third adds the folders. Folders go last
+    zstd frames once instead of at every photo; the third adds the folders. Past the first
+    :data:`PACK_AFTER` small compressible files, the first pass hands them to ``packing``'s
+    process instead, whose part is appended before the folders. Folders go last
     so that ``tar -x`` sets their mode and mtime after everything inside them exists (a folder
     restored earlier would get a new mtime from later files, or refuse them when read-only).
     ``between()`` runs between members (it adds the databases when they are ready);
-    ``on_database(entry)`` gets each database the walk finds, which is not a tree member.
+    ``after_walk()`` once the walk is done; ``on_database(entry)`` gets each database the
+    walk finds, which is not a tree member.
     """
     ahead = ReadAhead()
     with open(later_path, "w+b") as later:
         try:
-            members, content = _add_first_pass(root, tree_filter, producer, spool, warnings,
+            members, content = _add_first_pass(entries, producer, spool, warnings,
                                                later, between, on_database, base_members,
-                                               ahead)
+                                               ahead, packing)
+            after_walk()
             later.seek(0)
             producer.set_incompressible(True)
             files = (rec for rec in _read_later(later) if rec.kind == "f")
@@ -586,8 +712,11 @@ def _add_tree(root: Path, tree_filter: TreeFilter, producer: TarProducer, spool:
                     content += added
         finally:
             ahead.close()
-        later.seek(0)
         producer.set_incompressible(False)
+        packed = packing.finish(producer, spool, warnings, between)
+        members += packed[0]
+        content += packed[1]
+        later.seek(0)
         for rec in _read_later(later):
             if rec.kind != "d":
                 continue
@@ -667,27 +796,37 @@ def _first_pass_file(entry: Entry) -> tuple[str, os.stat_result] | None:
 
 
 # internal, called once with all it needs
-def _add_first_pass(root: Path, tree_filter: TreeFilter, producer: TarProducer,  # noqa: PLR0913,PLR0917
+def _add_first_pass(entries: Iterator[Entry], producer: TarProducer,  # noqa: PLR0912,PLR0913,PLR0915,PLR0917
                     spool: ManifestSpool, warnings: list[Problem], later: Any,
                     between: Callable[[], None],
                     on_database: Callable[[Entry], None],
                     base_members: dict[str, dict[str, Any]] | None,
-                    ahead: ReadAhead) -> tuple[int, int]:
+                    ahead: ReadAhead, packing: _Packing) -> tuple[int, int]:
     members = content = 0
-    def to_read(entry: Entry) -> tuple[str, os.stat_result] | None:
+
+    def route(entry: Entry) -> tuple[Entry, bool, tuple[str, os.stat_result] | None]:
+        """(entry, handed to the packer?, the file the read-ahead reads for it)"""
         # a delta's unchanged files are referenced, never read
         if base_members is not None and entry.kind == "file" and _unchanged(
                 base_members.get(FILES_PREFIX + entry.rel), entry.st):
-            return None
-        return _first_pass_file(entry)
+            return entry, False, None
+        target = _first_pass_file(entry)
+        if target is not None and packing.take(entry.path, FILES_PREFIX + entry.rel, entry.st):
+            return entry, True, None
+        return entry, False, target
 
-    for entry, outcome in ahead.in_order(walk(root, tree_filter), to_read):
+    routed = (route(entry) for entry in entries)
+    for (entry, packed, _), outcome in ahead.in_order(routed, lambda item: item[2]):
         producer.check_stop()
         between()
         st = entry.st
+        if packed:
+            if producer.progress:
+                producer.progress(st.st_size)
+            continue
         name = FILES_PREFIX + entry.rel
         if entry.kind == "database":
-            on_database(entry)  # appeared since the stat pass
+            on_database(entry)  # copied like a configured one, added when checked
             continue
         if entry.kind == "error":
             err = getattr(st, "error", None)

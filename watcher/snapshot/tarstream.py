@@ -254,8 +254,10 @@ class CompressedSink:
         self._class = LEVEL           # the class of the frame being written
         self._frame_open = False      # has the current frame received any data yet?
         self.frames = 0               # frames finished, for tests and benchmarks
-        # chunks of the tar stream; a str switches the class of what follows (see switch)
-        self._queue: queue.Queue[bytes | bytearray | str | None] = queue.Queue(QUEUE_DEPTH)
+        # chunks of the tar stream; a str switches the class of what follows (see switch), a
+        # Path is a file of whole zstd frames to copy in (see append_frames)
+        self._queue: queue.Queue[bytes | bytearray | str | Path | None] = queue.Queue(
+            QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._cancelled = False
         self._thread = threading.Thread(target=self._drain, name="archive-writer", daemon=True)
@@ -330,16 +332,8 @@ class CompressedSink:
                     break
                 if self._stop is not None and self._stop.is_set():
                     self._cancelled = True
-                if self._cancelled:
-                    continue  # aborting: drop the backlog instead of compressing it
-                if isinstance(chunk, str):
-                    if chunk != self._class:
-                        self._end_frame()
-                        if self._class == FAST:
-                            self._fast = None  # its workers' buffers, until needed again
-                        self._class = chunk
-                    continue
-                self._feed(chunk)
+                if not self._cancelled:  # aborting: drop the backlog instead of compressing it
+                    self._take(chunk)
             if not self._cancelled and (self._frame_open or not self.frames):
                 self._frame_open = True  # an empty stream still gets one (empty) frame
                 self._end_frame()
@@ -354,6 +348,20 @@ class CompressedSink:
             while not ended and self._queue.get() is not None:
                 pass
 
+    def _take(self, chunk: bytes | bytearray | str | Path) -> None:
+        """One item of the queue: data, a switch of frame class, or a file of frames."""
+        if isinstance(chunk, Path):
+            self._end_frame()
+            self._copy_frames(chunk)
+        elif isinstance(chunk, str):
+            if chunk != self._class:
+                self._end_frame()
+                if self._class == FAST:
+                    self._fast = None  # its workers' buffers, until needed again
+                self._class = chunk
+        else:
+            self._feed(chunk)
+
     def _feed(self, chunk: bytes | bytearray) -> None:
         """Compress ``chunk`` in slices, so a stop request is seen between two of them.
 
@@ -367,6 +375,12 @@ class CompressedSink:
                 raise Aborted("the run was asked to stop")
             writer.write(view[start:start + FEED])
             self._frame_open = True
+
+    def _copy_frames(self, path: Path) -> None:
+        """Write the zstd frames in ``path`` to the archive as they are (hashing them)."""
+        with open(path, "rb", buffering=0) as fh:
+            while block := fh.read(BATCH):
+                self.write(block)
 
     def _current_writer(self) -> Any:
         if self._class == STORED:
@@ -394,6 +408,15 @@ class CompressedSink:
         if self._error is not None:
             raise self._as_sink_error(self._error)
         self._queue.put(frames)
+
+    def append_frames(self, path: Path, tar_bytes: int) -> None:
+        """Copy the file ``path`` of whole zstd frames, which hold ``tar_bytes`` of whole tar
+        members, into the archive after what was put so far (the frame being written ends
+        first). The file must stay until :meth:`close`."""
+        if self._error is not None:
+            raise self._as_sink_error(self._error)
+        self.bytes_in += tar_bytes
+        self._queue.put(path)
 
     def put(self, data: bytes | bytearray) -> None:
         """Queue uncompressed bytes; raises :class:`SinkError` once writing has failed."""
@@ -555,6 +578,13 @@ class TarProducer:
                 remaining -= len(part)
         self.write(padding(size))
         return digest.hexdigest(), read_total
+
+    def append_frames(self, path: Path, tar_bytes: int) -> None:
+        """Whole tar members compressed elsewhere (watcher/snapshot/packer.py): see
+        :meth:`CompressedSink.append_frames`."""
+        self.flush()
+        self.sink.append_frames(path, tar_bytes)
+        self.total += tar_bytes
 
     def end(self) -> None:
         """Two zero blocks, then pad to a whole tar record, as tar itself does."""

@@ -261,6 +261,55 @@ class TreeSummary:
     databases: tuple[Entry, ...] = ()
 
 
+class Fingerprint:
+    """Counts and fingerprints walked entries one by one (see :func:`summarize`), so that a
+    snapshot's own walk yields the same summary as a stat-only pass would."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self.files = self.bytes = 0
+        self.databases: list[Entry] = []
+
+    def add(self, entry: Entry) -> None:
+        """Count one walked entry."""
+        st = entry.st
+        self._digest.update(f"{entry.kind}\0{entry.rel}\0{st.st_size}\0{st.st_mode}\0"
+                            f"{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        if entry.kind == "file":
+            self.files += 1
+            self.bytes += st.st_size
+        elif entry.kind == "database":
+            self.databases.append(entry)
+            self.bytes += st.st_size
+            for side in entry.sides:
+                if side.path.endswith("-wal") and side.st.st_size:
+                    self._digest.update(_db_line(side.path, side.st))
+                    self.bytes += side.st.st_size
+
+    def through(self, entries: Iterable[Entry]) -> Iterator[Entry]:
+        """``entries`` unchanged, each counted on its way."""
+        for entry in entries:
+            self.add(entry)
+            yield entry
+
+    def finish(self, cfg: Config) -> TreeSummary:
+        """The summary: the entries counted plus the configured databases as they are now."""
+        digest = self._digest.copy()
+        total = self.bytes
+        for db in cfg.source.database_paths():
+            for suffix in ("", "-wal"):
+                try:
+                    st = os.stat(str(db) + suffix)
+                except OSError:
+                    continue
+                if suffix and st.st_size == 0:
+                    continue  # an empty -wal (left by any reader) is the same as none
+                digest.update(_db_line(str(db) + suffix, st))
+                total += st.st_size
+        return TreeSummary(files=self.files, bytes=total, fingerprint=digest.hexdigest(),
+                           databases=tuple(self.databases))
+
+
 def summarize(cfg: Config) -> TreeSummary:
     """Count and fingerprint the tree and databases without reading file contents.
 
@@ -268,35 +317,10 @@ def summarize(cfg: Config) -> TreeSummary:
     (or its -wal) is written: the service compares it with the last snapshot's to notice
     changes made while it was stopped.
     """
-    digest = hashlib.sha256()
-    files = total = 0
-    found: list[Entry] = []
+    counted = Fingerprint()
     for entry in walk(cfg.source.root, TreeFilter.for_config(cfg)):
-        st = entry.st
-        digest.update(f"{entry.kind}\0{entry.rel}\0{st.st_size}\0{st.st_mode}\0"
-                      f"{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        if entry.kind == "file":
-            files += 1
-            total += st.st_size
-        elif entry.kind == "database":
-            found.append(entry)
-            total += st.st_size
-            for side in entry.sides:
-                if side.path.endswith("-wal") and side.st.st_size:
-                    digest.update(_db_line(side.path, side.st))
-                    total += side.st.st_size
-    for db in cfg.source.database_paths():
-        for suffix in ("", "-wal"):
-            try:
-                st = os.stat(str(db) + suffix)
-            except OSError:
-                continue
-            if suffix and st.st_size == 0:
-                continue  # an empty -wal (left by any reader) is the same as none
-            digest.update(_db_line(str(db) + suffix, st))
-            total += st.st_size
-    return TreeSummary(files=files, bytes=total, fingerprint=digest.hexdigest(),
-                       databases=tuple(found))
+        counted.add(entry)
+    return counted.finish(cfg)
 
 
 def _db_line(path: str, st: os.stat_result) -> bytes:

@@ -1,0 +1,350 @@
+"""The tree packer: small compressible files read, hashed, tarred and compressed by a process
+of its own.
+
+On a tree of ten thousand small code files a snapshot's cost is per member, and in one
+process every member's Python (open, read and hash it, its tar header, its manifest record,
+the hand-overs between threads) waits for the one GIL, so a second core sits idle while the
+first one works (docs/benchmarks.md, "Small files"). The snapshot therefore hands such files
+to this process once there are enough of them to pay for its start (``python -m
+watcher.snapshot.packer``, 40-80 ms, which overlaps the walk). The packer does for each file
+what the snapshot does in its own process, with the same functions
+(:func:`watcher.snapshot.readahead.read_member`, which opens through
+:func:`watcher.snapshot.member.open_member`; :func:`watcher.snapshot.tarstream.tar_header`;
+:func:`watcher.archive.manifest.member_entry`), and writes
+
+- the part: whole tar members in zstd frames, which the snapshot appends to its archive as
+  they are (a zstd stream may be any number of frames; tar sees one stream of members);
+- the records: one line per file asked for, in the order asked: its manifest record, or why
+  it is not in the part (vanished, swapped, unreadable, grown too big to read whole here).
+
+They and the list of files to pack (see :class:`Packer`) are ``.partial`` files in the local
+dir, removed by the snapshot whatever happens (and by the next run's clean-up after a crash).
+An end mark says the list is complete; when standard input closes without it (the snapshot
+was killed) the packer deletes what it wrote and exits. It imports only the standard library,
+zstandard and these few modules: it must start fast, and it never sees the configuration or a
+secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard
+
+from watcher.archive.manifest import dump_json, member_entry
+from watcher.snapshot.member import MemberChanged
+from watcher.snapshot.readahead import read_member
+from watcher.snapshot.tarstream import BATCH, padding, tar_header
+
+#: fields of one file on the packer's input: path, member name, and the walk's mode, device,
+#: inode and size (what open_member compares); each field ends with NUL, which no path holds
+JOB_FIELDS = 6
+#: the end mark: an empty field where a path would start
+END = b"\0"
+#: record tags, the first field of each line of the records file
+MEMBER, CHANGED, UNREADABLE, TOO_BIG, FAILED, TOTALS = "m", "c", "e", "b", "f", "t"
+#: the packer's exit status when its input ended without the end mark
+EXIT_ABANDONED = 3
+#: ... and when it could not write its part or records (the message is JSON on stderr)
+EXIT_WRITE_FAILED = 4
+
+
+def job_record(path: str, name: str, walked: os.stat_result) -> bytes:
+    """One file for the packer: see :data:`JOB_FIELDS`."""
+    fields = (os.fsencode(path), name.encode("utf-8", "surrogateescape"),
+              b"%d" % walked.st_mode, b"%d" % walked.st_dev, b"%d" % walked.st_ino,
+              b"%d" % walked.st_size)
+    return b"\0".join(fields) + b"\0"
+
+
+def _jobs(jobs: IO[bytes], notices: int) -> Iterator[tuple[str, str, os.stat_result] | None]:
+    """The files listed in ``jobs`` as the snapshot appends them, then None for the end mark
+    (nothing if it never came).
+
+    The snapshot appends to the file and then writes a byte to the pipe ``notices``; at the
+    end of what is there, the packer waits for such a byte. The pipe's end of file means the
+    snapshot is gone (the end mark would have come first).
+    """
+    rest = b""
+    while True:
+        block = jobs.read(1 << 16)
+        if not block:
+            if os.read(notices, 1 << 16):
+                continue
+            block = jobs.read(1 << 16)  # whatever was appended before the pipe closed
+            if not block:
+                return
+        fields = (rest + block).split(b"\0")
+        rest = fields.pop()  # the unterminated tail waits for the next block
+        i = 0
+        while len(fields) - i >= 1:
+            if fields[i] == b"":
+                yield None
+                return
+            if len(fields) - i < JOB_FIELDS:
+                break
+            path, name, mode, dev, ino, size = fields[i:i + JOB_FIELDS]
+            walked = os.stat_result((int(mode), int(ino), int(dev), 0, 0, 0, int(size), 0, 0, 0))
+            yield (os.fsdecode(path), name.decode("utf-8", "surrogateescape"), walked)
+            i += JOB_FIELDS
+        rest = b"".join(f + b"\0" for f in fields[i:]) + rest
+
+
+def _line(tag: str, value: Any) -> str:
+    return f"{tag}\t{value}\n"
+
+
+def _error(path: str, exc: BaseException) -> dict[str, Any]:
+    """An exception from reading ``path`` as JSON-able fields (see :func:`rebuild_error`)."""
+    if isinstance(exc, MemberChanged):
+        return {"path": path, "changed": exc.now}
+    if isinstance(exc, OSError):
+        return {"path": path, "errno": exc.errno, "strerror": exc.strerror or str(exc)}
+    return {"path": path, "errno": None, "strerror": f"{type(exc).__name__}: {exc}"}
+
+
+def rebuild_error(fields: dict[str, Any]) -> OSError:
+    """The exception the snapshot's own process would have met (see :func:`_error`)."""
+    path = str(fields["path"])
+    if "changed" in fields:
+        return MemberChanged(path, str(fields["changed"]))
+    number = fields.get("errno")
+    if number == errno.ENOENT:
+        return FileNotFoundError(number, fields["strerror"], path)
+    return OSError(number, fields["strerror"], path) if number else OSError(fields["strerror"])
+
+
+def pack(jobs: Iterator[tuple[str, str, os.stat_result] | None], part: IO[bytes],
+         records: IO[str], *, level: int, workers: int) -> bool:
+    """Pack the files of ``jobs`` into ``part`` and describe each in ``records``; returns
+    whether the end mark came (the list was complete)."""
+    params = zstandard.ZstdCompressionParameters.from_level(level, threads=workers,
+                                                            write_checksum=True)
+    zw = zstandard.ZstdCompressor(compression_params=params).stream_writer(
+        part, write_size=BATCH, closefd=False)
+    batch = bytearray()
+    members = content = tar_bytes = 0
+    ended = False
+    for job in jobs:
+        if job is None:
+            ended = True
+            break
+        path, name, walked = job
+        outcome = read_member(path, walked)
+        if outcome.failure is not None:
+            records.write(_line(FAILED, json.dumps(_error(path, outcome.failure))))
+            continue
+        if outcome.error is not None:
+            records.write(_line(UNREADABLE, json.dumps(_error(path, outcome.error))))
+            continue
+        read = outcome.read
+        if read is None:  # grew past SMALL_FILE since the walk: the snapshot streams it
+            records.write(_line(TOO_BIG, json.dumps({"path": path, "name": name,
+                                                     "mode": walked.st_mode,
+                                                     "dev": walked.st_dev,
+                                                     "ino": walked.st_ino,
+                                                     "size": walked.st_size})))
+            continue
+        before = read.before
+        header = tar_header(name, "file", size=len(read.data), mode=before.st_mode,
+                            mtime=before.st_mtime, uid=before.st_uid, gid=before.st_gid)
+        batch += header
+        batch += read.data
+        batch += padding(len(read.data))
+        tar_bytes += len(header) + len(read.data) + (-len(read.data) % 512)
+        if len(batch) >= BATCH:
+            zw.write(batch)
+            batch = bytearray()
+        warning = "changed while being read" if read.changed else None
+        entry = dump_json(member_entry(name, "file", len(read.data), before.st_mode,
+                                       before.st_mtime_ns, sha256=read.sha256, warning=warning))
+        if warning:
+            records.write(_line(CHANGED, json.dumps({"path": path, "entry": entry})))
+        else:
+            records.write(_line(MEMBER, entry))
+        members += 1
+        content += len(read.data)
+    if ended:
+        if batch:
+            zw.write(batch)
+        if tar_bytes:
+            zw.flush(zstandard.FLUSH_FRAME)
+        records.write(_line(TOTALS, json.dumps({"members": members, "bytes": content,
+                                                "tar_bytes": tar_bytes})))
+    return ended
+
+
+def main(argv: list[str]) -> int:
+    """``python -m watcher.snapshot.packer JOBS PART RECORDS LEVEL WORKERS``: see the module
+    doc."""
+    jobs_path, part_path, records_path = argv[0], argv[1], argv[2]
+    level, workers = int(argv[3]), int(argv[4])
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    try:
+        with open(jobs_path, "rb", buffering=0) as jobs, \
+                open(os.open(part_path, flags, 0o600), "wb") as part, \
+                open(os.open(records_path, flags, 0o600), "w", encoding="utf-8",
+                     newline="\n") as records:
+            ended = pack(_jobs(jobs, sys.stdin.fileno()), part, records, level=level,
+                         workers=workers)
+    except OSError as exc:
+        sys.stderr.write(json.dumps({"errno": exc.errno, "strerror": exc.strerror or str(exc),
+                                     "filename": str(exc.filename or "")}) + "\n")
+        ended = False
+        status = EXIT_WRITE_FAILED
+    else:
+        status = 0 if ended else EXIT_ABANDONED
+    if not ended:  # abandoned, or failed: nothing of it may look usable
+        for leftover in (part_path, records_path):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+    return status
+
+
+@dataclass(frozen=True)
+class Packed:
+    """What a finished packer left: its part and records files, and its totals."""
+
+    part: Path
+    records: Path
+    members: int
+    bytes: int
+    tar_bytes: int
+
+
+class PackerFailed(Exception):
+    """The packer process failed; the message says how, in one line."""
+
+
+#: the snapshot appends the files it names to the packer's list in pieces of about this size
+NOTICE_EVERY = 32 << 10
+
+
+class Packer:
+    """The snapshot's side of a packer process: :meth:`add` files, then :meth:`finish`.
+
+    The list of files goes through a file, not a pipe: the snapshot must never wait for the
+    packer while it has other members to write (a database, the photos), however far ahead
+    of the packer its walk runs, and the list must not grow in memory either.
+    """
+
+    def __init__(self, jobs: Path, part: Path, records: Path, *, level: int,
+                 workers: int) -> None:
+        self.jobs, self.part, self.records = jobs, part, records
+        self._jobs_fd = os.open(jobs, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                | getattr(os, "O_BINARY", 0), 0o600)
+        self._pending = bytearray()
+        package_parent = Path(__file__).resolve().parent.parent.parent
+        # the package's own folder first: never a "watcher" module from the service's cwd
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(package_parent),
+                                                           os.environ.get("PYTHONPATH")]))}
+        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "watcher.snapshot.packer", str(jobs), str(part),
+             str(records), str(level), str(workers)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=package_parent, env=env)
+        assert self._proc.stdin is not None
+        self._in: IO[bytes] = self._proc.stdin
+        self.asked = 0
+
+    def add(self, path: str, name: str, walked: os.stat_result) -> None:
+        """Pack the regular file the walk saw as ``walked`` at ``path`` as ``name``."""
+        self._pending += job_record(path, name, walked)
+        self.asked += 1
+        if len(self._pending) >= NOTICE_EVERY:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Append what is pending to the list, then tell the packer."""
+        view = memoryview(self._pending)
+        while view:
+            view = view[os.write(self._jobs_fd, view):]
+        self._pending = bytearray()
+        try:
+            self._in.write(b"+")
+            self._in.flush()
+        except BrokenPipeError:
+            raise self._failure() from None
+
+    def finish(self, wait: Any) -> Packed:
+        """Close the list and wait for the packer (``wait(proc)`` waits, answering a stop
+        request); raises :class:`PackerFailed`, or OSError when it could not write."""
+        self._pending += END
+        try:
+            self._hand_over()
+            self._in.close()
+        except (BrokenPipeError, PackerFailed):
+            pass  # it ended already: its exit status says why
+        wait(self._proc)
+        if self._proc.returncode != 0:
+            raise self._failure()
+        totals: dict[str, Any] = {}
+        with open(self.records, "rb") as fh:
+            # the totals are the last line: seek near the end instead of reading it all
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 4096))
+            last = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1].decode("utf-8")
+        tag, _, value = last.partition("\t")
+        if tag == TOTALS:
+            totals = json.loads(value)
+        if not totals:
+            raise PackerFailed(f"the tree packer left no totals in {self.records}")
+        return Packed(self.part, self.records, int(totals["members"]), int(totals["bytes"]),
+                      int(totals["tar_bytes"]))
+
+    def abort(self) -> None:
+        """Stop the packer at once and delete what it wrote."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        with contextlib.suppress(OSError):
+            self._in.close()
+        self._proc.wait()
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
+        self.discard()
+
+    def discard(self) -> None:
+        """Delete the list, part and records files."""
+        with contextlib.suppress(OSError):
+            os.close(self._jobs_fd)
+        for path in (self.jobs, self.part, self.records):
+            path.unlink(missing_ok=True)
+
+    def _failure(self) -> Exception:
+        """Why the packer failed, once it has ended: OSError for a write it could not make
+        (a full disk reads as one), else :class:`PackerFailed`."""
+        with contextlib.suppress(OSError):
+            self._in.close()
+        err = self._proc.stderr.read() if self._proc.stderr is not None else b""
+        self._proc.wait()
+        text = err.decode("utf-8", "replace").strip()
+        if self._proc.returncode == EXIT_WRITE_FAILED:
+            with contextlib.suppress(ValueError, KeyError, IndexError):
+                fields = json.loads(text.splitlines()[-1])
+                return OSError(fields["errno"], fields["strerror"], fields["filename"] or None)
+        last = text.splitlines()[-1] if text else "no message"
+        return PackerFailed(f"the tree packer process ended with status "
+                            f"{self._proc.returncode}: {last}")
+
+
+def records(path: Path) -> Iterator[tuple[str, str]]:
+    """The records file's lines as (tag, value), totals excluded."""
+    with open(path, encoding="utf-8", newline="\n") as fh:
+        for line in fh:
+            tag, _, value = line.rstrip("\n").partition("\t")
+            if tag != TOTALS:
+                yield tag, value
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
