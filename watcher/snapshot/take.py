@@ -14,8 +14,10 @@ free space is checked again once it knows the snapshot's size).
 
 Member order inside the archive is free (the manifest lists everything), so it is chosen for
 speed: links and compressible files in walk order first, then the incompressible files
-(photos) in frames of stored zstd blocks, then the folders (last, so that ``tar -x`` sets
-their mode and mtime once their contents exist), then the manifest. What the first pass holds
+(photos) in frames of stored zstd blocks, then the small compressible files that the tree
+packer's process packed meanwhile (watcher/snapshot/packer.py: all but the first
+:data:`PACK_AFTER`), then the folders (last, so that ``tar -x`` sets their mode and mtime once
+their contents exist), then the manifest. What the first pass holds
 back is spooled to a file, not held in memory. A database member goes into the frames its
 sampled compressibility calls for (watcher/snapshot/compressibility.py).
 """

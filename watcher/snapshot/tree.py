@@ -252,7 +252,8 @@ def _error_stat(exc: OSError) -> os.stat_result:
 
 @dataclass(frozen=True)
 class TreeSummary:
-    """What a stat-only pass over the tree found (only databases' headers are read)."""
+    """What a walk of the tree found, by stat alone (only databases' headers are read): by
+    :func:`summarize`, or by a snapshot's own walk (:class:`Fingerprint`)."""
 
     files: int
     bytes: int
