@@ -30,7 +30,9 @@ from watcher.snapshot.packer import (
     CHANGED,
     END,
     EXIT_ABANDONED,
+    EXIT_OTHER_VERSION,
     MEMBER,
+    PROTOCOL,
     TOO_BIG,
     UNREADABLE,
     Packer,
@@ -182,7 +184,7 @@ def test_a_list_without_its_end_mark_leaves_nothing(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs.partial"
     jobs.write_bytes(job_record(str(path), "files/a.txt", path.lstat()))
     proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-        [sys.executable, "-m", "watcher.snapshot.packer", str(jobs),
+        [sys.executable, "-m", "watcher.snapshot.packer", str(PROTOCOL), str(jobs),
          str(tmp_path / "part.partial"), str(tmp_path / "records.partial"), "3", "0"],
         stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdin is not None
@@ -201,7 +203,7 @@ def test_the_end_mark_may_come_in_a_later_piece_of_the_list(tmp_path: Path) -> N
     jobs = tmp_path / "jobs.partial"
     jobs.write_bytes(record[:7])
     proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-        [sys.executable, "-m", "watcher.snapshot.packer", str(jobs),
+        [sys.executable, "-m", "watcher.snapshot.packer", str(PROTOCOL), str(jobs),
          str(tmp_path / "part.partial"), str(tmp_path / "records.partial"), "3", "0"],
         stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdin is not None
@@ -234,6 +236,43 @@ def test_a_full_disk_under_the_packer_reads_as_one(tmp_path: Path,
     assert caught.value.errno == 28  # ENOSPC, as the snapshot's own writes would raise it
     packer.abort()
     assert not [p for p in small.iterdir() if p.name != "lost+found"]
+
+
+def test_a_packer_of_another_version_refuses_and_the_snapshot_says_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package on disk was upgraded under a running service: the packer it starts
+    speaks another protocol. It writes nothing, and the error says what to do."""
+    path = tmp_path / "a.txt"
+    path.write_text("hola\n")
+    monkeypatch.setattr(packer_module, "PROTOCOL", PROTOCOL + 1)  # this side only
+    packer = start(tmp_path)
+    packer.add(str(path), "files/a.txt", path.lstat())
+    with pytest.raises(packer_module.PackerFailed) as caught:
+        packer.finish(wait)
+    assert f"status {EXIT_OTHER_VERSION}" in str(caught.value)
+    assert "restart the service" in caught.value.hint
+    packer.abort()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_the_packer_inherits_no_secret_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIIP_WATCHER_SMTP_PASSWORD", "s3creto-smtp")
+    monkeypatch.setenv("OFICINA_TOKEN", "s3creto-web")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    packer = start(tmp_path)
+    packer2 = Packer(tmp_path / "j2.partial", tmp_path / "p2.partial", tmp_path / "r2.partial",
+                     level=3, workers=0, hidden=("OFICINA_TOKEN",))
+    try:
+        plain = Path(f"/proc/{packer._proc.pid}/environ").read_bytes()  # noqa: SLF001
+        hiding = Path(f"/proc/{packer2._proc.pid}/environ").read_bytes()  # noqa: SLF001
+        assert b"s3creto-smtp" not in plain and b"OFICINA_TOKEN=s3creto-web" in plain
+        assert b"s3creto" not in hiding
+        for environ in (plain, hiding):  # the rest is passed on (file name encoding)
+            assert b"LANG=C.UTF-8" in environ
+    finally:
+        packer.abort()
+        packer2.abort()
 
 
 # --- whole snapshots with the packer doing every small file -------------------------------
@@ -319,6 +358,25 @@ def test_a_packed_delta_restores_like_a_full(siip: Path, tmp_path: Path,
     assert out.returncode == 0, out.stdout + out.stderr
     assert_restored(target, siip)
     assert_restored_files(target, cfg, ignore=("siip_database.db",))
+
+
+def test_without_a_packer_the_snapshot_reads_every_file_itself(
+        siip: Path, tmp_path: Path, pack_everything: None,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The interpreter is gone (replaced by an upgrade, a venv moved): slower, as complete."""
+    add_code(siip)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    cfg = make_config(siip, tmp_path / "backups")
+    report = run_backup(cfg, trigger="manual", email=False)
+    assert report.status == "ok", report.errors
+    assert "could not start the tree packer" in caplog.text
+    assert report.snapshot is not None
+    target = tmp_path / "restored"
+    target.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", report.snapshot.file, "-C", str(target)],
+                   check=True)
+    assert_restored_files(target / "files", cfg)
+    assert not [p for p in cfg.local.dir.iterdir() if p.name.endswith(".partial")]
 
 
 def test_stopping_a_packed_snapshot_kills_the_packer_and_leaves_nothing(

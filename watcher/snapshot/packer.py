@@ -33,7 +33,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -50,12 +50,20 @@ from watcher.snapshot.tarstream import BATCH, padding, tar_header
 JOB_FIELDS = 6
 #: the end mark: an empty field where a path would start
 END = b"\0"
+#: the configuration's environment variables (watcher/config/settings.py), never passed on
+SETTINGS_ENV_PREFIX = "SIIP_WATCHER_"
 #: record tags, the first field of each line of the records file
 MEMBER, CHANGED, UNREADABLE, TOO_BIG, FAILED, TOTALS = "m", "c", "e", "b", "f", "t"
 #: the packer's exit status when its input ended without the end mark
 EXIT_ABANDONED = 3
 #: ... and when it could not write its part or records (the message is JSON on stderr)
 EXIT_WRITE_FAILED = 4
+#: ... and when the snapshot speaks another version of this protocol: the package on disk was
+#: upgraded under a running service, whose code in memory is the old one
+EXIT_OTHER_VERSION = 5
+#: the version of the command line, list, part and records described here
+PROTOCOL = 1
+_ARGUMENTS = ("protocol", "jobs", "part", "records", "level", "workers")
 
 
 def job_record(path: str, name: str, walked: os.stat_result) -> bytes:
@@ -184,10 +192,14 @@ def pack(jobs: Iterator[tuple[str, str, os.stat_result] | None], part: IO[bytes]
 
 
 def main(argv: list[str]) -> int:
-    """``python -m watcher.snapshot.packer JOBS PART RECORDS LEVEL WORKERS``: see the module
-    doc."""
-    jobs_path, part_path, records_path = argv[0], argv[1], argv[2]
-    level, workers = int(argv[3]), int(argv[4])
+    """``python -m watcher.snapshot.packer PROTOCOL JOBS PART RECORDS LEVEL WORKERS``: see the
+    module doc."""
+    if len(argv) != len(_ARGUMENTS) or argv[0] != str(PROTOCOL):
+        sys.stderr.write(f"the tree packer on disk speaks protocol {PROTOCOL}, not the "
+                         f"running snapshot's\n")
+        return EXIT_OTHER_VERSION
+    jobs_path, part_path, records_path = argv[1], argv[2], argv[3]
+    level, workers = int(argv[4]), int(argv[5])
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     try:
         with open(jobs_path, "rb", buffering=0) as jobs, \
@@ -222,7 +234,12 @@ class Packed:
 
 
 class PackerFailed(Exception):
-    """The packer process failed; the message says how, in one line."""
+    """The packer process failed; the message says how, in one line, ``hint`` what to do."""
+
+    def __init__(self, message: str,
+                 hint: str = "run again, and report it if it happens again") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 #: the snapshot appends the files it names to the packer's list in pieces of about this size
@@ -238,21 +255,31 @@ class Packer:
     """
 
     def __init__(self, jobs: Path, part: Path, records: Path, *, level: int,
-                 workers: int) -> None:
+                 workers: int, hidden: Iterable[str] = ()) -> None:
+        """Start the packer; raises OSError when it cannot be (the caller packs the files
+        itself then). ``hidden`` names environment variables it must not inherit: the ones
+        that hold secrets (every ``SIIP_WATCHER_*`` is left out too)."""
         self.jobs, self.part, self.records = jobs, part, records
         self._jobs_fd = os.open(jobs, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                                 | getattr(os, "O_BINARY", 0), 0o600)
         self._pending = bytearray()
         package_parent = Path(__file__).resolve().parent.parent.parent
+        drop = set(hidden)
+        env = {k: v for k, v in os.environ.items()
+               if k not in drop and not k.startswith(SETTINGS_ENV_PREFIX)}
         # the package's own folder first: never a "watcher" module from the service's cwd
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(package_parent),
-                                                           os.environ.get("PYTHONPATH")]))}
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "watcher.snapshot.packer", str(jobs), str(part),
-             str(records), str(level), str(workers)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            cwd=package_parent, env=env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_parent),
+                                                          os.environ.get("PYTHONPATH")]))
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "watcher.snapshot.packer", str(PROTOCOL), str(jobs),
+                 str(part), str(records), str(level), str(workers)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                cwd=package_parent, env=env)
+        except BaseException:
+            os.close(self._jobs_fd)
+            jobs.unlink(missing_ok=True)
+            raise
         assert self._proc.stdin is not None
         self._in: IO[bytes] = self._proc.stdin
         self.asked = 0
@@ -333,8 +360,11 @@ class Packer:
                 fields = json.loads(text.splitlines()[-1])
                 return OSError(fields["errno"], fields["strerror"], fields["filename"] or None)
         last = text.splitlines()[-1] if text else "no message"
-        return PackerFailed(f"the tree packer process ended with status "
-                            f"{self._proc.returncode}: {last}")
+        failed = PackerFailed(f"the tree packer process ended with status "
+                              f"{self._proc.returncode}: {last}")
+        if self._proc.returncode == EXIT_OTHER_VERSION:
+            failed.hint = "siip-watcher was upgraded while the service ran: restart the service"
+        return failed
 
 
 def records(path: Path) -> Iterator[tuple[str, str]]:

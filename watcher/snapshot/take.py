@@ -34,6 +34,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -203,7 +204,8 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
     packing = _Packing(store.dir / f".{stem}.pack-jobs.partial",
                        store.dir / f".{stem}.pack.partial",
                        store.dir / f".{stem}.pack-records.partial",
-                       level=cfg.compression.level, threads=cfg.compression.threads)
+                       level=cfg.compression.level, threads=cfg.compression.threads,
+                       hidden=(cfg.email.password_env, cfg.web.token_env))
 
     base = BaseState(store, plan.base.id) if plan.base else None
     # a full keeps what the next deltas compare against, unless deltas are off
@@ -295,8 +297,7 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
     except SinkError as exc:
         raise SnapshotError(str(exc), exc.cause) from None
     except PackerFailed as exc:
-        raise SnapshotError(f"{exc}; run again, and report it if it happens again",
-                            "write_failed") from None
+        raise SnapshotError(f"{exc}; {exc.hint}", "write_failed") from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             # whichever write met it first (the archive, the manifest, a work file)
@@ -602,8 +603,10 @@ class _Packing:
     process; its part is appended to the archive, its records to the manifest."""
 
     def __init__(self, jobs: Path, part: Path, records: Path, *, level: int,
-                 threads: int) -> None:
+                 threads: int, hidden: tuple[str, ...]) -> None:
         self.jobs, self.part, self.records = jobs, part, records
+        self.hidden = hidden  # the environment variables holding secrets
+        self.failed_to_start = False
         # zstd's threads there: one, so reading overlaps compressing, unless told 1 in all
         self.level, self.workers = level, 0 if threads == 1 else 1
         self.seen = 0
@@ -615,8 +618,17 @@ class _Packing:
         if self.seen <= PACK_AFTER:
             return False
         if self.packer is None:
-            self.packer = Packer(self.jobs, self.part, self.records, level=self.level,
-                                 workers=self.workers)
+            if self.failed_to_start:
+                return False
+            try:
+                self.packer = Packer(self.jobs, self.part, self.records, level=self.level,
+                                     workers=self.workers, hidden=self.hidden)
+            except OSError as exc:
+                # the files are packed here instead, as on a small tree: slower, as complete
+                self.failed_to_start = True
+                log.warning("could not start the tree packer (%s: %s); this snapshot reads "
+                            "every file in the service's own process", sys.executable, exc)
+                return False
         self.packer.add(path, name, walked)
         return True
 
