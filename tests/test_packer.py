@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -20,7 +21,14 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.helpers import assert_restored, make_config, write_config
+from tests.helpers import (
+    assert_restored,
+    clean_env,
+    make_config,
+    make_siip_tree,
+    wait_until,
+    write_config,
+)
 from watcher.archive.manifest import member_entry
 from watcher.backup.run import run_backup
 from watcher.snapshot import packer as packer_module
@@ -41,7 +49,7 @@ from watcher.snapshot.packer import (
     records,
 )
 from watcher.snapshot.readahead import SMALL_FILE, Outcome, SmallRead
-from watcher.snapshot.take import take_snapshot
+from watcher.snapshot.take import PACK_AFTER, take_snapshot
 from watcher.snapshot.tree import TreeFilter, walk
 from watcher.state.store import LocalStore
 
@@ -399,3 +407,55 @@ def test_stopping_a_packed_snapshot_kills_the_packer_and_leaves_nothing(
         take_snapshot(cfg, store, now=datetime.now(UTC), stop=stop)
     assert started and started[0]._proc.poll() is not None  # noqa: SLF001 - it was ended
     assert not [p for p in cfg.local.dir.iterdir() if p.name.endswith((".partial", ".zst"))]
+
+
+def test_kill_9_of_the_snapshot_ends_the_packer_and_leaves_nothing_that_looks_complete(
+        tmp_path: Path) -> None:
+    """A tree big enough for the packer, the `once` behind it killed while it packs: the
+    packer ends on its own (no orphan keeps running), nothing looks complete, and the next
+    run removes what is left and snapshots normally. (A packer whose list had no end mark
+    deletes its part itself: test_a_list_without_its_end_mark_leaves_nothing.)"""
+    root = make_siip_tree(tmp_path / "siip")
+    code = root / "app" / "muchos"
+    for i in range(PACK_AFTER + 3000):
+        folder = code / f"m{i // 100}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"vista_{i}.py").write_text(f"def vista_{i}():\n    return {i}\n" * 40)
+    local = tmp_path / "backups"
+    config = write_config(tmp_path / "c.toml", root, local)
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "-c", str(config), "once",
+                             "--no-email"], env=clean_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_until(lambda: proc.poll() is not None or any(local.glob("*.pack.partial")),
+               "the packer to start writing its part", 60, interval=0.002)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    jobs = next(local.glob("*.pack-jobs.partial"))
+    packers = [pid for pid in os.listdir("/proc") if pid.isdigit()
+               and str(jobs).encode() in _cmdline(pid)]
+    assert packers, "no packer process found"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    wait_until(lambda: not [p for p in packers if os.path.exists(f"/proc/{p}")
+                            and b"watcher.snapshot.packer" in _cmdline(p)],
+               "the packer to end on its own", 60)
+    assert not list(local.glob("*.tar.zst")), "a killed run left a complete-looking archive"
+    # what is left (the list, and the part if the list was complete already) is .partial
+    assert all(p.name.endswith(".partial") for p in local.iterdir()
+               if p.name.startswith(".siip-"))
+
+    again = subprocess.run([sys.executable, "-m", "watcher", "-c", str(config), "once",
+                            "--no-email", "--json"], env=clean_env(), capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    assert not list(local.glob("*.partial"))
+    archive = next(local.glob("*.tar.zst"))
+    names = tarfile_names(archive)
+    assert sum(1 for n in names if n.startswith("files/app/muchos/")
+               and n.endswith(".py")) == PACK_AFTER + 3000
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
