@@ -307,11 +307,9 @@ class Packer:
         """Close the list and wait for the packer (``wait(proc)`` waits, answering a stop
         request); raises :class:`PackerFailed`, or OSError when it could not write."""
         self._pending += END
-        try:
-            self._hand_over()
+        self._hand_over()  # raises what the packer ended on, if it ended already
+        with contextlib.suppress(BrokenPipeError):
             self._in.close()
-        except (BrokenPipeError, PackerFailed):
-            pass  # it ended already: its exit status says why
         wait(self._proc)
         if self._proc.returncode != 0:
             raise self._failure()
