@@ -185,16 +185,22 @@ def test_a_file_that_changes_while_read_is_packed_with_a_warning(
     assert json.loads(totals.partition("\t")[2])["members"] == 1
 
 
+def spawn(tmp_path: Path, listed: bytes) -> subprocess.Popen[bytes]:
+    """A packer started by hand on a list holding ``listed`` (``jobs.partial``), writing
+    ``part.partial`` and ``records.partial`` in ``tmp_path``."""
+    jobs = tmp_path / "jobs.partial"
+    jobs.write_bytes(listed)
+    return subprocess.Popen(  # noqa: S603 - our interpreter, our module
+        [sys.executable, "-m", "watcher.snapshot.packer", str(PROTOCOL), str(jobs),
+         str(tmp_path / "part.partial"), str(tmp_path / "records.partial"), "3", "0"],
+        stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+
+
 def test_a_list_without_its_end_mark_leaves_nothing(tmp_path: Path) -> None:
     """The snapshot died (kill -9): the notice pipe closes without the end mark."""
     path = tmp_path / "a.txt"
     path.write_text("hola\n")
-    jobs = tmp_path / "jobs.partial"
-    jobs.write_bytes(job_record(str(path), "files/a.txt", path.lstat()))
-    proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-        [sys.executable, "-m", "watcher.snapshot.packer", str(PROTOCOL), str(jobs),
-         str(tmp_path / "part.partial"), str(tmp_path / "records.partial"), "3", "0"],
-        stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+    proc = spawn(tmp_path, job_record(str(path), "files/a.txt", path.lstat()))
     assert proc.stdin is not None
     proc.stdin.write(b"+")
     proc.stdin.close()
@@ -208,12 +214,8 @@ def test_the_end_mark_may_come_in_a_later_piece_of_the_list(tmp_path: Path) -> N
     path = tmp_path / "a.txt"
     path.write_text("hola\n")
     record = job_record(str(path), "files/a.txt", path.lstat())
+    proc = spawn(tmp_path, record[:7])
     jobs = tmp_path / "jobs.partial"
-    jobs.write_bytes(record[:7])
-    proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-        [sys.executable, "-m", "watcher.snapshot.packer", str(PROTOCOL), str(jobs),
-         str(tmp_path / "part.partial"), str(tmp_path / "records.partial"), "3", "0"],
-        stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdin is not None
     proc.stdin.write(b"+")
     proc.stdin.flush()
@@ -306,10 +308,14 @@ def test_a_packed_snapshot_restores_the_tree_and_verifies(
                           "verify", report.snapshot.id], capture_output=True, text=True,
                          check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    target = tmp_path / "restored"
+    assert_untarred(Path(report.snapshot.file), cfg, tmp_path / "restored")
+
+
+def assert_untarred(archive: Path, cfg: Any, target: Path) -> None:
+    """Plain ``tar --zstd -xf`` of ``archive`` gives every kept file, and the run left no
+    work file behind."""
     target.mkdir()
-    subprocess.run(["tar", "--zstd", "-xf", report.snapshot.file, "-C", str(target)],
-                   check=True)
+    subprocess.run(["tar", "--zstd", "-xf", str(archive), "-C", str(target)], check=True)
     assert_restored_files(target / "files", cfg)
     assert not [p for p in cfg.local.dir.iterdir() if p.name.endswith(".partial")]
 
@@ -379,12 +385,7 @@ def test_without_a_packer_the_snapshot_reads_every_file_itself(
     assert report.status == "ok", report.errors
     assert "could not start the tree packer" in caplog.text
     assert report.snapshot is not None
-    target = tmp_path / "restored"
-    target.mkdir()
-    subprocess.run(["tar", "--zstd", "-xf", report.snapshot.file, "-C", str(target)],
-                   check=True)
-    assert_restored_files(target / "files", cfg)
-    assert not [p for p in cfg.local.dir.iterdir() if p.name.endswith(".partial")]
+    assert_untarred(Path(report.snapshot.file), cfg, tmp_path / "restored")
 
 
 def test_stopping_a_packed_snapshot_kills_the_packer_and_leaves_nothing(
