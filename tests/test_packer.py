@@ -265,6 +265,20 @@ def test_a_packer_of_another_version_refuses_and_the_snapshot_says_restart(
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
+def test_a_packer_that_says_much_on_stderr_is_not_stopped_by_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python at PYTHONVERBOSE=2 writes far more than a pipe holds while it imports; nobody
+    reads the packer's stderr before it ends, so it must not be a pipe."""
+    monkeypatch.setenv("PYTHONVERBOSE", "2")
+    path = tmp_path / "a.txt"
+    path.write_text("hola\n")
+    packer = start(tmp_path)
+    packer.add(str(path), "files/a.txt", path.lstat())
+    packed = packer.finish(wait)  # wait() gives up after 60 s
+    assert packed.members == 1
+    packer.abort()
+
+
 def test_the_packer_inherits_no_secret_from_the_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIIP_WATCHER_SMTP_PASSWORD", "s3creto-smtp")

@@ -33,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,14 +272,19 @@ class Packer:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_parent),
                                                           os.environ.get("PYTHONPATH")]))
         try:
+            # what it says on stderr goes to a file, not a pipe: a pipe nobody reads until
+            # the end would stop a packer that says much (warnings) halfway, for good
+            self._errors: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in abort
             self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "watcher.snapshot.packer", str(PROTOCOL), str(jobs),
                  str(part), str(records), str(level), str(workers)],
-                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors,
                 cwd=package_parent, env=env)
         except BaseException:
             os.close(self._jobs_fd)
             jobs.unlink(missing_ok=True)
+            if hasattr(self, "_errors"):
+                self._errors.close()
             raise
         assert self._proc.stdin is not None
         self._in: IO[bytes] = self._proc.stdin
@@ -334,8 +340,7 @@ class Packer:
         with contextlib.suppress(OSError):
             self._in.close()
         self._proc.wait()
-        if self._proc.stderr is not None:
-            self._proc.stderr.close()
+        self._errors.close()
         self.discard()
 
     def discard(self) -> None:
@@ -350,9 +355,9 @@ class Packer:
         (a full disk reads as one), else :class:`PackerFailed`."""
         with contextlib.suppress(OSError):
             self._in.close()
-        err = self._proc.stderr.read() if self._proc.stderr is not None else b""
         self._proc.wait()
-        text = err.decode("utf-8", "replace").strip()
+        self._errors.seek(0)
+        text = self._errors.read().decode("utf-8", "replace").strip()
         if self._proc.returncode == EXIT_WRITE_FAILED:
             with contextlib.suppress(ValueError, KeyError, IndexError):
                 fields = json.loads(text.splitlines()[-1])
