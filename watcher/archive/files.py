@@ -144,14 +144,19 @@ def open_private(path: Path, flags: int) -> int:
     return fd
 
 
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may take less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_private_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through ``<path>.partial`` + fsync + rename, mode 0600."""
     tmp = path.with_name(path.name + PARTIAL_SUFFIX)
     fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

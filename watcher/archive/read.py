@@ -21,7 +21,13 @@ from typing import IO, Any
 
 import zstandard
 
-from watcher.archive.files import DELTA, archive_kind_of, file_sha256, read_sidecar
+from watcher.archive.files import (
+    DELTA,
+    archive_kind_of,
+    file_sha256,
+    read_sidecar,
+    write_all,
+)
 from watcher.archive.manifest import DATABASES_PREFIX, MANIFEST_MEMBER, Manifest
 from watcher.archive.rebuild import apply_pages
 
@@ -419,8 +425,6 @@ def copy_stream(data: IO[bytes], fd: int) -> MemberSeen:
     size = 0
     while chunk := data.read(READ_CHUNK):
         digest.update(chunk)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, chunk)
         size += len(chunk)
     return MemberSeen("file", size, digest.hexdigest())

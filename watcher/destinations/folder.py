@@ -35,6 +35,7 @@ from watcher.archive.files import (
     sidecar_line,
     snapshot_id_of,
     snapshot_time,
+    write_all,
     write_private_atomic,
 )
 from watcher.destinations.base import (
@@ -158,9 +159,7 @@ class LocalFolderDestination(Destination):
                     src.seek(start)
                     done = start
                     while block := src.read(self.chunk_size):
-                        view = memoryview(block)
-                        while view:
-                            view = view[os.write(fd, view):]
+                        write_all(fd, block)
                         hasher.update(block)
                         done += len(block)
                         if save_state:

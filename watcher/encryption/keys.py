@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import pyrage
 from pyrage import x25519
 
+from watcher.archive.files import open_private, write_all
+
 if TYPE_CHECKING:
     from watcher.config.settings import EncryptionConfig
 
@@ -119,19 +121,14 @@ def write_new_identity(path: Path) -> str:
     its public key."""
     text, public = new_identity_text()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         raise KeyFileError(f"{path} exists; it may be the only key to the off-site copies, so it "
                         f"is never overwritten: choose another file") from None
     except OSError as exc:
         raise KeyFileError(f"cannot create {path}: {exc.strerror or exc}") from None
     try:
-        if os.name == "posix":
-            os.fchmod(fd, 0o600)      # the mode argument is filtered by the umask
-        view = memoryview(text.encode())
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, text.encode())
         os.fsync(fd)
     except OSError as exc:
         os.close(fd)

@@ -20,7 +20,7 @@ from typing import Any
 import pyrage
 from pyrage import x25519
 
-from watcher.archive.files import file_sha256, open_private
+from watcher.archive.files import file_sha256, open_private, write_all
 
 #: the first line of every age file (age-encryption.org/v1)
 AGE_HEADER = b"age-encryption.org/v1\n"
@@ -48,8 +48,7 @@ class _HashingWriter:
         view = memoryview(data)
         self.sha256.update(view)
         self.size += len(view)
-        while view:
-            view = view[os.write(self.fd, view):]
+        write_all(self.fd, view)
         return len(data)
 
     def flush(self) -> None:
@@ -109,11 +108,9 @@ class _CountingWriter:
         self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
-        view = memoryview(data)
-        n = len(view)
+        n = len(data)
         try:
-            while view:
-                view = view[os.write(self.fd, view):]
+            write_all(self.fd, data)
         except OSError as exc:
             self.error = exc
             raise

@@ -101,7 +101,7 @@ def looks_incompressible(path: str, name: str, walked: os.stat_result) -> bool:
     """Decide for one regular file: by name, then by its first bytes when it is big.
 
     ``walked`` is the walk's ``lstat`` of it: the trial reads only that file
-    (:func:`watcher.snapshot.tree.open_member`), never what a link swapped in since points to.
+    (:func:`watcher.snapshot.member.open_member`), never what a link swapped in since points to.
     A file that cannot be read here counts as compressible; reading it for the archive reports
     the problem.
     """

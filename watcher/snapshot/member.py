@@ -37,6 +37,12 @@ _KIND_NAMES = {stat.S_IFREG: "file", stat.S_IFDIR: "folder", stat.S_IFLNK: "link
                stat.S_IFBLK: "device"}
 
 
+def walked_stat(mode: int, ino: int, dev: int, size: int) -> os.stat_result:
+    """The walk's view of a member rebuilt from a record (a list, another process): its
+    type, identity and size, all :func:`open_member` compares; the rest is zero."""
+    return os.stat_result((mode, ino, dev, 0, 0, 0, size, 0, 0, 0))
+
+
 def open_member(path: str, walked: os.stat_result) -> tuple[int, os.stat_result]:
     """Open the tree member at ``path`` for reading, only if it is still what the walk saw.
 

@@ -41,16 +41,18 @@ from typing import IO, Any
 
 import zstandard
 
+from watcher.archive.files import write_all
 from watcher.archive.manifest import dump_json, member_entry
-from watcher.snapshot.member import MemberChanged
+from watcher.snapshot import nulrecords
+from watcher.snapshot.member import MemberChanged, walked_stat
 from watcher.snapshot.readahead import read_member
 from watcher.snapshot.tarstream import BATCH, padding, tar_header
 
 #: fields of one file on the packer's input: path, member name, and the walk's mode, device,
 #: inode and size (what open_member compares); each field ends with NUL, which no path holds
 JOB_FIELDS = 6
-#: the end mark: an empty field where a path would start
-END = b"\0"
+#: the end mark: a record of empty fields (no path is empty)
+END = b"\0" * JOB_FIELDS
 #: the configuration's environment variables (watcher/config/settings.py), never passed on
 SETTINGS_ENV_PREFIX = "SIIP_WATCHER_"
 #: record tags, the first field of each line of the records file
@@ -63,49 +65,43 @@ EXIT_WRITE_FAILED = 4
 #: upgraded under a running service, whose code in memory is the old one
 EXIT_OTHER_VERSION = 5
 #: the version of the command line, list, part and records described here
-PROTOCOL = 1
+PROTOCOL = 2
 _ARGUMENTS = ("protocol", "jobs", "part", "records", "level", "workers")
 
 
 def job_record(path: str, name: str, walked: os.stat_result) -> bytes:
     """One file for the packer: see :data:`JOB_FIELDS`."""
-    fields = (os.fsencode(path), name.encode("utf-8", "surrogateescape"),
-              b"%d" % walked.st_mode, b"%d" % walked.st_dev, b"%d" % walked.st_ino,
-              b"%d" % walked.st_size)
-    return b"\0".join(fields) + b"\0"
+    return nulrecords.encode((os.fsencode(path), name.encode("utf-8", "surrogateescape"),
+                              b"%d" % walked.st_mode, b"%d" % walked.st_dev,
+                              b"%d" % walked.st_ino, b"%d" % walked.st_size))
 
 
-def _jobs(jobs: IO[bytes], notices: int) -> Iterator[tuple[str, str, os.stat_result] | None]:
-    """The files listed in ``jobs`` as the snapshot appends them, then None for the end mark
-    (nothing if it never came).
+def _appended(jobs: IO[bytes], notices: int) -> Iterator[bytes]:
+    """What the snapshot appends to ``jobs``, as it comes.
 
     The snapshot appends to the file and then writes a byte to the pipe ``notices``; at the
     end of what is there, the packer waits for such a byte. The pipe's end of file means the
-    snapshot is gone (the end mark would have come first).
+    snapshot is done with the list, or gone: what it appended before is read, then no more.
     """
-    rest = b""
     while True:
-        block = jobs.read(1 << 16)
-        if not block:
-            if os.read(notices, 1 << 16):
-                continue
-            block = jobs.read(1 << 16)  # whatever was appended before the pipe closed
-            if not block:
-                return
-        fields = (rest + block).split(b"\0")
-        rest = fields.pop()  # the unterminated tail waits for the next block
-        i = 0
-        while len(fields) - i >= 1:
-            if fields[i] == b"":
-                yield None
-                return
-            if len(fields) - i < JOB_FIELDS:
-                break
-            path, name, mode, dev, ino, size = fields[i:i + JOB_FIELDS]
-            walked = os.stat_result((int(mode), int(ino), int(dev), 0, 0, 0, int(size), 0, 0, 0))
-            yield (os.fsdecode(path), name.decode("utf-8", "surrogateescape"), walked)
-            i += JOB_FIELDS
-        rest = b"".join(f + b"\0" for f in fields[i:]) + rest
+        if block := jobs.read(1 << 16):
+            yield block
+        elif not os.read(notices, 1 << 16):
+            while block := jobs.read(1 << 16):
+                yield block
+            return
+
+
+def _jobs(jobs: IO[bytes], notices: int) -> Iterator[tuple[str, str, os.stat_result] | None]:
+    """The files listed in ``jobs`` (see :func:`_appended`), then None for the end mark
+    (nothing if it never came: the snapshot is gone)."""
+    for path, name, mode, dev, ino, size in nulrecords.decode(_appended(jobs, notices),
+                                                              JOB_FIELDS):
+        if not path:
+            yield None
+            return
+        yield (os.fsdecode(path), name.decode("utf-8", "surrogateescape"),
+               walked_stat(int(mode), int(ino), int(dev), int(size)))
 
 
 def _line(tag: str, value: Any) -> str:
@@ -299,9 +295,7 @@ class Packer:
 
     def _hand_over(self) -> None:
         """Append what is pending to the list, then tell the packer."""
-        view = memoryview(self._pending)
-        while view:
-            view = view[os.write(self._jobs_fd, view):]
+        write_all(self._jobs_fd, self._pending)
         self._pending = bytearray()
         try:
             self._in.write(b"+")

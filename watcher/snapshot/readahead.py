@@ -1,6 +1,6 @@
 """Reading the tree's small files ahead of the archive, on a thread of their own.
 
-Per small file a snapshot opens it (through :func:`watcher.snapshot.tree.open_member`, which
+Per small file a snapshot opens it (through :func:`watcher.snapshot.member.open_member`, which
 checks it is still what the walk saw), reads it, looks at it again (``fstat``: did it change
 while being read?), hashes it and closes it: system calls and sha256, which release the GIL,
 and which took about half of the main thread's time on a tree of small files. The main thread

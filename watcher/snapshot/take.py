@@ -25,7 +25,6 @@ sampled compressibility calls for (watcher/snapshot/compressibility.py).
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import errno
 import hashlib
 import json
@@ -59,6 +58,7 @@ from watcher.archive.manifest import (
 )
 from watcher.backup.report import DatabaseResult, Problem, SnapshotInfo
 from watcher.config.settings import Config
+from watcher.snapshot import nulrecords
 from watcher.snapshot.base_state import (
     BaseDatabase,
     BaseState,
@@ -68,7 +68,7 @@ from watcher.snapshot.base_state import (
     latest_full,
 )
 from watcher.snapshot.compressibility import frames_for_samples, looks_incompressible
-from watcher.snapshot.member import MemberChanged, open_member
+from watcher.snapshot.member import MemberChanged, open_member, walked_stat
 from watcher.snapshot.packer import (
     CHANGED,
     FAILED,
@@ -94,6 +94,7 @@ from watcher.snapshot.tree import (
     Fingerprint,
     TreeFilter,
     TreeSummary,
+    database_files,
     tree_fingerprint,
     walk,
 )
@@ -193,7 +194,7 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
 
     # the copies of the databases come first and need their room at least; the whole
     # snapshot's size is known once the walk is done (see after_walk)
-    _check_free_space(store.dir, _database_bytes(cfg))
+    _check_free_space(store.dir, sum(st.st_size for _, st in database_files(cfg)))
 
     # names the work files only: the snapshot's own id waits for its data's moment
     stem = store.new_snapshot_id(now)
@@ -352,16 +353,6 @@ def _add_rebuild_script(producer: TarProducer, spool: ManifestSpool) -> None:
     producer.add_bytes(REBUILD_MEMBER, source, 0o644, now)
     spool.add(member_entry(REBUILD_MEMBER, "file", len(source), 0o644, int(now * 1e9),
                            sha256=hashlib.sha256(source).hexdigest()))
-
-
-def _database_bytes(cfg: Config) -> int:
-    """The configured databases' size on disk, -wal included: room their copies need."""
-    total = 0
-    for db in cfg.source.database_paths():
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(OSError):
-                total += os.stat(str(db) + suffix).st_size
-    return total
 
 
 def _check_free_space(folder: Path, needed: int) -> None:
@@ -667,8 +658,8 @@ class _Packing:
                 raise rebuild_error(json.loads(value))  # as reading it here would have
             elif tag == TOO_BIG:
                 fields = json.loads(value)
-                walked = os.stat_result((fields["mode"], fields["ino"], fields["dev"], 0, 0, 0,
-                                         fields["size"], 0, 0, 0))
+                walked = walked_stat(fields["mode"], fields["ino"], fields["dev"],
+                                     fields["size"])
                 added = _add_big_file(fields["path"], fields["name"], walked, producer, spool,
                                       warnings)
                 if added is not None:
@@ -768,32 +759,25 @@ _LATER_FIELDS = 10
 
 
 def _later_record(rec: _Later) -> bytes:
-    """One NUL-terminated record (NUL cannot occur in a path; surrogateescape keeps names
-    that are not valid UTF-8). A folder keeps the stat of the first pass, so its member
-    says what the walk saw."""
+    """One record of watcher/snapshot/nulrecords.py (surrogateescape keeps names that are
+    not valid UTF-8). A folder keeps the stat of the first pass, so its member says what the
+    walk saw."""
     fields = (rec.kind, rec.rel, rec.path, str(rec.mode), str(rec.mtime_ns), str(rec.uid),
               str(rec.gid), str(rec.dev), str(rec.ino), str(rec.size))
-    return "".join(f + "\0" for f in fields).encode("utf-8", "surrogateescape")
+    return nulrecords.encode(f.encode("utf-8", "surrogateescape") for f in fields)
 
 
 def _read_later(fh: Any) -> Iterator[_Later]:
     """The records written by :func:`_later_record`, read in bounded blocks."""
-    rest = b""
-    while block := fh.read(1 << 16):
-        *fields, rest = (rest + block).split(b"\0")
-        whole = len(fields) - len(fields) % _LATER_FIELDS
-        # an incomplete record waits for the next block
-        rest = b"".join(f + b"\0" for f in fields[whole:]) + rest
-        for i in range(0, whole, _LATER_FIELDS):
-            kind, rel, path, *numbers = (f.decode("utf-8", "surrogateescape")
-                                         for f in fields[i:i + _LATER_FIELDS])
-            mode, mtime_ns, uid, gid, dev, ino, size = (int(n) for n in numbers)
-            yield _Later(kind, rel, path, mode, mtime_ns, uid, gid, dev, ino, size)
+    for fields in nulrecords.decode(iter(lambda: fh.read(1 << 16), b""), _LATER_FIELDS):
+        kind, rel, path, *numbers = (f.decode("utf-8", "surrogateescape") for f in fields)
+        mode, mtime_ns, uid, gid, dev, ino, size = (int(n) for n in numbers)
+        yield _Later(kind, rel, path, mode, mtime_ns, uid, gid, dev, ino, size)
 
 
 def _walked(rec: _Later) -> os.stat_result:
     """The walk's type, identity and size of a held-back file: all open_member looks at."""
-    return os.stat_result((rec.mode, rec.ino, rec.dev, 0, 0, 0, rec.size, 0, 0, 0))
+    return walked_stat(rec.mode, rec.ino, rec.dev, rec.size)
 
 
 def _later_file(rec: _Later) -> tuple[str, os.stat_result] | None:
@@ -801,12 +785,9 @@ def _later_file(rec: _Later) -> tuple[str, os.stat_result] | None:
     return (rec.path, _walked(rec)) if rec.size <= SMALL_FILE else None
 
 
-def _first_pass_file(entry: Entry) -> tuple[str, os.stat_result] | None:
-    """A walked entry the reader reads ahead: a small regular file that goes in now."""
-    if (entry.kind != "file" or entry.st.st_size > SMALL_FILE
-            or looks_incompressible(entry.path, entry.rel, entry.st)):
-        return None
-    return entry.path, entry.st
+#: what the first pass does with a regular file (see its ``route``): the packer took it, a
+#: delta takes it unchanged from its base, or it waits for the pass of incompressible files
+PACKED, REFERENCED, LATER = "packed", "referenced", "later"
 
 
 # internal, called once with all it needs
@@ -818,23 +799,29 @@ def _add_first_pass(entries: Iterator[Entry], producer: TarProducer,  # noqa: PL
                     ahead: ReadAhead, packing: _Packing) -> tuple[int, int]:
     members = content = 0
 
-    def route(entry: Entry) -> tuple[Entry, bool, tuple[str, os.stat_result] | None]:
-        """(entry, handed to the packer?, the file the read-ahead reads for it)"""
+    def route(entry: Entry) -> tuple[Entry, str | None, tuple[str, os.stat_result] | None]:
+        """(entry, PACKED, REFERENCED, LATER or None, the file the read-ahead reads for it),
+        decided once per file: the trial compression of a big file reads it."""
+        if entry.kind != "file":
+            return entry, None, None
         # a delta's unchanged files are referenced, never read
-        if base_members is not None and entry.kind == "file" and _unchanged(
-                base_members.get(FILES_PREFIX + entry.rel), entry.st):
-            return entry, False, None
-        target = _first_pass_file(entry)
-        if target is not None and packing.take(entry.path, FILES_PREFIX + entry.rel, entry.st):
-            return entry, True, None
-        return entry, False, target
+        if base_members is not None and _unchanged(base_members.get(FILES_PREFIX + entry.rel),
+                                                   entry.st):
+            return entry, REFERENCED, None
+        if looks_incompressible(entry.path, entry.rel, entry.st):
+            return entry, LATER, None
+        if entry.st.st_size > SMALL_FILE:
+            return entry, None, None  # streamed when its turn comes
+        if packing.take(entry.path, FILES_PREFIX + entry.rel, entry.st):
+            return entry, PACKED, None
+        return entry, None, (entry.path, entry.st)
 
     routed = (route(entry) for entry in entries)
-    for (entry, packed, _), outcome in ahead.in_order(routed, lambda item: item[2]):
+    for (entry, how, _), outcome in ahead.in_order(routed, lambda item: item[2]):
         producer.check_stop()
         between()
         st = entry.st
-        if packed:
+        if how == PACKED:
             if producer.progress:
                 producer.progress(st.st_size)
             continue
@@ -872,12 +859,13 @@ def _add_first_pass(entries: Iterator[Entry], producer: TarProducer,  # noqa: PL
                                    target=target))
             members += 1
             continue
-        if base_members is not None and _unchanged(base_members.get(name), st):
+        if how == REFERENCED:
+            assert base_members is not None
             spool.add_referenced(base_members[name])
             members += 1
             content += st.st_size
             continue
-        if outcome is None and looks_incompressible(entry.path, entry.rel, st):
+        if how == LATER:
             later.write(_later_record(_Later("f", entry.rel, entry.path, st.st_mode,
                                              dev=st.st_dev, ino=st.st_ino, size=st.st_size)))
             continue

@@ -297,18 +297,24 @@ class Fingerprint:
         """The summary: the entries counted plus the configured databases as they are now."""
         digest = self._digest.copy()
         total = self.bytes
-        for db in cfg.source.database_paths():
-            for suffix in ("", "-wal"):
-                try:
-                    st = os.stat(str(db) + suffix)
-                except OSError:
-                    continue
-                if suffix and st.st_size == 0:
-                    continue  # an empty -wal (left by any reader) is the same as none
-                digest.update(_db_line(str(db) + suffix, st))
-                total += st.st_size
+        for path, st in database_files(cfg):
+            digest.update(_db_line(path, st))
+            total += st.st_size
         return TreeSummary(files=self.files, bytes=total, fingerprint=digest.hexdigest(),
                            databases=tuple(self.databases))
+
+
+def database_files(cfg: Config) -> Iterator[tuple[str, os.stat_result]]:
+    """Each configured database file and its -wal, as (path, stat), where they exist; an
+    empty -wal (left by any reader) is the same as none."""
+    for db in cfg.source.database_paths():
+        for suffix in ("", "-wal"):
+            try:
+                st = os.stat(str(db) + suffix)
+            except OSError:
+                continue
+            if not suffix or st.st_size:
+                yield str(db) + suffix, st
 
 
 def summarize(cfg: Config) -> TreeSummary:

@@ -36,12 +36,14 @@ from watcher.archive.files import (
     PARTIAL_SUFFIX,
     archive_kind_of,
     copy_name,
+    file_sha256,
     fsync_dir,
     newest_first,
     open_private,
     parse_snapshot_id,
     snapshot_id_of,
     snapshot_time,
+    write_all,
 )
 from watcher.config.settings import DriveConfig
 from watcher.destinations.base import (
@@ -412,9 +414,7 @@ class GoogleDriveDestination(Destination):
                 offset = 0
         hasher = hashlib.sha256()
         if offset:
-            with open(partial, "rb") as f:
-                while block := f.read(4 << 20):
-                    hasher.update(block)
+            file_sha256(partial, hasher=hasher)
         fd = open_private(partial, os.O_WRONLY | os.O_CREAT | (0 if offset else os.O_TRUNC))
         try:
             os.lseek(fd, offset, os.SEEK_SET)
@@ -430,9 +430,7 @@ class GoogleDriveDestination(Destination):
                          self.stop)
                     continue
                 failures = 0
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
                 hasher.update(data)
                 offset += len(data)
                 if progress:

@@ -51,6 +51,7 @@ from watcher.archive.files import (
     sidecar_line,
     snapshot_id_of,
     snapshot_time,
+    write_all,
 )
 from watcher.config.settings import RcloneConfig
 from watcher.destinations.base import (
@@ -327,9 +328,7 @@ class RcloneDestination(Destination):
         try:
             def write(block: bytes) -> None:
                 nonlocal got
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, block)
                 hasher.update(block)
                 got += len(block)
                 if progress:
