@@ -4,8 +4,10 @@ Layout (README.md, "The archive"): ``files/<path under root>``, ``databases/<fil
 ``manifest.json`` last. Written as ``<archive>.partial``, fsynced, then renamed after its
 ``.sha256`` sidecar, so a file named ``*.tar.zst`` in the local dir is always complete. The
 database copies run in a thread alongside the tree (SQLite releases the GIL), so their time is
-mostly hidden; each database member is streamed as soon as its copy is checked, between two
-tree members.
+mostly hidden; each database member is streamed as soon as its copy is checked and the walk
+is done, between two tree members. Not during the walk: streaming a database takes the walking
+thread for a while (0.4 s for 116 MB here), and the tree packer gets its files only from the
+walk, so it would sit idle meanwhile.
 
 The databases are the configured ones and, with ``source.discover_databases``, those the walk
 finds under the root (watcher/snapshot/tree.py), each copied as soon as the walk reaches it
@@ -239,14 +241,18 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
         if plan.base is not None:
             _add_rebuild_script(producer, spool)
 
+        walking = True  # the databases wait for the walk's end (see the module doc)
+
         def between() -> None:
-            databases.poll()
+            if not walking:
+                databases.poll()
             if limit is not None and delta_too_big(sink.size if sink else 0, *limit):
                 raise DeltaTooBig(f"the delta outgrew {cfg.snapshot.max_delta_ratio:g} of "
                                   f"{plan.base.id if plan.base else ''}'s size")
 
         def after_walk() -> None:
-            nonlocal summary
+            nonlocal summary, walking
+            walking = False
             summary = counted.finish(cfg)
             if on_total:
                 on_total(summary.bytes)
