@@ -11,6 +11,7 @@ import os
 import shlex
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tarfile
@@ -453,3 +454,42 @@ def test_the_readme_steps_rebuild_a_delta_with_tar_and_python3_alone(
     assert con.execute("SELECT nombre FROM personas WHERE id = 7").fetchone() == ("editada",)
     con.close()
     assert shlex.split(steps[-1])[0] == "python3"
+
+
+def test_every_file_a_run_writes_in_the_backup_dir_is_private_whatever_the_umask(
+        cfg: Config, siip: Path) -> None:
+    """The work files hold the database (its copy, a delta's changed pages) or the list of
+    the project's files, as the archives do: 0600 while they exist, not the umask's 0644."""
+    local = cfg.local.dir
+    seen: dict[str, int] = {}
+
+    def look(_: int) -> None:
+        for path in local.rglob("*"):
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue  # a work file gone between the listing and its stat
+            seen[path.relative_to(local).as_posix()] = st.st_mode
+
+    old = os.umask(0o022)
+    try:
+        backup(cfg, progress=look)
+        with sqlite3.connect(siip / "siip_database.db") as db:
+            db.execute("UPDATE personas SET nombre = 'editada' WHERE id = 7")
+        db.close()
+        (siip / "app" / "views.py").write_text("# editado\n")
+        assert backup(cfg, progress=look).snapshot.kind == "delta"
+    finally:
+        os.umask(old)
+    look(0)  # and what stays once the runs are done
+
+    def named(suffix: str) -> list[str]:
+        return [name for name in seen if name.endswith(suffix)]
+
+    # the run's work files were there to be looked at: the test sees what it claims to
+    for work in (".db0.partial", ".db0.partial.pages", ".manifest.partial", ".later.partial",
+                 "db0.digests", "last-manifest.json", "manifest.json", "catalog.sqlite3"):
+        assert named(work), f"no {work} seen during the runs: {sorted(seen)}"
+    loose = {name: oct(stat.S_IMODE(mode)) for name, mode in seen.items()
+             if stat.S_IMODE(mode) != (0o700 if stat.S_ISDIR(mode) else 0o600)}
+    assert not loose

@@ -8,7 +8,9 @@ the backup API's included (a WAL writer would not: readers go on beside it).
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_config, make_siip_tree
+from tests.helpers import make_config, make_siip_tree, wait_until
 from watcher.archive.restore import restore
 from watcher.backup.report import RunReport
 from watcher.backup.run import run_backup
@@ -158,3 +160,30 @@ def test_snapshot_is_named_after_the_copy_not_the_start_of_the_wait(
     finally:
         con.close()
     assert rows == 1
+
+
+def test_the_copy_is_private_while_it_waits_for_the_lock(
+        siip_rollback: Path, tmp_path: Path, holder: subprocess.Popen[str]) -> None:
+    """The copy holds the whole database from its first page on; a lock can keep it waiting
+    for minutes, and SQLite would create it per the umask."""
+    local = tmp_path / "backups"
+    cfg = make_config(siip_rollback, local)
+    modes: list[int] = []
+
+    def progress(_: int) -> None:
+        if modes:
+            return
+        copy = wait_until(lambda: next(local.glob(".*.db0.partial"), None),
+                          "the database copy to be created")
+        modes.append(copy.stat().st_mode)
+        assert holder.stdin is not None
+        holder.stdin.write("commit\n")  # the copy was waiting: now it can go on
+        holder.stdin.flush()
+
+    old = os.umask(0o022)
+    try:
+        report = run_backup(cfg, trigger="manual", email=False, progress=progress)
+    finally:
+        os.umask(old)
+    assert report.status == "ok", report.errors
+    assert modes and oct(stat.S_IMODE(modes[0])) == "0o600"

@@ -144,6 +144,12 @@ def open_private(path: Path, flags: int) -> int:
     return fd
 
 
+def private_opener(path: str | os.PathLike[str], flags: int) -> int:
+    """``opener`` for :func:`open` that creates the file as :func:`open_private` does: every
+    work file in the backup dir holds the database, its pages or the project's file list."""
+    return open_private(Path(path), flags)
+
+
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """Write all of ``data`` to ``fd`` (``os.write`` may take less than it is given)."""
     view = memoryview(data)

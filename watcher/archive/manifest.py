@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from watcher.archive.files import FULL
+from watcher.archive.files import FULL, private_opener
 
 MANIFEST_MEMBER = "manifest.json"
 FILES_PREFIX = "files/"
@@ -71,7 +71,8 @@ class ManifestSpool:
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
-        self._fh: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish
+        self._fh: IO[str] = open(  # noqa: SIM115 - closed in finish
+            path, "w", encoding="utf-8", opener=private_opener)
         head = json.dumps(header, ensure_ascii=False)
         # the members list goes last so it can be streamed; the header keys stay readable
         self._fh.write(head[:-1] + ', "members": [\n')
@@ -96,7 +97,7 @@ class ManifestSpool:
         written as the ``referenced`` list after the members)."""
         if self._referenced is None:
             self._referenced = open(  # noqa: SIM115 - closed in finish or discard
-                self._side, "w+", encoding="utf-8")
+                self._side, "w+", encoding="utf-8", opener=private_opener)
         else:
             self._referenced.write(",\n")
         self._referenced.write(dump_json(entry))

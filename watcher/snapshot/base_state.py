@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from watcher.archive.files import FULL, PARTIAL_SUFFIX, fsync_dir, write_private_atomic
+from watcher.archive.files import (
+    FULL,
+    PARTIAL_SUFFIX,
+    fsync_dir,
+    private_opener,
+    write_private_atomic,
+)
 from watcher.archive.rebuild import page_record
 from watcher.snapshot.plan import BaseFull
 from watcher.state.store import LocalStore
@@ -140,12 +146,14 @@ class StateWriter:
         name = f"db{len(self.databases)}.digests"
         self.databases.append({"path": path, "member": member, "page_size": page_size,
                                "pages": pages, "digests": name})
-        with open(self.dir / name, "wb") as out:
+        with open(self.dir / name, "wb", opener=private_opener) as out:
             yield out
 
     def commit(self, snapshot_id: str, manifest: Path) -> None:
         """Publish the state under the full's id and drop every older full's."""
-        shutil.copyfile(manifest, self.dir / MANIFEST_FILE)
+        with open(manifest, "rb") as src, \
+                open(self.dir / MANIFEST_FILE, "wb", opener=private_opener) as dst:
+            shutil.copyfileobj(src, dst, READ_CHUNK)
         write_private_atomic(self.dir / DATABASES_FILE, json.dumps(
             {"digest": DIGEST, "databases": self.databases}).encode())
         final = self.root / snapshot_id

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from watcher.archive.files import open_private
+
 log = logging.getLogger("watcher.snapshot.take")
 
 #: page cache of the connection that checks a copy, in KiB (SQLite's default is 2000)
@@ -102,6 +104,9 @@ def copy_database(source: Path, target: Path, *, lock_timeout: float = 300.0,
     target.unlink(missing_ok=True)
     wait = _LockWait(source, lock_timeout, log_every, stop)
     try:
+        # created private before a page is in it: the copy holds the whole database for as
+        # long as a locked source keeps it waiting, and SQLite would create it per the umask
+        os.close(open_private(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
         src = _open_source(source)
         try:
             dst = sqlite3.connect(target)
@@ -118,8 +123,6 @@ def copy_database(source: Path, target: Path, *, lock_timeout: float = 300.0,
                 dst.close()
         finally:
             src.close()
-        if os.name == "posix":
-            os.chmod(target, 0o600)
         return _check(source, target, stop, copied_at=copied_at)
     except (DatabaseCopyError, CopyInterrupted):
         target.unlink(missing_ok=True)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher import __version__
-from watcher.archive.files import DELTA, FULL, PARTIAL_SUFFIX
+from watcher.archive.files import DELTA, FULL, PARTIAL_SUFFIX, private_opener
 from watcher.archive.manifest import (
     BASE_KEY,
     DATABASES_PREFIX,
@@ -542,7 +542,7 @@ class _Databases:
         pages_path = job.target.with_name(job.target.name + ".pages")
         member = job.member + PAGES_SUFFIX
         try:
-            with open(pages_path, "w+b") as out:
+            with open(pages_path, "w+b", opener=private_opener) as out:
                 diff = diff_pages(copy.copy, based, out)
                 size = out.tell()
                 out.seek(0)
@@ -704,7 +704,7 @@ def _add_tree(entries: Iterator[Entry], producer: TarProducer, spool: ManifestSp
     walk finds, which is not a tree member.
     """
     ahead = ReadAhead()
-    with open(later_path, "w+b") as later:
+    with open(later_path, "w+b", opener=private_opener) as later:
         try:
             members, content = _add_first_pass(entries, producer, spool, warnings,
                                                later, between, on_database, base_members,
