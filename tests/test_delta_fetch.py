@@ -4,6 +4,8 @@ is no longer in the local dir but is on Drive, a new machine restoring both from
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,26 @@ def test_verify_all_reads_each_full_once_and_names_a_damaged_base(
         assert not outcomes[delta.id].ok
         assert any(f1.id in p and "damaged" in p for p in outcomes[delta.id].problems)
     assert reads.count(Path(f1.file).name) == 1
+
+
+def test_verify_all_keeps_a_fulls_database_copies_private_whatever_the_umask(
+        cfg: Config, siip: Path) -> None:
+    """What `verify --all` keeps of a full for its deltas (the database copies) sits in the
+    local dir, or in the system's /tmp when that is read-only: 0700 folders, 0600 files."""
+    for full in (True, False):
+        (siip / "app" / "otro.py").write_text(f"full = {full}\n")
+        assert run_backup(cfg, trigger="manual", email=False, full=full).snapshot is not None
+    old = os.umask(0o022)
+    try:
+        checks = verify_snapshots(cfg, "local", None, every=True)
+        first = next(checks)  # the full: what it keeps for the delta is there now
+        assert first.result.ok, first.result.problems
+        kept = [p for p in cfg.local.dir.glob(".verify-fulls-*/**/*")] + \
+            list(cfg.local.dir.glob(".verify-fulls-*"))
+        loose = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in kept
+                 if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)}
+        assert any(p.is_file() for p in kept), f"nothing kept to look at: {kept}"
+        assert not loose
+        assert all(o.result.ok for o in checks)
+    finally:
+        os.umask(old)

@@ -57,9 +57,11 @@ def verify_snapshots(cfg: Config, source: str, ident: str | None, *, every: bool
             with fetched(cfg, source, one, bars=bars, identity=identity) as archive:
                 keep = Path(kept) / archive.snapshot_id
                 if base_of(archive) is None:
-                    # the previous full's deltas are done: its database copies can go
-                    shutil.rmtree(kept, ignore_errors=True)
-                    keep.mkdir(parents=True)
+                    # the previous full's deltas are done: its database copies can go. The
+                    # folder itself stays, 0700 as made: it may be in the system's /tmp
+                    for old in Path(kept).iterdir():
+                        shutil.rmtree(old, ignore_errors=True)
+                    keep.mkdir(mode=0o700)
                 outcome = _verified(cfg, source, archive, last, keep, bars=bars,
                                     identity=identity)
             last = outcome.result.checked or last
