@@ -9,6 +9,7 @@ import json
 import os
 import random
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -114,6 +115,43 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
+
+
+def writer_script(commit: str, setup: str = "") -> str:
+    """A script for :func:`committing_writer`: it opens the database named by its argument in
+    WAL mode, runs ``setup``, prints "ready", then commits ``commit`` (a statement on
+    ``con`` that may use the loop's count ``i``) in a loop."""
+    return (f"import sqlite3, sys\n"
+            f"con = sqlite3.connect(sys.argv[1], timeout=30)\n"
+            f"con.execute('PRAGMA journal_mode=WAL')\n"
+            f"{setup}"
+            f"print('ready', flush=True)\n"
+            f"i = 0\n"
+            f"while True:\n"
+            f"    i += 1\n"
+            f"    with con:\n"
+            f"        {commit}\n")
+
+
+#: the start of a script that kills itself with SIGKILL once its ``progress(n)`` has counted
+#: ``limit`` bytes (the script sets ``limit`` and hands ``progress`` to what it runs)
+KILL_AFTER = """
+import os, signal, sys
+from pathlib import Path
+done = 0
+def progress(n):
+    global done
+    done += n
+    if done >= limit:
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def not_private(modes: dict[str, int]) -> dict[str, str]:
+    """Of ``modes`` (name -> st_mode), those that are not 0700 for a folder or 0600 for
+    anything else, as octal strings."""
+    return {name: oct(stat.S_IMODE(mode)) for name, mode in modes.items()
+            if stat.S_IMODE(mode) != (0o700 if stat.S_ISDIR(mode) else 0o600)}
 
 
 @contextlib.contextmanager

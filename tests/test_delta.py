@@ -11,7 +11,6 @@ import os
 import shlex
 import signal
 import sqlite3
-import stat
 import subprocess
 import sys
 import tarfile
@@ -24,11 +23,14 @@ import zstandard
 
 from tests.helpers import (
     FULLS_ONLY,
+    KILL_AFTER,
     REPO,
     clean_env,
     committing_writer,
     make_config,
+    not_private,
     write_config,
+    writer_script,
 )
 from watcher.actions.list import list_snapshots
 from watcher.actions.restore import restore_snapshot
@@ -41,17 +43,8 @@ from watcher.notify.message import build_report_message
 from watcher.snapshot.base_state import STATE_DIR
 from watcher.snapshot.plan import BaseFull, delta_too_big, plan_snapshot
 
-WRITER = r"""
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], timeout=30)
-con.execute("PRAGMA journal_mode=WAL")
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    with con:
-        con.execute("UPDATE personas SET nombre = ? WHERE id = ?", (f"cambio {i}", i % 3000 + 1))
-"""
+WRITER = writer_script(
+    'con.execute("UPDATE personas SET nombre = ? WHERE id = ?", (f"cambio {i}", i % 3000 + 1))')
 
 
 def backup(cfg: Config, **kw: Any) -> RunReport:
@@ -359,18 +352,10 @@ def test_full_every_days_0_writes_fulls_byte_for_byte_as_before(
 # --- a kill in the middle, and the manual path -----------------------------------------------
 
 
-KILLER = """
-import os, signal, sys
-from pathlib import Path
+KILLER = KILL_AFTER + """
 from watcher.backup.run import run_backup, summary_line
 from watcher.config.settings import load
 cfg, limit = load(Path(sys.argv[1])), int(sys.argv[2])
-done = 0
-def progress(n):
-    global done
-    done += n
-    if done >= limit:
-        os.kill(os.getpid(), signal.SIGKILL)
 run_backup(cfg, trigger="manual", email=False, progress=progress)
 """
 
@@ -490,6 +475,4 @@ def test_every_file_a_run_writes_in_the_backup_dir_is_private_whatever_the_umask
     for work in (".db0.partial", ".db0.partial.pages", ".manifest.partial", ".later.partial",
                  "db0.digests", "last-manifest.json", "manifest.json", "catalog.sqlite3"):
         assert named(work), f"no {work} seen during the runs: {sorted(seen)}"
-    loose = {name: oct(stat.S_IMODE(mode)) for name, mode in seen.items()
-             if stat.S_IMODE(mode) != (0o700 if stat.S_ISDIR(mode) else 0o600)}
-    assert not loose
+    assert not not_private(seen)

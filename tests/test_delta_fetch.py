@@ -5,14 +5,13 @@ is no longer in the local dir but is on Drive, a new machine restoring both from
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
 
 from scripts.fakedrive import DriveServer
 from tests.fakes.drive import drive_config, drive_settings
-from tests.helpers import assert_restored, make_config
+from tests.helpers import assert_restored, make_config, not_private
 from watcher.actions.restore import restore_snapshot
 from watcher.actions.verify import verify_snapshots
 from watcher.archive import read
@@ -143,10 +142,8 @@ def test_verify_all_keeps_a_fulls_database_copies_private_whatever_the_umask(
         assert first.result.ok, first.result.problems
         kept = [p for p in cfg.local.dir.glob(".verify-fulls-*/**/*")] + \
             list(cfg.local.dir.glob(".verify-fulls-*"))
-        loose = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in kept
-                 if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)}
         assert any(p.is_file() for p in kept), f"nothing kept to look at: {kept}"
-        assert not loose
+        assert not not_private({str(p): p.stat().st_mode for p in kept})
         assert all(o.result.ok for o in checks)
     finally:
         os.umask(old)

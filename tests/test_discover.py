@@ -19,7 +19,13 @@ import pytest
 import zstandard
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileModifiedEvent
 
-from tests.helpers import committing_writer, make_config, make_siip_tree, write_config
+from tests.helpers import (
+    committing_writer,
+    make_config,
+    make_siip_tree,
+    write_config,
+    writer_script,
+)
 from watcher.archive.read import verify
 from watcher.archive.restore import restore
 from watcher.backup.report import RunReport
@@ -33,20 +39,11 @@ from watcher.snapshot.tree import tree_fingerprint
 
 CHAT = "app/chat/chat.db"
 
-WRITER = r"""
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], timeout=30)
-con.execute("PRAGMA journal_mode=WAL")
 # never checkpoint into the main file: every commit of the run stays in the -wal, the part a
 # raw copy of the main file misses
-con.execute("PRAGMA wal_autocheckpoint=0")
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    with con:
-        con.execute("INSERT INTO mensajes (texto) VALUES (?)", (f"mensaje {i}" * 20,))
-"""
+WRITER = writer_script('con.execute("INSERT INTO mensajes (texto) VALUES (?)", '
+                       '(f"mensaje {i}" * 20,))',
+                       setup="con.execute('PRAGMA wal_autocheckpoint=0')\n")
 
 
 def make_db(path: Path, rows: int = 200, *, wal: bool = True) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from tests.helpers import KILL_AFTER
 from watcher.archive.files import sidecar_line
 from watcher.archive.manifest import FORMAT_VERSION, MANIFEST_MEMBER, member_entry
 from watcher.archive.read import ArchiveError, verify
@@ -171,17 +172,9 @@ def test_new_restore_folder_is_private_whatever_the_umask(cfg: Config, siip: Pat
         stat.S_IMODE((siip / "app" / "views.py").stat().st_mode)
 
 
-KILLER = """
-import os, signal, sys
-from pathlib import Path
+KILLER = KILL_AFTER + """
 from watcher.archive.restore import restore
 archive, target, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-done = 0
-def progress(n):
-    global done
-    done += n
-    if done >= limit:
-        os.kill(os.getpid(), signal.SIGKILL)
 restore(archive, target, progress=progress)
 """
 

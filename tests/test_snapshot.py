@@ -26,6 +26,7 @@ from tests.helpers import (
     make_siip_tree,
     wait_until,
     write_config,
+    writer_script,
 )
 from watcher.archive.read import verify
 from watcher.archive.restore import restore
@@ -110,18 +111,8 @@ def test_archive_layout_and_plain_tools(cfg: Config, tmp_path: Path) -> None:
             assert hashlib.sha256(data).hexdigest() == member["sha256"], member["path"]
 
 
-WRITER = r"""
-import sqlite3, sys, time
-con = sqlite3.connect(sys.argv[1], timeout=30)
-con.execute("PRAGMA journal_mode=WAL")
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    with con:
-        con.execute("INSERT INTO personas (nombre, datos) VALUES (?, randomblob(2000))",
-                    (f"escritor {i}",))
-"""
+WRITER = writer_script('con.execute("INSERT INTO personas (nombre, datos) VALUES '
+                       '(?, randomblob(2000))", (f"escritor {i}",))')
 
 
 def test_consistent_copy_while_a_writer_process_commits(tmp_path: Path) -> None:

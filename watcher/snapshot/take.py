@@ -241,18 +241,15 @@ def _take(  # noqa: PLR0912,PLR0913,PLR0915
         if plan.base is not None:
             _add_rebuild_script(producer, spool)
 
-        walking = True  # the databases wait for the walk's end (see the module doc)
-
         def between() -> None:
-            if not walking:
+            if summary is not None:  # the walk is done: the databases waited for it
                 databases.poll()
             if limit is not None and delta_too_big(sink.size if sink else 0, *limit):
                 raise DeltaTooBig(f"the delta outgrew {cfg.snapshot.max_delta_ratio:g} of "
                                   f"{plan.base.id if plan.base else ''}'s size")
 
         def after_walk() -> None:
-            nonlocal summary, walking
-            walking = False
+            nonlocal summary
             summary = counted.finish(cfg)
             if on_total:
                 on_total(summary.bytes)
@@ -406,7 +403,8 @@ class _DatabaseJob:
 
 class _Databases:
     """The database copies of one snapshot, made one at a time on their own thread and
-    added to the archive in the order they were started, each as soon as it is checked."""
+    added to the archive in the order they were started, each as soon as it is checked and
+    the walk is done (see the module doc)."""
 
     def __init__(self, cfg: Config, store: LocalStore, stem: str,
                  stop: threading.Event | None, *, base: BaseState | None,
